@@ -1,0 +1,9 @@
+from django.db import models
+
+
+class Note(models.Model):
+    text = models.CharField(max_length=200)
+    announced = models.BooleanField(default=False)
+
+    class Meta:
+        app_label = "notes"

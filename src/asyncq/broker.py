@@ -1,0 +1,306 @@
+"""The one layer that talks to Redis: arq's ``ArqRedis`` plus asyncq's Lua scripts.
+
+Everything above (App, Job, Worker, CLI) calls these methods and never builds a key or a script call itself.
+Each method is one round trip. Keeping arq's client as the base means ``broker.enqueue_job`` (arq's own
+enqueue) still works on the same connection, and arq's ``Job(job_id, broker)`` can read what we wrote.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import msgpack
+from arq.connections import ArqRedis
+from redis import ConnectionPool as SyncConnectionPool
+from redis import Redis as SyncRedis
+from redis.asyncio import ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from asyncq import keys
+from asyncq.exceptions import BrokerUnavailable
+from asyncq.scripts import Scripts, script_source
+
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and errors."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user + ':***' if user else '***'}@{host}"
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """One job for ``Broker.enqueue``: its id, where it goes, when it may run, and its encoded payload."""
+
+    job_id: str
+    lane: str
+    queue: str
+    score: int
+    ttl_ms: int
+    payload: bytes
+    guard_key: str = ""
+    guard_tick: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A job this worker now holds the lease of."""
+
+    job_id: str
+    lane: str
+    queue: str
+    payload: bytes | None
+    job_try: int
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """What the renew and finish scripts need to prove a worker still owns a job."""
+
+    job_id: str
+    token: str
+    lane: str
+    queue: str
+
+
+def enqueue_args(jobs: Sequence[NewJob]) -> list[Any]:
+    """The enqueue script's arguments: the batch's metadata packed into one msgpack argument (lanes and
+    queues named once), then one argument per payload. Fewer arguments is most of the producer's speed."""
+    lanes: dict[str, int] = {}
+    queues: dict[str, int] = {}
+    rows = []
+    for j in jobs:
+        lane_i = lanes.setdefault(j.lane, len(lanes) + 1)  # Lua tables are 1-based
+        queue_i = queues.setdefault(j.queue, len(queues) + 1)
+        rows.append((j.job_id, lane_i, queue_i, j.score, j.ttl_ms, j.guard_key, j.guard_tick))
+    meta = msgpack.packb((list(lanes), list(queues), rows), use_bin_type=False)
+    return [now_ms(), keys.JOB_PREFIX, keys.RESULT_PREFIX, keys.WAKE_PREFIX, keys.QUEUES_SET, meta,
+            *(j.payload for j in jobs)]
+
+
+class SyncBroker:
+    """Enqueue from sync code (a Django view, a script, the Celery layer's ``delay()``) with a plain
+    redis-py client: no event loop, no thread hop, one round trip. Thread-safe (redis-py's pool)."""
+
+    def __init__(self, url: str, *, connect_timeout: float = 5.0, command_timeout: float = 10.0) -> None:
+        self._client = SyncRedis(connection_pool=SyncConnectionPool.from_url(
+            url, socket_connect_timeout=connect_timeout, socket_timeout=command_timeout))
+        self._enqueue = self._client.register_script(script_source("enqueue"))
+        self.url_for_humans = redact(url)
+
+    def enqueue(self, jobs: Sequence[NewJob]) -> list[int]:
+        try:
+            out = self._enqueue(args=enqueue_args(jobs))
+        except REDIS_DOWN as exc:
+            raise BrokerUnavailable(
+                f"Redis at {self.url_for_humans} is unreachable while enqueueing {len(jobs)} job(s) ({exc}); "
+                "nothing was written. Check that Redis runs and ASYNCQ_REDIS_URL points at it, then try again."
+            ) from exc
+        return [int(x) for x in out]
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class Broker(ArqRedis):
+    """arq's Redis client with asyncq's scripts registered on it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.scripts = Scripts(self)
+        self.url_for_humans = "redis"
+
+    @classmethod
+    def connect(cls, url: str, *, connect_timeout: float = 5.0, command_timeout: float = 10.0) -> Broker:
+        pool = ConnectionPool.from_url(
+            url,
+            socket_connect_timeout=connect_timeout,
+            socket_timeout=command_timeout,
+            health_check_interval=30,
+        )
+        broker = cls(pool)
+        broker.url_for_humans = redact(url)
+        return broker
+
+    def unavailable(self, exc: BaseException, doing: str, *, nothing_written: bool = False) -> BrokerUnavailable:
+        written = " nothing was written." if nothing_written else ""
+        return BrokerUnavailable(
+            f"Redis at {self.url_for_humans} is unreachable while {doing} ({exc});{written} "
+            "Check that Redis runs and ASYNCQ_REDIS_URL points at it, then try again."
+        )
+
+    # --- producer side -------------------------------------------------------------------------------------
+    async def enqueue(self, jobs: Sequence[NewJob]) -> list[int]:
+        """Enqueue a batch atomically in one round trip; one status per job (1 new, 0 duplicate, -1 guarded)."""
+        try:
+            out = await self.scripts.enqueue(args=enqueue_args(jobs))
+        except REDIS_DOWN as exc:
+            raise self.unavailable(exc, f"enqueueing {len(jobs)} job(s)", nothing_written=True) from exc
+        return [int(x) for x in out]
+
+    async def abort(self, job_id: str, lane: str, aborted_result: bytes, keep_ms: int) -> int:
+        return int(
+            await self.scripts.abort(
+                args=[
+                    now_ms(), keys.IN_PROGRESS_PREFIX, keys.JOB_PREFIX, keys.RETRY_PREFIX, keys.RESULT_PREFIX,
+                    keys.ABORT_SET, keys.ABORT_CHANNEL, keys.DONE_PREFIX, job_id, lane, aborted_result, keep_ms,
+                ]
+            )
+        )
+
+    # --- worker side ---------------------------------------------------------------------------------------
+    async def claim(
+        self, lanes: Sequence[str], lane_queues: Sequence[str], want: int, lease_ms: int, worker_id: str
+    ) -> tuple[list[Claimed], int]:
+        """Claim up to ``want`` ready jobs; also returns when the next scheduled job is due (-1: none)."""
+        now = now_ms()
+        args: list[Any] = [
+            now, want, lease_ms, worker_id,
+            keys.IN_PROGRESS_PREFIX, keys.JOB_PREFIX, keys.RETRY_PREFIX, keys.RUNNING_PREFIX, keys.PAUSED_SET,
+            *lane_queues,
+        ]
+        out = await self.scripts.claim(keys=list(lanes), args=args)
+        next_due = int(out[0])
+        claimed = []
+        for i in range(1, len(out), 4):
+            lane_index, job_id, payload, job_try = out[i : i + 4]
+            jid = job_id.decode()
+            lane_idx = int(lane_index) - 1
+            claimed.append(
+                Claimed(
+                    job_id=jid,
+                    lane=lanes[lane_idx],
+                    queue=lane_queues[lane_idx],
+                    payload=payload,
+                    job_try=int(job_try),
+                    token=f"{worker_id}:{now}:{jid}",  # as claim.lua builds it
+                )
+            )
+        return claimed, next_due
+
+    async def renew(self, leases: Sequence[Lease], lease_ms: int) -> list[int]:
+        args: list[Any] = [now_ms(), lease_ms, keys.IN_PROGRESS_PREFIX, keys.RUNNING_PREFIX, keys.ABORT_SET]
+        args.append(len(leases))
+        for lease in leases:
+            args += [lease.job_id, lease.token, lease.lane, lease.queue]
+        return [int(x) for x in await self.scripts.renew(args=args)]
+
+    async def finish(self, done: Sequence[tuple[Lease, bytes, int]]) -> list[int]:
+        """Release finished jobs and store their results: ``(lease, result bytes, keep ms)`` each."""
+        args: list[Any] = [
+            now_ms(), keys.IN_PROGRESS_PREFIX, keys.JOB_PREFIX, keys.RETRY_PREFIX, keys.RESULT_PREFIX,
+            keys.RUNNING_PREFIX, keys.ABORT_SET, keys.DONE_PREFIX, keys.RECENT_JOBS, keys.RECENT_JOBS_MAX, len(done),
+        ]
+        for lease, result, keep_ms in done:
+            args += [lease.job_id, lease.token, lease.lane, lease.queue, result, keep_ms]
+        return [int(x) for x in await self.scripts.finish(args=args)]
+
+    async def requeue(self, lease: Lease, run_at_ms: int, *, give_back_try: bool) -> int:
+        return int(
+            await self.scripts.requeue(
+                args=[
+                    now_ms(), keys.IN_PROGRESS_PREFIX, keys.RETRY_PREFIX, keys.RUNNING_PREFIX, keys.WAKE_PREFIX,
+                    lease.job_id, lease.token, lease.lane, lease.queue, run_at_ms, 1 if give_back_try else 0,
+                ]
+            )
+        )
+
+    async def dead_letter(
+        self, lease: Lease, meta_json: bytes, result: bytes, keep_ms: int, max_size: int
+    ) -> int:
+        return int(
+            await self.scripts.dead_letter(
+                args=[
+                    now_ms(), keys.IN_PROGRESS_PREFIX, keys.JOB_PREFIX, keys.RETRY_PREFIX, keys.RESULT_PREFIX,
+                    keys.RUNNING_PREFIX, keys.ABORT_SET, keys.DONE_PREFIX, keys.DLQ_INDEX, keys.DLQ_PAYLOADS,
+                    keys.DLQ_META, keys.UNKNOWN_SINCE, lease.job_id, lease.token, lease.lane, lease.queue,
+                    meta_json, result, keep_ms, max_size, keys.RECENT_JOBS, keys.RECENT_JOBS_MAX,
+                ]
+            )
+        )
+
+    async def unknown_since(self, job_id: str) -> int:
+        """When a worker first met this job without knowing its task (ms); records now if it is the first."""
+        now = now_ms()
+        async with self.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(keys.UNKNOWN_SINCE, job_id, str(now))
+            pipe.hget(keys.UNKNOWN_SINCE, job_id)
+            _, first = await pipe.execute()
+        return int(first or now)
+
+    # --- queue control ------------------------------------------------------------------------------------
+    async def pause(self, queue: str) -> None:
+        """Stop every worker claiming from ``queue``; its jobs stay queued; running jobs go on."""
+        await cast(Any, self.sadd(keys.PAUSED_SET, keys.check_queue_name(queue)))
+
+    async def resume(self, queue: str) -> None:
+        async with self.pipeline(transaction=True) as pipe:
+            pipe.srem(keys.PAUSED_SET, queue)
+            pipe.publish(keys.wake_channel(queue), now_ms())
+            await pipe.execute()
+
+    async def paused(self) -> set[str]:
+        members: set[bytes] = await cast(Any, self.smembers(keys.PAUSED_SET))
+        return {m.decode() for m in members}
+
+    async def recent_job_ids(self, count: int) -> list[str]:
+        """Ids of the most recently finished jobs (succeeded, failed, dead-lettered), newest first."""
+        raw = await cast(Any, self.lrange(keys.RECENT_JOBS, 0, max(0, count - 1)))
+        return [r.decode() for r in raw]
+
+    # --- dead letters ----------------------------------------------------------------------------------------
+    async def dlq_retry(self, job_id: str, lane: str, queue: str, ttl_ms: int) -> int:
+        return int(
+            await self.scripts.dlq_retry(
+                args=[
+                    now_ms(), keys.JOB_PREFIX, keys.RETRY_PREFIX, keys.RESULT_PREFIX, keys.DLQ_INDEX,
+                    keys.DLQ_PAYLOADS, keys.DLQ_META, keys.WAKE_PREFIX, job_id, lane, queue, ttl_ms,
+                ]
+            )
+        )
+
+    async def dlq_ids(self, offset: int = 0, count: int = 100) -> list[str]:
+        """Dead-letter ids, newest first."""
+        raw = await self.zrevrange(keys.DLQ_INDEX, offset, offset + count - 1)
+        return [r.decode() for r in raw]
+
+    async def dlq_meta(self, job_ids: Sequence[str]) -> list[bytes | None]:
+        if not job_ids:
+            return []
+        return list(await cast(Any, self.hmget(keys.DLQ_META, list(job_ids))))
+
+    async def dlq_payload(self, job_id: str) -> bytes | None:
+        raw: bytes | None = await cast(Any, self.hget(keys.DLQ_PAYLOADS, job_id))
+        return raw
+
+    async def dlq_purge(self, job_ids: Sequence[str] | None = None) -> int:
+        """Delete some dead letters, or all of them when ``job_ids`` is None."""
+        if job_ids is None:
+            async with self.pipeline(transaction=True) as pipe:
+                pipe.zcard(keys.DLQ_INDEX)
+                pipe.delete(keys.DLQ_INDEX, keys.DLQ_PAYLOADS, keys.DLQ_META)
+                count, _ = await pipe.execute()
+            return int(count)
+        if not job_ids:
+            return 0
+        async with self.pipeline(transaction=True) as pipe:
+            pipe.zrem(keys.DLQ_INDEX, *job_ids)
+            pipe.hdel(keys.DLQ_PAYLOADS, *job_ids)
+            pipe.hdel(keys.DLQ_META, *job_ids)
+            removed, _, _ = await pipe.execute()
+        return int(removed)
+

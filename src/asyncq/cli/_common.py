@@ -1,0 +1,186 @@
+"""Shared pieces of the ``asyncq`` command: consoles, the Typer apps, option types and the plumbing that
+turns user errors into one red line and an exit code (1 for a runtime problem, 2 for bad input)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib
+import os
+import sys
+import traceback
+from collections.abc import Coroutine
+from datetime import datetime
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import orjson
+import typer
+from redis.connection import parse_url
+from redis.exceptions import RedisError
+from rich.console import Console
+
+from asyncq.app import App
+from asyncq.broker import REDIS_DOWN, redact
+from asyncq.exceptions import (
+    AsyncqError,
+    ConfigurationError,
+)
+from asyncq.job import JobStatus
+from asyncq.settings import DEFAULT_REDIS_URL
+
+T = TypeVar("T")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+cli = typer.Typer(
+    name="asyncq",
+    help="asyncq: an asyncio task queue on Redis. Run a worker, enqueue jobs, inspect queues and dead letters.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+dlq_cli = typer.Typer(help="Inspect, retry and purge dead letters (jobs that failed for good).", no_args_is_help=True)
+cli.add_typer(dlq_cli, name="dlq")
+
+RedisUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--redis-url",
+        help=f"Redis URL. Default: $ASYNCQ_REDIS_URL, else {DEFAULT_REDIS_URL} (with --app: the App's own).",
+        show_default=False,
+    ),
+]
+AppPath = Annotated[
+    str | None,
+    typer.Option("--app", help="module.path:app of your App, for its serializer and settings.", show_default=False),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+STATUS_STYLE = {
+    JobStatus.complete: "green",
+    JobStatus.failed: "red",
+    JobStatus.dead: "red",
+    JobStatus.aborted: "yellow",
+    JobStatus.in_progress: "cyan",
+    JobStatus.queued: "blue",
+    JobStatus.deferred: "blue",
+    JobStatus.not_found: "red",
+}
+
+
+# --- plumbing ----------------------------------------------------------------------------------------------
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one red line and exit with ``code`` (1: runtime problem, 2: bad input)."""
+    err.print(f"error: {message}", style="red", markup=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; turn the errors a user can fix into one red line."""
+    try:
+        return asyncio.run(coro)
+    except ConfigurationError as exc:
+        fail(str(exc), 2)
+    except AsyncqError as exc:  # BrokerUnavailable, JobNotFound, DeserializationError, ...
+        fail(str(exc))
+    except REDIS_DOWN as exc:
+        fail(f"Redis is unreachable ({exc}); check that it runs and that --redis-url / ASYNCQ_REDIS_URL points at it")
+    except RedisError as exc:
+        fail(f"Redis refused the command ({exc}); check --redis-url / ASYNCQ_REDIS_URL")
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+
+
+def parse_json(raw: str | None, kind: type[T], what: str, example: str) -> T | None:
+    if raw is None:
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        fail(f"{what} is not valid JSON ({exc}); example: {example}", 2)
+    if not isinstance(value, kind):
+        fail(f"{what} must be a JSON {'list' if kind is list else 'object'}, got {raw!r}; example: {example}", 2)
+    return value
+
+
+def dumps(value: Any) -> str:
+    """JSON for humans and scripts; values JSON cannot carry are shown by their repr."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    elif isinstance(value, list):
+        value = [dataclasses.asdict(v) if dataclasses.is_dataclass(v) and not isinstance(v, type) else v for v in value]
+    opts = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+    return orjson.dumps(value, default=repr, option=opts).decode()
+
+
+def load_app(path: str) -> App:
+    """Import ``module.path:attr`` (attr defaults to ``app``), with the current directory on sys.path."""
+    module_name, _, attr = path.partition(":")
+    attr = attr or "app"
+    if not module_name or not all(part.isidentifier() for part in module_name.split(".") + attr.split(".")):
+        fail(f"{path!r} is not an import path; use module.path:app (e.g. myproject.tasks:app)", 2)
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)  # as uvicorn does: `asyncq worker tasks:app` works from the project folder
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            fail(
+                f"cannot import {path!r}: there is no module {exc.name!r} (looked in {cwd} and sys.path); "
+                "run from your project's folder or install it",
+                2,
+            )
+        traceback.print_exc()
+        fail(f"importing {module_name!r} failed: {exc} (traceback above)")
+    except Exception as exc:
+        traceback.print_exc()
+        fail(f"importing {module_name!r} raised {type(exc).__name__}: {exc} (traceback above)")
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            fail(f"module {module_name!r} has no attribute {attr!r}; point at your App: {module_name}:<name>", 2)
+        obj = getattr(obj, part)
+    if not isinstance(obj, App) and isinstance(getattr(obj, "asyncq_app", None), App):
+        obj = obj.asyncq_app  # a Celery-compatible app (asyncq.compat.Celery) runs on its asyncq App
+    if not isinstance(obj, App):
+        fail(f"{module_name}:{attr} is a {type(obj).__name__}, not an asyncq App (or asyncq.compat.Celery)", 2)
+    return obj
+
+
+def make_app(redis_url: str | None, app_path: str | None = None) -> App:
+    """The user's App (``--app``) or a bare one; ``--redis-url`` wins over the App's own URL."""
+    if app_path is None:
+        try:
+            application = App(redis_url=redis_url)
+        except ConfigurationError as exc:
+            fail(str(exc), 2)
+    else:
+        application = load_app(app_path)
+        if redis_url is not None:
+            application.settings = dataclasses.replace(application.settings, redis_url=redis_url)
+    url = application.settings.redis_url
+    try:
+        parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        fail(f"{redact(url)!r} is not a Redis URL ({exc}); e.g. {DEFAULT_REDIS_URL}", 2)
+    return application
+
+
+def fmt_compact(value: Any) -> str:
+    return orjson.dumps(value, default=repr).decode()
+
+
+def fmt_when(value: datetime | None) -> str:
+    return "-" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def fmt_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"

@@ -1,0 +1,281 @@
+"""The top-level commands: worker, enqueue, job, queues, demo."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from asyncq import admin
+from asyncq._version import __version__
+from asyncq.app import App
+from asyncq.broker import redact
+from asyncq.cli._common import (
+    STATUS_STYLE,
+    AppPath,
+    AsJson,
+    RedisUrl,
+    cli,
+    dumps,
+    err,
+    fail,
+    fmt_age,
+    fmt_compact,
+    fmt_when,
+    make_app,
+    out,
+    parse_json,
+    run,
+)
+from asyncq.exceptions import (
+    BrokerUnavailable,
+    ConfigurationError,
+    JobError,
+    JobNotFound,
+    JobTimeout,
+)
+from asyncq.job import JobInfo, JobStatus
+from asyncq.settings import WorkerSettings
+from asyncq.task import JobSpec
+from asyncq.worker.lifecycle import default_queues, run_worker
+
+
+# --- commands ----------------------------------------------------------------------------------------------
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"asyncq {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """asyncq: an asyncio task queue on Redis."""
+
+
+@cli.command()
+def worker(
+    app_path: Annotated[str, typer.Argument(metavar="MODULE:APP", help="Your App: module.path:app (or module).")],
+    queues: Annotated[
+        str | None,
+        typer.Option(
+            help="Queues to serve, in priority order: high,default (default: every queue the App's "
+            "tasks use, the App's default queue first)."
+        ),
+    ] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Jobs in flight at once (default 100).")] = None,
+    lease: Annotated[float | None, typer.Option(help="Job lease in seconds (default 10).")] = None,
+    burst: Annotated[bool, typer.Option("--burst", help="Stop once the queues are empty.")] = False,
+    threads: Annotated[int | None, typer.Option(help="Threads for plain def tasks (default 40).")] = None,
+    shutdown_grace: Annotated[
+        float | None, typer.Option(help="Seconds running jobs get to finish on SIGTERM (default 30).")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    redis_url: RedisUrl = None,
+) -> None:
+    """Run a worker for your App until SIGTERM/SIGINT (or, with --burst, until the queues are empty).
+
+    Options left out come from ASYNCQ_WORKER_* environment variables, else their defaults.
+    """
+    level = logging.getLevelNamesMapping().get(log_level.upper())
+    if level is None:
+        fail(f"--log-level {log_level!r} is not one of debug, info, warning, error", 2)
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    application = make_app(redis_url, app_path)
+    given: dict[str, Any] = {
+        "queues": queues,
+        "concurrency": concurrency,
+        "lease": lease,
+        "threads": threads,
+        "shutdown_grace": shutdown_grace,
+        "burst": True if burst else None,
+    }
+    try:
+        settings = WorkerSettings.from_env(**{k: v for k, v in given.items() if v is not None})
+    except (ConfigurationError, TypeError, ValueError) as exc:
+        fail(str(exc), 2)
+    served = settings.queues or default_queues(application)
+    err.print(
+        f"asyncq worker: {app_path} on {redact(application.settings.redis_url)}, queues {','.join(served)}",
+        style="dim",
+        markup=False,
+        soft_wrap=True,
+    )
+    run(run_worker(application, settings))
+
+
+@cli.command()
+def enqueue(
+    task_name: Annotated[str, typer.Argument(help="The task's registered name, e.g. myproject.tasks.send_email.")],
+    args_json: Annotated[
+        str | None, typer.Argument(metavar="[ARGS_JSON]", help="Positional args, a JSON list.")
+    ] = None,
+    kwargs_json: Annotated[str | None, typer.Option("--kwargs", help="Keyword args, a JSON object.")] = None,
+    queue: Annotated[str | None, typer.Option(help="Queue (default: the task's, else 'default').")] = None,
+    priority: Annotated[int | None, typer.Option(help="0 (lowest) to 9 (highest), default 5.")] = None,
+    delay: Annotated[float | None, typer.Option(help="Run no sooner than this many seconds from now.")] = None,
+    job_id: Annotated[str | None, typer.Option(help="Your own job id (a duplicate id enqueues nothing).")] = None,
+    app_path: AppPath = None,
+    wait: Annotated[float | None, typer.Option(help="Wait up to this many seconds and print the result.")] = None,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Enqueue a job by task name and print its id (the task need not be importable here)."""
+    args = parse_json(args_json, list, "ARGS_JSON", """'[1, "two"]'""") or []
+    kwargs = parse_json(kwargs_json, dict, "--kwargs", """'{"user_id": 42}'""") or {}
+    options = {"queue": queue, "priority": priority, "delay": delay, "job_id": job_id}
+    try:
+        spec = JobSpec(task_name, tuple(args), kwargs).set(**{k: v for k, v in options.items() if v is not None})
+    except ConfigurationError as exc:
+        fail(str(exc), 2)
+    application = make_app(redis_url, app_path)
+
+    async def go() -> None:
+        async with application:
+            (job,) = await application.enqueue_many([spec])
+            print(job.job_id, flush=True)
+            if not job.created:
+                err.print(
+                    f"note: a job with id {job.job_id} exists already; nothing new was enqueued",
+                    style="yellow",
+                    markup=False,
+                    soft_wrap=True,
+                )
+            if wait is not None:
+                print(dumps(await _result(job.job_id, application, wait)))
+
+    run(go())
+
+
+async def _result(job_id: str, application: App, wait: float) -> Any:
+    try:
+        return await application.job(job_id).result(timeout=wait)
+    except JobTimeout:
+        fail(f"job {job_id} did not finish within {wait:g} s; `asyncq job {job_id} --wait SECONDS` waits again")
+    except (BrokerUnavailable, JobNotFound):
+        raise
+    except JobError as exc:
+        fail(f"{exc}; `asyncq job {job_id}` shows the details")
+    except Exception as exc:  # the task's own exception, rebuilt
+        fail(f"job {job_id} failed: {type(exc).__name__}: {exc}; `asyncq job {job_id}` shows the traceback")
+
+
+@cli.command()
+def job(
+    job_id: Annotated[str, typer.Argument(help="The job id that enqueue printed.")],
+    wait: Annotated[float | None, typer.Option(help="First wait up to this many seconds for it to finish.")] = None,
+    as_json: AsJson = False,
+    app_path: AppPath = None,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Show a job: status, arguments, tries, times, worker, and its result or error with traceback."""
+    application = make_app(redis_url, app_path)
+
+    async def go() -> JobInfo:
+        async with application:
+            handle = application.job(job_id)
+            if wait is not None:
+                try:
+                    await handle.result(timeout=wait)
+                except (BrokerUnavailable, JobNotFound):
+                    raise
+                except Exception:  # timed out, or failed: the info below says which
+                    pass
+            return await handle.info()
+
+    info = run(go())
+    if info.status is JobStatus.not_found:
+        fail(
+            f"no job {job_id}: never enqueued, or its result expired (keep_result); check the id and "
+            f"--redis-url ({redact(application.settings.redis_url)})"
+        )
+    if as_json:
+        print(dumps(info))
+        return
+    _print_job(info)
+
+
+def _print_job(info: JobInfo) -> None:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("job", info.job_id)
+    grid.add_row("status", Text(info.status.value, style=STATUS_STYLE.get(info.status, "")))
+    rows = [
+        ("task", info.function or "-"),
+        ("args", fmt_compact(list(info.args))),
+        ("kwargs", fmt_compact(info.kwargs or {})),
+        ("queue", info.queue or "-"),
+        ("tries", str(info.tries)),
+        ("enqueued", fmt_when(info.enqueued_at)),
+        ("scheduled", fmt_when(info.scheduled_for)),
+        ("started", fmt_when(info.started_at)),
+        ("finished", fmt_when(info.finished_at)),
+        ("worker", info.worker or "-"),
+    ]
+    for name, value in rows:
+        grid.add_row(name, Text(value))
+    if info.status is JobStatus.complete:
+        grid.add_row("result", Text(dumps(info.result)))
+    if info.error:
+        grid.add_row("error", Text(info.error, style="red"))
+    if info.dead_letter_reason:
+        grid.add_row("dead letter", Text(info.dead_letter_reason, style="red"))
+    out.print(grid)
+    if info.traceback:
+        out.print(Text(info.traceback.rstrip(), style="dim"), soft_wrap=True)
+
+
+@cli.command()
+def queues(as_json: AsJson = False, app_path: AppPath = None, redis_url: RedisUrl = None) -> None:
+    """Show every queue: ready, oldest ready age, in flight, scheduled, dead letters; and the live workers."""
+    application = make_app(redis_url, app_path)
+
+    async def go() -> tuple[list[admin.QueueStats], list[admin.WorkerInfo]]:
+        async with application:
+            return await admin.queue_stats(application), await admin.list_workers(application)
+
+    stats, workers = run(go())
+    alive = [w for w in workers if w.alive]
+    if as_json:
+        print(
+            dumps({"queues": [dataclasses.asdict(s) for s in stats], "workers": [dataclasses.asdict(w) for w in alive]})
+        )
+        return
+    table = Table("queue", "length", "oldest age", "in flight", "scheduled", "dead letters")
+    for s in stats:
+        table.add_row(
+            s.queue,
+            str(s.length),
+            fmt_age(s.oldest_age),
+            str(s.in_flight),
+            str(s.scheduled),
+            Text(str(s.dead_letters), style="red" if s.dead_letters else ""),
+        )
+    out.print(table if stats else Text("no queues yet: nothing was ever enqueued to this Redis", style="dim"))
+    out.print(f"workers alive: {len(alive)}", markup=False)
+    for w in alive:
+        out.print(
+            f"  {w.worker_id}  queues={','.join(w.queues)}  running={w.running}/{w.concurrency}  "
+            f"last beat {fmt_when(w.last_beat)}",
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+# --- dead letters --------------------------------------------------------------------------------------------
+
+
+@cli.command()
+def demo() -> None:
+    """Run a short demo: a private Redis (unless ASYNCQ_REDIS_URL is set), a worker, a few jobs."""
+    from asyncq.demo import main as demo_main  # imported late: it defines an App and tasks
+
+    raise typer.Exit(demo_main())

@@ -1,0 +1,438 @@
+"""``Celery``: the app object of the compatibility layer, backed by an asyncq ``App``.
+
+``Celery("proj", broker=..., backend=...)`` keeps Celery's configuration (``app.conf``) and task registry and
+builds the asyncq App lazily, on first use, so ``config_from_object`` after the task definitions works as in
+Celery. ``asyncq worker proj.celery:app`` runs it. ``current_app`` and ``shared_task`` keep Celery's notion of a
+current app because Celery code relies on it; everything else is owned by the app instance.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, overload
+
+import orjson
+
+from asyncq import keys
+from asyncq.app import App
+from asyncq.compat import states
+from asyncq.compat.bridge import LoopThread
+from asyncq.compat.canvas import Signature, from_dict
+from asyncq.compat.config import Settings, seconds
+from asyncq.compat.control import Control
+from asyncq.compat.exceptions import ImproperlyConfigured, NotRegistered
+from asyncq.compat.publish import Prepared, after_publish, before_publish, prepare
+from asyncq.compat.ratelimit import RateLimiter, parse_rate
+from asyncq.compat.result import AsyncResult as _AsyncResult
+from asyncq.compat.result import GroupResult as _GroupResult
+from asyncq.compat.schedules import to_trigger
+from asyncq.compat.signals import Signal
+from asyncq.compat.task import Task as _Task
+from asyncq.cron import Schedule
+from asyncq.hooks import Hooks
+
+log = logging.getLogger("asyncq.compat")
+
+TASK_OPTIONS = frozenset({
+    "name", "bind", "base", "max_retries", "default_retry_delay", "autoretry_for", "dont_autoretry_for",
+    "retry_kwargs", "retry_backoff", "retry_backoff_max", "retry_jitter", "acks_late", "ignore_result",
+    "time_limit", "soft_time_limit", "rate_limit", "queue", "priority", "typing", "serializer", "track_started",
+    "expires", "reject_on_worker_lost", "throws", "shared", "pydantic", "trail", "send_events",
+    "store_errors_even_if_ignored", "acks_on_failure_or_timeout",
+})
+UNLIMITED_TRIES = 1_000_000_000
+
+_current: Celery | None = None
+_shared: list[tuple[Callable[..., Any], dict[str, Any]]] = []
+
+
+def get_current_app() -> Celery:
+    """The most recently created app (Celery's default app), created on demand."""
+    global _current
+    if _current is None:
+        _current = Celery("default")
+    return _current
+
+
+class _CurrentApp:
+    """Celery's ``current_app`` proxy: ``current_app.conf``, ``@current_app.task`` reach the current app;
+    calling it (``current_app()``) returns the app itself."""
+
+    def __call__(self) -> Celery:
+        return get_current_app()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(get_current_app(), name)
+
+    def __repr__(self) -> str:
+        return f"<current_app: {get_current_app()!r}>"
+
+
+current_app = _CurrentApp()
+
+
+class _Lifecycle(Hooks):
+    """Celery's worker signals, sent from asyncq's worker hooks."""
+
+    async def on_worker_start(self, worker: Any) -> None:
+        from asyncq.compat import signals
+
+        signals.worker_ready.send(sender=worker)
+
+    async def on_worker_stop(self, worker: Any) -> None:
+        from asyncq.compat import signals
+
+        signals.worker_shutdown.send(sender=worker)
+
+
+class Celery:
+    """A Celery-compatible app. ``broker`` must be a redis:// URL; results live in the same Redis."""
+
+    Task: type[_Task] = _Task
+
+    def __init__(self, main: str | None = None, loader: Any = None, backend: str | None = None, *,
+                 broker: str | None = None, include: Sequence[str] | None = None, task_cls: Any = None,
+                 set_as_current: bool = True, namespace: str | None = None, **conf: Any) -> None:
+        global _current
+        self.main = main
+        self.conf = Settings()
+        #: side-by-side with Celery: True or a compat.router.Router sends each call where the route rules say
+        self.asyncq_router: Any = conf.pop("asyncq_router", None)
+        if broker is not None:
+            conf["broker_url"] = broker
+        if backend is not None:
+            conf["result_backend"] = backend
+        if include:
+            conf["include"] = tuple(include)
+        self.conf.update(conf)
+        if task_cls is not None:
+            self.Task = task_cls if isinstance(task_cls, type) else _import(task_cls)
+        self.tasks: dict[str, _Task] = {}
+        self.control = Control(self)
+        self.bridge = LoopThread(f"asyncq-celery-{main or 'app'}")
+        self.origin = f"{os.getpid()}@{socket.gethostname()}"
+        self.on_after_configure = Signal("on_after_configure")
+        self._asyncq: App | None = None
+        self._periodic: list[tuple[Any, Signature, str | None]] = []
+        self._limiters: dict[str, RateLimiter] = {}
+        self.bridge.on_stop(self._close_async)
+        if set_as_current:
+            _current = self
+        for fun, opts in _shared:
+            self._create_task(fun, dict(opts))
+        self._create_builtins()
+
+    def __repr__(self) -> str:
+        return f"<Celery {self.main} (asyncq compat)>"
+
+    # --- configuration ------------------------------------------------------------------------------------
+    def config_from_object(self, obj: Any, silent: bool = False, force: bool = False,
+                           namespace: str | None = None) -> None:
+        try:
+            self.conf.from_object(obj, namespace=namespace)
+        except ImportError:
+            if not silent:
+                raise
+        self._reconfigure()
+
+    def config_from_envvar(self, variable_name: str, silent: bool = False, force: bool = False) -> None:
+        module = os.environ.get(variable_name)
+        if not module:
+            if silent:
+                return
+            raise ImproperlyConfigured(f"environment variable {variable_name!r} is not set")
+        self.config_from_object(module, silent=silent)
+
+    def autodiscover_tasks(self, packages: Iterable[str] | Callable[[], Iterable[str]] | None = None,
+                           related_name: str = "tasks", force: bool = False) -> None:
+        """Import ``<package>.<related_name>`` for each package now (asyncq has no lazy finalize step)."""
+        pkgs = packages() if callable(packages) else (packages or ())
+        for pkg in pkgs:
+            try:
+                importlib.import_module(f"{pkg}.{related_name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{pkg}.{related_name}":
+                    raise
+
+    def _reconfigure(self) -> None:
+        if self._asyncq is not None:
+            log.warning("configuration changed after the app was first used; broker and serializer settings "
+                        "only take effect for a new Celery app")
+
+    @property
+    def asyncq_app(self) -> App:
+        """The asyncq App behind this Celery app (built on first use from the configuration)."""
+        if self._asyncq is None:
+            for module in (*self.conf.include, *self.conf.imports):
+                importlib.import_module(module)
+            url = self.conf.broker_url or os.environ.get("ASYNCQ_REDIS_URL") or "redis://127.0.0.1:6379/0"
+            serializer = self.conf.task_serializer
+            if serializer == "pickle" and not self.conf.asyncq_signing_key:
+                raise ImproperlyConfigured(
+                    "task_serializer='pickle' needs asyncq_signing_key: asyncq signs pickle payloads so that "
+                    "write access to Redis is not code execution (or switch to json)"
+                )
+            app = App(redis_url=url, serializer=serializer, signing_key=self.conf.asyncq_signing_key,
+                      default_queue=self.conf.task_default_queue, keep_result=seconds(self.conf.result_expires)
+                      or 0, timeout=None, hooks=[_Lifecycle()])
+            self.on_after_configure.send(sender=self, source=self.conf)  # receivers may add_periodic_task
+            self._asyncq = app
+            for task in self.tasks.values():
+                self._register(task)
+            for name, entry in (self.conf.beat_schedule or {}).items():
+                self._add_schedule(name, entry["schedule"], Signature(
+                    entry["task"], entry.get("args", ()), entry.get("kwargs", {}), entry.get("options", {}),
+                    app=self))
+            for sched, sig, name in self._periodic:
+                self._add_schedule(name, sched, sig)
+        return self._asyncq
+
+    # --- tasks --------------------------------------------------------------------------------------------
+    @overload
+    def task(self, fn: Callable[..., Any], /) -> _Task: ...
+
+    @overload
+    def task(self, **opts: Any) -> Callable[[Callable[..., Any]], _Task]: ...
+
+    def task(self, *args: Any, **opts: Any) -> Any:
+        """``@app.task`` or ``@app.task(bind=True, max_retries=5, ...)``; ``def`` and ``async def`` bodies."""
+        if len(args) == 1 and callable(args[0]) and not opts:
+            return self._create_task(args[0], {})
+
+        def decorate(fun: Callable[..., Any]) -> _Task:
+            return self._create_task(fun, dict(opts))
+
+        return decorate
+
+    def _create_task(self, fun: Callable[..., Any], opts: dict[str, Any]) -> _Task:
+        unknown = sorted(k for k in opts if k not in TASK_OPTIONS and not hasattr(opts.get("base", self.Task), k))
+        if unknown:
+            raise TypeError(f"@app.task got unknown option(s) {', '.join(unknown)} for {fun.__qualname__}")
+        name = opts.pop("name", None) or f"{fun.__module__}.{fun.__name__}"
+        base = opts.pop("base", None) or self.Task
+        opts.pop("shared", None)
+        bind = opts.get("bind", False)
+        if opts.get("pydantic"):
+            raise ImproperlyConfigured(
+                f"pydantic=True ({name}) is not supported: validate the arguments inside the task "
+                "(e.g. Model.model_validate(data)) and pass plain data"
+            )
+        if opts.get("rate_limit"):
+            parse_rate(opts["rate_limit"])  # a typo fails at import, not on every job
+        body = fun if bind else staticmethod(fun)
+        attrs = {"run": body, "name": name, "_app": self, "__doc__": fun.__doc__, "__module__": fun.__module__,
+                 "__wrapped__": fun, **opts}
+        cls = type(fun.__name__, (base,), attrs)
+        task: _Task = cls()
+        self.tasks[name] = task
+        if self._asyncq is not None:
+            self._register(task)
+        return task
+
+    def _register(self, task: _Task) -> None:
+        """The asyncq task that runs this Celery task in the worker."""
+        from asyncq.compat.routes import route
+        from asyncq.compat.runtime import execute
+
+        async def runner(*args: Any, **kwargs: Any) -> Any:
+            return await execute(task, args, kwargs)
+
+        queue = task.queue or route(self.conf.task_routes, task.name, (), {}, {}, task=task).get("queue")
+        ignore = task.ignore_result if task.ignore_result is not None else self.conf.task_ignore_result
+        # Celery decides retries itself (self.retry() checks max_retries, also a per-call max_retries=), so
+        # asyncq must never cut a retry short: its own try limit is out of the way.
+        tries = UNLIMITED_TRIES
+        assert self._asyncq is not None
+        self._asyncq.tasks.pop(task.name, None)
+        self._asyncq.task(name=task.name, queue=queue or self.conf.task_default_queue, max_tries=tries,
+                          retry=False, keep_result=0 if ignore else None)(runner)
+
+    def _create_builtins(self) -> None:
+        from asyncq.compat.runtime import call_body
+
+        app = self
+
+        async def _map(task: str, it: list[Any]) -> list[Any]:
+            from asyncq.compat.request import current_request
+
+            t, req = app.tasks[task], current_request.get()
+            return [await call_body(t, (item,), {}, req) for item in it]  # type: ignore[arg-type]
+
+        async def _starmap(task: str, it: list[Any]) -> list[Any]:
+            from asyncq.compat.request import current_request
+
+            t, req = app.tasks[task], current_request.get()
+            return [await call_body(t, tuple(item), {}, req) for item in it]  # type: ignore[arg-type]
+
+        self._create_task(_map, {"name": "celery.map"})
+        self._create_task(_starmap, {"name": "celery.starmap"})
+
+    def signature(self, *args: Any, **kwargs: Any) -> Signature:
+        kwargs.setdefault("app", self)
+        return Signature(*args, **kwargs)
+
+    def AsyncResult(self, task_id: str, **kwargs: Any) -> _AsyncResult:
+        return _AsyncResult(task_id, app=self, **kwargs)
+
+    def GroupResult(self, group_id: str | None = None, results: Sequence[_AsyncResult] = ()) -> _GroupResult:
+        return _GroupResult(group_id, results, app=self)
+
+    # --- sending ------------------------------------------------------------------------------------------
+    def send_task(self, name: str, args: Any = None, kwargs: Any = None, countdown: float | None = None,
+                  eta: Any = None, task_id: str | None = None, **options: Any) -> _AsyncResult:
+        """Send by name; the task need not be importable here. Ignores eager mode, as Celery does.
+
+        Sync, with a plain redis-py client: no event loop and no thread hop on Celery's hottest call."""
+        for key, value in (("countdown", countdown), ("eta", eta), ("task_id", task_id)):
+            if value is not None:
+                options[key] = value
+        prepared = prepare(self, name, args, kwargs, options)
+        before_publish(prepared)
+        if self.asyncq_router:  # side by side with Celery: this call may go to a Celery worker
+            from asyncq.compat.celery_send import send_if_routed
+
+            if (sent := send_if_routed(self, prepared)) is not None:
+                return sent
+        job = self.asyncq_app.enqueue_many_sync([prepared.spec])[0]
+        return self._published(prepared, job)
+
+    async def asend_task(self, name: str, args: Any = None, kwargs: Any = None, countdown: float | None = None,
+                         eta: Any = None, task_id: str | None = None, **options: Any) -> _AsyncResult:
+        for key, value in (("countdown", countdown), ("eta", eta), ("task_id", task_id)):
+            if value is not None:
+                options[key] = value
+        return (await self._send([(name, args, kwargs, options)]))[0]
+
+    async def asend_many(self, sigs: Sequence[Signature]) -> list[_AsyncResult]:
+        """Send several signatures in one round trip (groups and chords)."""
+        return await self._send([(s["task"], s["args"], s["kwargs"], dict(s["options"])) for s in sigs])
+
+    async def _send(self, calls: list[tuple[str, Any, Any, dict[str, Any]]]) -> list[_AsyncResult]:
+        prepared = [prepare(self, name, args, kwargs, options) for name, args, kwargs, options in calls]
+        for p in prepared:
+            before_publish(p)
+        if self.asyncq_router:  # side by side with Celery: some calls may go to Celery workers
+            from asyncq.compat.celery_send import asend
+
+            return await asend(self, prepared, self._enqueue_prepared)
+        return await self._enqueue_prepared(prepared)
+
+    async def _enqueue_prepared(self, prepared: list[Prepared]) -> list[_AsyncResult]:
+        jobs = await self.asyncq_app.enqueue_many([p.spec for p in prepared])
+        return [self._published(p, job) for p, job in zip(prepared, jobs, strict=True)]
+
+    def _published(self, p: Prepared, job: Any) -> _AsyncResult:
+        if not job.created:
+            log.info("task id %s already exists (queued, running or with a kept result): not sent again", p.task_id)
+        after_publish(p)
+        return _AsyncResult(p.task_id, app=self, task_name=p.spec.task_name, ignored=p.ignore_result)
+
+    # --- periodic -----------------------------------------------------------------------------------------
+    def add_periodic_task(self, schedule: Any, sig: Signature, args: Any = (), kwargs: Any = (),
+                          name: str | None = None, **opts: Any) -> None:
+        if not isinstance(sig, Signature):
+            sig = Signature(sig, args, dict(kwargs or {}), opts, app=self)
+        self._periodic.append((schedule, sig, name))
+        if self._asyncq is not None:
+            self._add_schedule(name, schedule, sig)
+
+    def _add_schedule(self, name: str | None, schedule: Any, sig: Signature) -> None:
+        assert self._asyncq is not None
+        entry = name or f"{sig['task']}{tuple(sig['args'])}"
+        queue = sig["options"].get("queue")
+        task = self.tasks.get(sig["task"])
+        if queue is None and task is not None:
+            queue = task.queue
+        self._asyncq.schedules.append(Schedule(
+            task_name=sig["task"], trigger=to_trigger(schedule), args=tuple(sig["args"]),
+            kwargs=dict(sig["kwargs"]), entry_name=entry, queue=queue,
+        ))
+
+    def rate_limiter(self, task: _Task) -> RateLimiter:
+        """This process's limiter for a task with ``rate_limit`` (Celery's limits are per worker)."""
+        limiter = self._limiters.get(task.name)
+        if limiter is None:
+            limiter = self._limiters[task.name] = RateLimiter(task.rate_limit or 0)
+        return limiter
+
+    # --- state kept for the Celery API --------------------------------------------------------------------
+    def state_key(self, task_id: str) -> str:
+        return keys.CELERY_STATE_PREFIX + task_id
+
+    def store_state(self, task_id: str, state: str, meta: Any) -> None:
+        async def store() -> None:
+            broker = await self.asyncq_app.broker()
+            ttl = int(seconds(self.conf.result_expires) or 86_400)
+            await broker.set(self.state_key(task_id), orjson.dumps({"state": state, "meta": meta}), ex=ttl)
+
+        self.bridge.run(store())
+
+    async def save_group(self, group_id: str, ids: list[str]) -> None:
+        broker = await self.asyncq_app.broker()
+        ttl = int(seconds(self.conf.result_expires) or 86_400)
+        await broker.set(keys.CELERY_GROUP_PREFIX + group_id, orjson.dumps(ids), ex=ttl)
+
+    async def load_group(self, group_id: str) -> list[str] | None:
+        broker = await self.asyncq_app.broker()
+        raw = await broker.get(keys.CELERY_GROUP_PREFIX + group_id)
+        return None if raw is None else list(orjson.loads(raw))
+
+    async def chord_part_done(self, chord: dict[str, Any], index: int, retval: Any) -> None:
+        """Record one header result; the member that completes the set sends the body, exactly once."""
+        broker = await self.asyncq_app.broker()
+        key = keys.CELERY_CHORD_PREFIX + chord["group_id"]
+        async with broker.pipeline(transaction=True) as pipe:
+            pipe.hset(key, str(index), self.asyncq_app.serializer.dumps(retval))  # type: ignore[arg-type]
+            pipe.hlen(key)
+            pipe.expire(key, 86_400)
+            _, count, _ = await pipe.execute()
+        if int(count) < int(chord["size"]) or not await broker.set(key + ":fired", 1, nx=True, ex=86_400):
+            return
+        parts = await broker.hgetall(key)  # type: ignore[misc]
+        results = [self.asyncq_app.serializer.loads(parts[str(i).encode()]) for i in range(int(chord["size"]))]
+        await from_dict(chord["body"], self).aapply_async((results,))
+
+    async def chord_failed(self, chord: dict[str, Any], message: str) -> None:
+        broker = await self.asyncq_app.broker()
+        key = keys.CELERY_CHORD_PREFIX + chord["group_id"]
+        if await broker.set(key + ":fired", 1, nx=True, ex=86_400):
+            await from_dict(chord["body"], self).aapply_async(chord_error=message)
+
+    # --- shutdown -----------------------------------------------------------------------------------------
+    async def _close_async(self) -> None:
+        if self._asyncq is not None:
+            await self._asyncq.close()
+
+    def close(self) -> None:
+        self.bridge.stop()
+
+    def __reduce__(self) -> Any:  # pragma: no cover - apps are not sent anywhere
+        raise TypeError("a Celery app cannot be pickled")
+
+
+def shared_task(*args: Any, **opts: Any) -> Any:
+    """``@shared_task``: registered on every app, the current one and those created later."""
+
+    def create(fun: Callable[..., Any]) -> Any:
+        _shared.append((fun, dict(opts)))
+        app = current_app()
+        name = opts.get("name") or f"{fun.__module__}.{fun.__name__}"
+        if name not in app.tasks:
+            return app._create_task(fun, dict(opts))
+        return app.tasks[name]
+
+    if len(args) == 1 and callable(args[0]) and not opts:
+        return create(args[0])
+    return create
+
+
+def _import(path: str) -> Any:
+    module, _, attr = path.rpartition(".") if ":" not in path else path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+__all__ = ["Celery", "NotRegistered", "current_app", "shared_task", "states"]

@@ -1,0 +1,207 @@
+"""``app.conf``: Celery's configuration keys, their defaults, and what asyncq does with each.
+
+Three kinds of key:
+- honoured: asyncq does what Celery does (routing, time limits, retries, results, eager mode, beat, ...);
+- meaningless here, accepted and logged once with the reason (prefetch, pool and ack settings that exist to
+  work around problems asyncq does not have);
+- impossible to honour, rejected with the reason (a non-Redis broker, unsigned pickle, ...).
+Keys Celery does not know are kept as plain values, as Celery does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterator, Mapping, MutableMapping
+from datetime import timedelta
+from typing import Any
+
+from asyncq.compat.exceptions import ImproperlyConfigured
+
+log = logging.getLogger("asyncq.compat")
+
+DEFAULTS: dict[str, Any] = {
+    "broker_url": None,
+    "result_backend": None,
+    "task_default_queue": "celery",
+    "task_default_priority": None,
+    "task_routes": None,
+    "task_acks_late": False,
+    "task_time_limit": None,
+    "task_soft_time_limit": None,
+    "task_serializer": "json",
+    "result_serializer": "json",
+    "accept_content": ("json",),
+    "result_expires": timedelta(days=1),
+    "task_ignore_result": False,
+    "task_track_started": False,
+    "task_always_eager": False,
+    "task_eager_propagates": False,
+    "task_store_eager_result": False,
+    "task_default_retry_delay": 180,
+    "task_annotations": None,
+    "beat_schedule": {},
+    "timezone": "UTC",
+    "enable_utc": True,
+    "include": (),
+    "imports": (),
+    "asyncq_signing_key": "",
+}
+
+#: keys that have no meaning in asyncq, and why: accepted, logged once
+NO_EFFECT: dict[str, str] = {
+    "worker_prefetch_multiplier": "asyncq never prefetches: a worker claims a job only when a slot is free",
+    "worker_disable_prefetch": "asyncq never prefetches",
+    "task_acks_late": "asyncq always holds a lease until the job finishes (the acks_late behaviour, without its "
+    "visibility-timeout duplicates)",
+    "task_reject_on_worker_lost": "a lost worker's jobs run again after their lease, up to 3 times, then fail "
+    "with WorkerLostError",
+    "broker_transport_options": "visibility timeouts are replaced by renewed leases",
+    "worker_concurrency": "set concurrency on the asyncq worker: asyncq worker proj:app --concurrency N",
+    "worker_pool": "asyncq runs async tasks on an event loop and plain def tasks in a thread pool",
+    "worker_max_tasks_per_child": "asyncq workers are one process; restart them with your supervisor",
+    "worker_max_memory_per_child": "asyncq workers are one process; restart them with your supervisor",
+    "broker_connection_retry_on_startup": "asyncq workers always reconnect with backoff",
+    "broker_connection_retry": "asyncq workers always reconnect with backoff",
+    "result_extended": "asyncq results always carry name, args, kwargs, worker, tries and queue",
+    "task_publish_retry": "enqueue fails loudly with BrokerUnavailable instead of retrying silently",
+    "task_publish_retry_policy": "enqueue fails loudly with BrokerUnavailable instead of retrying silently",
+    "task_create_missing_queues": "asyncq queues exist as soon as a job is enqueued",
+    "worker_hijack_root_logger": "asyncq does not touch your logging configuration",
+    "worker_send_task_events": "use asyncq's hooks, metrics and dashboard",
+    "task_send_sent_event": "use asyncq's hooks, metrics and dashboard",
+    "result_backend_transport_options": "results live in the broker's Redis",
+    "broker_connection_timeout": "set ASYNCQ_CONNECT_TIMEOUT",
+    "task_store_eager_result": "eager results live in the EagerResult, not in Redis",
+}
+
+#: Celery's old upper-case names for the keys people still set that way
+OLD_NAMES = {
+    "BROKER_URL": "broker_url",
+    "CELERY_RESULT_BACKEND": "result_backend",
+    "CELERY_TASK_SERIALIZER": "task_serializer",
+    "CELERY_RESULT_SERIALIZER": "result_serializer",
+    "CELERY_ACCEPT_CONTENT": "accept_content",
+    "CELERY_DEFAULT_QUEUE": "task_default_queue",
+    "CELERY_ROUTES": "task_routes",
+    "CELERY_ALWAYS_EAGER": "task_always_eager",
+    "CELERY_EAGER_PROPAGATES_EXCEPTIONS": "task_eager_propagates",
+    "CELERY_IGNORE_RESULT": "task_ignore_result",
+    "CELERY_TASK_RESULT_EXPIRES": "result_expires",
+    "CELERYD_TASK_TIME_LIMIT": "task_time_limit",
+    "CELERYD_TASK_SOFT_TIME_LIMIT": "task_soft_time_limit",
+    "CELERYD_PREFETCH_MULTIPLIER": "worker_prefetch_multiplier",
+    "CELERYBEAT_SCHEDULE": "beat_schedule",
+    "CELERY_TIMEZONE": "timezone",
+    "CELERY_ACKS_LATE": "task_acks_late",
+    "CELERY_IMPORTS": "imports",
+    "CELERY_INCLUDE": "include",
+    "CELERY_TASK_ROUTES": "task_routes",
+    "CELERY_DEFAULT_RETRY_DELAY": "task_default_retry_delay",
+    "CELERY_TRACK_STARTED": "task_track_started",
+    "CELERY_TASK_TRACK_STARTED": "task_track_started",
+    "CELERY_RESULT_EXPIRES": "result_expires",
+    "CELERY_BROKER_URL": "broker_url",
+}
+
+SERIALIZERS = {"json": "json", "msgpack": "msgpack", "pickle": "pickle"}
+
+
+def _check_value(key: str, value: Any) -> None:
+    if key in ("broker_url", "result_backend") and value is not None and (
+        not isinstance(value, str) or not value.startswith(("redis://", "rediss://", "unix://"))
+    ):
+        raise ImproperlyConfigured(
+            f"{key}={value!r}: asyncq runs on Redis only; use a redis:// URL (results live in the broker's "
+            "Redis). To keep a RabbitMQ broker, keep that task on Celery during the migration."
+        )
+    if key in ("task_serializer", "result_serializer") and value not in SERIALIZERS:
+        raise ImproperlyConfigured(f"{key}={value!r} is not supported: use 'json' (default), 'msgpack' or 'pickle'")
+    if key == "task_annotations" and value:
+        raise ImproperlyConfigured(
+            "task_annotations is not supported: set the options on the tasks themselves (@app.task(rate_limit=...))"
+        )
+    if key == "timezone" and value not in ("UTC", "Etc/UTC", None):
+        log.warning("timezone=%r: asyncq evaluates crontab schedules in UTC", value)
+
+
+class Settings(MutableMapping[str, Any]):
+    """Celery's ``app.conf``: a mapping with attribute access, defaults, and the checks above."""
+
+    def __init__(self, initial: Mapping[str, Any] | None = None) -> None:
+        object.__setattr__(self, "_data", dict(DEFAULTS))
+        object.__setattr__(self, "_logged", set())
+        if initial:
+            self.update(initial)
+
+    # mapping protocol
+    def __getitem__(self, key: str) -> Any:
+        return self._data[OLD_NAMES.get(key, key)]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        key = OLD_NAMES.get(key, key)
+        _check_value(key, value)
+        if key in NO_EFFECT and key not in self._logged and value != DEFAULTS.get(key):
+            self._logged.add(key)
+            log.info("config %s=%r accepted with no effect: %s", key, value, NO_EFFECT[key])
+        elif key not in DEFAULTS and key not in NO_EFFECT and key not in self._logged:
+            self._logged.add(key)
+            log.warning("config %s is not read by asyncq.compat: it is kept in app.conf but changes nothing", key)
+        self._data[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._data[OLD_NAMES.get(key, key)]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._data[OLD_NAMES.get(key, key)]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        self[key] = value
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        items = dict(other, **kwargs) if other else kwargs
+        for k, v in items.items():
+            self[k] = v
+
+    def from_object(self, obj: Any, namespace: str | None = None) -> None:
+        """Read upper-case (with ``namespace``: ``NAMESPACE_KEY``) or lower-case attributes of a module or
+        object; a string is imported first."""
+        if isinstance(obj, str):
+            module, _, attr = obj.partition(":")
+            loaded: Any = importlib.import_module(module)
+            obj = getattr(loaded, attr) if attr else loaded
+        prefix = f"{namespace}_" if namespace else ""
+        for name in dir(obj):
+            if name.startswith("_"):
+                continue
+            value = getattr(obj, name)
+            if prefix:
+                if not name.startswith(prefix):
+                    continue
+                key = name[len(prefix) :].lower()
+            elif name.isupper() and name in OLD_NAMES:
+                key = OLD_NAMES[name]
+            elif name.islower():
+                key = name
+            else:
+                continue
+            if callable(value) and not isinstance(value, type) and key != "task_routes":
+                continue
+            self[key] = value
+
+
+def seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value)

@@ -1,0 +1,349 @@
+"""``AsyncResult``, ``GroupResult`` and ``EagerResult`` with Celery's behaviour, read from asyncq's job state.
+
+Celery's states are derived from the asyncq job: queued or scheduled is PENDING (RETRY once it has been tried),
+running is PENDING (STARTED with ``track_started``, or the state a task set with ``update_state``), complete is
+SUCCESS, failed or dead-lettered is FAILURE, aborted (revoked, expired) is REVOKED, and an unknown id is PENDING.
+``get()`` wakes on asyncq's pub/sub notification, so Celery's ``interval`` is accepted and unused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Generator, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from asyncq.compat import states
+from asyncq.compat.exceptions import TaskRevokedError, TimeoutError
+from asyncq.compat.request import current_request
+from asyncq.context import _current as current_job_var
+from asyncq.exceptions import JobAborted, JobDeadLettered, JobTimeout
+from asyncq.job import JobInfo, JobStatus
+
+if TYPE_CHECKING:
+    from asyncq.compat.app import Celery
+
+IGNORED_MARK = "__celery_ignored__"
+
+
+def _in_task() -> bool:
+    return current_job_var.get() is not None or (
+        (req := current_request.get()) is not None and not req.called_directly and not req.is_eager
+    )
+
+
+class AsyncResult:
+    """A handle on one task's outcome, by id. ``await result`` works in async code."""
+
+    def __init__(
+        self,
+        id: str,
+        backend: Any = None,
+        task_name: str | None = None,
+        app: Celery | None = None,
+        parent: AsyncResult | None = None,
+        *,
+        ignored: bool = False,
+    ) -> None:
+        from asyncq.compat.app import current_app
+
+        self.id = id
+        self.app = app or current_app()
+        self.parent = parent
+        self.task_name = task_name
+        self.ignored = ignored
+        self.children: list[AsyncResult] = []
+
+    task_id = property(lambda self: self.id)
+
+    def __repr__(self) -> str:
+        return f"<AsyncResult: {self.id}>"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, AsyncResult):
+            return other.id == self.id
+        return isinstance(other, str) and other == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    # --- the async core -----------------------------------------------------------------------------------
+    def _job(self) -> Any:
+        return self.app.asyncq_app.job(self.id)
+
+    async def ameta(self) -> dict[str, Any]:
+        """Celery's task meta: status, result, traceback, date_done."""
+        info: JobInfo = await self._job().info()
+        status, result, tb, done = states.PENDING, None, None, None
+        if info.status is JobStatus.complete:
+            status, result, done = states.SUCCESS, info.result, info.finished_at
+            if isinstance(result, dict) and result.get(IGNORED_MARK):
+                status, result = states.IGNORED, None
+        elif info.status in (JobStatus.failed, JobStatus.dead):
+            status, tb, done = states.FAILURE, info.traceback, info.finished_at
+            result = await self._exception()
+        elif info.status is JobStatus.aborted:
+            status, done = states.REVOKED, info.finished_at
+            result = TaskRevokedError(info.error or "revoked", job_id=self.id)
+        elif info.status is JobStatus.in_progress:
+            custom = await self._custom_state()
+            if custom is not None:
+                status, result = custom.get("state", states.STARTED), custom.get("meta")
+            elif self._task_option("track_started"):
+                status, result = states.STARTED, {"hostname": info.worker}
+        elif info.status in (JobStatus.queued, JobStatus.deferred) and info.tries > 0:
+            status = states.RETRY
+        elif info.status is JobStatus.not_found and await self.app.control.ais_revoked(self.id):
+            status, result = states.REVOKED, TaskRevokedError("revoked", job_id=self.id)
+        return {"status": status, "result": result, "traceback": tb, "date_done": done, "task_id": self.id}
+
+    def _task_option(self, name: str) -> Any:
+        task = self.app.tasks.get(self.task_name or "")
+        value = getattr(task, name, None) if task is not None else None
+        return self.app.conf.get(f"task_{name}") if value is None else value
+
+    async def _custom_state(self) -> dict[str, Any] | None:
+        broker = await self.app.asyncq_app.broker()
+        raw = await broker.get(self.app.state_key(self.id))
+        return orjson.loads(raw) if raw else None
+
+    async def _exception(self) -> BaseException:
+        try:
+            await self._job().result(timeout=0)
+        except BaseException as exc:
+            return exc
+        return RuntimeError("no exception")  # pragma: no cover
+
+    async def _wait_one(self, deadline: float | None) -> Any:
+        loop = asyncio.get_running_loop()
+        timeout = None if deadline is None else max(0.0, deadline - loop.time())
+        try:
+            value = await self._job().result(timeout=timeout, wait_if_missing=True)
+        except JobTimeout:
+            raise TimeoutError("The operation timed out.") from None
+        except TaskRevokedError:
+            raise
+        except JobAborted as exc:
+            raise TaskRevokedError(str(exc), job_id=self.id) from None
+        except JobDeadLettered as exc:
+            raise exc from None
+        if isinstance(value, dict) and value.get(IGNORED_MARK):
+            return None
+        return value
+
+    async def aget(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.5,
+                   follow_parents: bool = True, **_: Any) -> Any:
+        """``get()`` for async code: never blocks the event loop."""
+        if self.ignored:
+            return None
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        chain = [self]
+        parent = self.parent if follow_parents else None
+        while parent is not None:
+            chain.append(parent)
+            parent = parent.parent
+        waits: dict[asyncio.Future[Any], AsyncResult] = {
+            asyncio.ensure_future(r._wait_one(deadline)): r for r in chain
+        }
+        try:
+            while True:
+                done, _pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for fut in done:
+                    owner = waits.pop(fut)
+                    exc = fut.exception()
+                    if owner is self or exc is not None:
+                        if exc is None:
+                            return fut.result()
+                        if isinstance(exc, TimeoutError) and owner is not self:
+                            continue
+                        if not propagate and not isinstance(exc, TimeoutError):
+                            return exc
+                        raise exc
+        finally:
+            for fut in waits:
+                fut.cancel()
+                with contextlib.suppress(BaseException):
+                    await fut
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.aget().__await__()
+
+    # --- Celery's sync API --------------------------------------------------------------------------------
+    def get(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.5,
+            no_ack: bool = True, follow_parents: bool = True, disable_sync_subtasks: bool = True,
+            **kwargs: Any) -> Any:
+        if disable_sync_subtasks and _in_task():
+            raise RuntimeError(
+                "Never call result.get() within a task! (in asyncq, `await result` inside an async task is fine)"
+            )
+        return self.app.bridge.run(self.aget(timeout, propagate, interval, follow_parents))
+
+    wait = get
+
+    def _meta(self) -> dict[str, Any]:
+        return self.app.bridge.run(self.ameta())
+
+    @property
+    def state(self) -> str:
+        if self.ignored:
+            return states.PENDING
+        return str(self._meta()["status"])
+
+    status = state
+
+    @property
+    def result(self) -> Any:
+        return self._meta()["result"]
+
+    info = result
+
+    @property
+    def traceback(self) -> str | None:
+        tb: str | None = self._meta()["traceback"]
+        return tb
+
+    @property
+    def date_done(self) -> datetime | None:
+        done: datetime | None = self._meta()["date_done"]
+        return done
+
+    def ready(self) -> bool:
+        return self.state in states.READY_STATES
+
+    def successful(self) -> bool:
+        return self.state == states.SUCCESS
+
+    def failed(self) -> bool:
+        return self.state == states.FAILURE
+
+    def forget(self) -> None:
+        """Delete the stored result (and any custom state)."""
+
+        async def forget() -> None:
+            broker = await self.app.asyncq_app.broker()
+            from asyncq import keys
+
+            await broker.delete(keys.result_key(self.id), self.app.state_key(self.id))
+
+        self.app.bridge.run(forget())
+
+    def revoke(self, connection: Any = None, terminate: bool = False, signal: Any = None, wait: bool = False,
+               timeout: float | None = None) -> None:
+        self.app.control.revoke(self.id, terminate=terminate, signal=signal)
+
+    def then(self, *_: Any, **__: Any) -> Any:
+        raise NotImplementedError("AsyncResult.then() (promise callbacks) is not supported; use link=...")
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return ((self.id, self.parent.as_tuple() if self.parent else None), None)
+
+
+class GroupResult:
+    """The results of a group, in order. ``get()`` returns their values as a list."""
+
+    def __init__(self, id: str | None = None, results: Sequence[AsyncResult] = (), app: Celery | None = None,
+                 parent: AsyncResult | None = None) -> None:
+        from asyncq.compat.app import current_app
+
+        self.id = id
+        self.results = list(results)
+        self.app = app or current_app()
+        self.parent = parent
+
+    def __repr__(self) -> str:
+        return f"<GroupResult: {self.id} [{', '.join(r.id for r in self.results)}]>"
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __iter__(self) -> Any:
+        return iter(self.results)
+
+    def __getitem__(self, i: int) -> AsyncResult:
+        return self.results[i]
+
+    async def aget(self, timeout: float | None = None, propagate: bool = True, **_: Any) -> list[Any]:
+        outs = await asyncio.gather(*(r.aget(timeout, propagate) for r in self.results), return_exceptions=True)
+        for out in outs:
+            if isinstance(out, BaseException) and (propagate or isinstance(out, TimeoutError)):
+                raise out
+        return list(outs)
+
+    def get(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.5, **kw: Any) -> Any:
+        if kw.get("disable_sync_subtasks", True) and _in_task():
+            raise RuntimeError("Never call result.get() within a task!")
+        return self.app.bridge.run(self.aget(timeout, propagate))
+
+    join = get
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.aget().__await__()
+
+    def completed_count(self) -> int:
+        return sum(1 for r in self.results if r.successful())
+
+    def ready(self) -> bool:
+        return all(r.ready() for r in self.results)
+
+    def successful(self) -> bool:
+        return all(r.successful() for r in self.results)
+
+    def failed(self) -> bool:
+        return any(r.failed() for r in self.results)
+
+    def waiting(self) -> bool:
+        return not self.ready()
+
+    def revoke(self, terminate: bool = False, **_: Any) -> None:
+        self.app.control.revoke([r.id for r in self.results], terminate=terminate)
+
+    def save(self) -> None:
+        self.app.bridge.run(self.app.save_group(self.id or "", [r.id for r in self.results]))
+
+    @classmethod
+    def restore(cls, id: str, app: Celery | None = None) -> GroupResult | None:
+        from asyncq.compat.app import current_app
+
+        the_app = app or current_app()
+        ids = the_app.bridge.run(the_app.load_group(id))
+        return None if ids is None else cls(id, [AsyncResult(i, app=the_app) for i in ids], app=the_app)
+
+
+class EagerResult(AsyncResult):
+    """The result of ``apply()`` / eager mode: already known, nothing to wait for."""
+
+    def __init__(self, id: str, ret_value: Any, state: str, traceback: str | None = None,
+                 app: Celery | None = None, name: str | None = None) -> None:
+        super().__init__(id, app=app, task_name=name)
+        self._value = ret_value
+        self._state = state
+        self._traceback = traceback
+
+    def get(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.5,
+            no_ack: bool = True, follow_parents: bool = True, disable_sync_subtasks: bool = True,
+            **kwargs: Any) -> Any:
+        if self._state in states.PROPAGATE_STATES and propagate and isinstance(self._value, BaseException):
+            raise self._value
+        return self._value
+
+    async def aget(self, timeout: float | None = None, propagate: bool = True, *args: Any, **kw: Any) -> Any:
+        return self.get(timeout, propagate)
+
+    def _meta(self) -> dict[str, Any]:
+        return {"status": self._state, "result": self._value, "traceback": self._traceback, "date_done": None}
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    status = state
+
+    def forget(self) -> None:
+        pass
+
+    def revoke(self, *_: Any, **__: Any) -> None:
+        self._state = states.REVOKED

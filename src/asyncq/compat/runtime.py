@@ -1,0 +1,377 @@
+"""How a Celery-style task runs inside the asyncq worker (and eagerly, in the caller's process).
+
+For every Celery task the compat app registers one asyncq task whose body is ``execute``: it rebuilds
+``self.request`` from the job's ``celery`` headers, honours revokes and ``expires``, sends Celery's signals and
+calls the custom base's hooks, enforces soft and hard time limits, turns ``self.retry()`` into an asyncq retry of
+the same job, and after success dispatches links, the next chain step and the chord body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections.abc
+import ctypes
+import functools
+import inspect
+import threading
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from asyncq import keys
+from asyncq.compat import signals, states
+from asyncq.compat.canvas import Signature, from_dict
+from asyncq.compat.exceptions import (
+    ChordError,
+    Ignore,
+    Reject,
+    Retry,
+    SoftTimeLimitExceeded,
+    TaskRevokedError,
+    TimeLimitExceeded,
+    WorkerLostError,
+)
+from asyncq.compat.request import Context, current_request
+from asyncq.compat.result import IGNORED_MARK, EagerResult
+from asyncq.context import current_job
+from asyncq.exceptions import Retry as AsyncqRetry
+
+if TYPE_CHECKING:
+    from asyncq.compat.task import Task
+
+_THREADS = anyio.CapacityLimiter(40)
+#: runs of one job cut short by a lost worker (SIGKILL, OOM) before it fails with WorkerLostError
+MAX_WORKER_LOSSES = 3
+
+
+class _SoftLimited(collections.abc.Coroutine):  # type: ignore[type-arg]
+    """Wraps a task's coroutine so that the cancellation sent at the soft time limit arrives inside the task as
+    ``SoftTimeLimitExceeded``, at whatever ``await`` it is suspended on, and the task can clean up."""
+
+    def __init__(self, coro: Any, seconds: float) -> None:
+        self._coro = coro
+        self._seconds = seconds
+        self.fired = False
+
+    def send(self, value: Any) -> Any:
+        return self._coro.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        exc = typ if isinstance(typ, BaseException) else (val if val is not None else typ())
+        if self.fired and isinstance(exc, asyncio.CancelledError):
+            self.fired = False
+            exc = SoftTimeLimitExceeded(f"SoftTimeLimitExceeded({self._seconds:g})")
+        return self._coro.throw(exc)
+
+    def close(self) -> None:
+        self._coro.close()
+
+    def __await__(self) -> Any:  # pragma: no cover - only driven by asyncio.Task
+        raise TypeError("driven by asyncio.Task only")
+
+
+def _raise_in_thread(ident: int, exc_type: type[BaseException]) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc_type))
+
+
+async def _call_async(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], soft: float | None) -> Any:
+    coro = fn(*args, **kwargs)
+    if soft is None:
+        return await coro
+    wrapped = _SoftLimited(coro, soft)
+    task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(wrapped)
+
+    def fire() -> None:
+        if not task.done():
+            wrapped.fired = True
+            task.cancel()
+
+    handle = asyncio.get_running_loop().call_later(soft, fire)
+    try:
+        return await task
+    finally:
+        handle.cancel()
+
+
+class _ThreadBody:
+    """A sync body in a pool thread, and the only safe way to raise inside it: under a lock, and only while
+    the body runs, so an exception meant for this job can never land in the next job the thread picks up."""
+
+    def __init__(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+        self.lock = threading.Lock()
+        self.ident: int | None = None
+        self.running = False
+
+    def __call__(self) -> Any:
+        with self.lock:
+            self.ident, self.running = threading.get_ident(), True
+        try:
+            return self.fn(*self.args, **self.kwargs)
+        finally:
+            with self.lock:  # a pending exception raised here still belongs to this job
+                self.running = False
+
+    def interrupt(self, exc_type: type[BaseException]) -> None:
+        with self.lock:
+            if self.running and self.ident is not None:
+                _raise_in_thread(self.ident, exc_type)
+
+
+async def _call_sync(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], soft: float | None) -> Any:
+    body = _ThreadBody(fn, args, kwargs)
+    handle = None
+    if soft is not None:
+        handle = asyncio.get_running_loop().call_later(soft, body.interrupt, SoftTimeLimitExceeded)
+    try:
+        return await anyio.to_thread.run_sync(body, limiter=_THREADS, abandon_on_cancel=True)
+    except asyncio.CancelledError:
+        body.interrupt(TimeLimitExceeded)  # best effort: stop the abandoned thread
+        raise
+    finally:
+        if handle is not None:
+            handle.cancel()
+
+
+async def call_body(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], request: Context) -> Any:
+    """The body under its time limits, with ``autoretry_for`` applied as Celery wraps ``run``.
+
+    A base class that overrides ``__call__`` (to open a DB session around every run, say) is honoured: the
+    worker calls the task, as Celery does, and ``Task.__call__`` calls ``run``."""
+    from asyncq.compat.task import Task as BaseTask
+
+    overridden = type(task).__call__ is not BaseTask.__call__
+    fn = task.__call__ if overridden else task.run
+    hard, soft = request.timelimit if request.timelimit else (None, None)
+    conf = task.app.conf
+    hard = hard if hard is not None else (task.time_limit or conf.task_time_limit)
+    soft = soft if soft is not None else (task.soft_time_limit or conf.task_soft_time_limit)
+    is_async = inspect.iscoroutinefunction(task.run) or inspect.iscoroutinefunction(fn)
+    call = _call_async if is_async else _call_sync
+    try:
+        async with asyncio.timeout(hard):
+            result = await call(fn, args, kwargs, soft)
+            if inspect.isawaitable(result):  # a sync wrapper around an async body
+                result = await result
+            return result
+    except TimeoutError:
+        raise TimeLimitExceeded(f"TimeLimitExceeded({hard:g})") from None
+    except (Retry, Ignore, Reject):
+        raise
+    except Exception as exc:
+        if task.autoretry_for and isinstance(exc, task.autoretry_for) and not (
+            task.dont_autoretry_for and isinstance(exc, task.dont_autoretry_for)
+        ):
+            from asyncq.compat.task import backoff
+
+            opts = dict(task.retry_kwargs)
+            if task.retry_backoff and "countdown" not in opts:
+                opts["countdown"] = backoff(task.retry_backoff, request.retries, task.retry_backoff_max,
+                                            task.retry_jitter)
+            raise task.retry(exc=exc, **opts) from exc
+        raise
+
+
+def _request(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], retries: int) -> Context:
+    job = current_job()
+    h = job.headers.get("celery", {})
+    hard_soft = h.get("timelimit")
+    return Context(
+        id=job.job_id, args=args, kwargs=kwargs, retries=retries, is_eager=False, called_directly=False,
+        eta=h.get("eta"), expires=h.get("expires"), group=h.get("group"), group_index=h.get("group_index"),
+        root_id=h.get("root_id", job.job_id), parent_id=h.get("parent_id"), hostname=job.worker_id,
+        delivery_info={"exchange": "", "routing_key": job.queue, "priority": h.get("priority"),
+                       "redelivered": job.job_try > 1},
+        headers=h.get("headers") or {}, callbacks=h.get("callbacks"), errbacks=h.get("errbacks"),
+        chain=h.get("chain"), chord=h.get("chord"), timelimit=tuple(hard_soft) if hard_soft else (None, None),
+        ignore_result=bool(h.get("ignore_result")), shadow=h.get("shadow"), origin=h.get("origin"),
+        chord_error=h.get("chord_error"),
+    )
+
+
+async def execute(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The asyncq task body behind every Celery task."""
+    app = task.app
+    job = current_job()
+    broker = await app.asyncq_app.broker()
+    retries_key = keys.CELERY_RETRIES_PREFIX + job.job_id
+    retries = int(await broker.get(retries_key) or 0) if job.job_try > 1 else 0
+    request = _request(task, args, kwargs, retries)
+    lost = job.job_try - 1 - retries  # runs cut short by a lost worker, not by self.retry()
+    if lost > MAX_WORKER_LOSSES:
+        raise WorkerLostError(f"the worker running {task.name}[{job.job_id}] was lost {lost} times "
+                              f"(more than {MAX_WORKER_LOSSES}); not running it again")
+    if request.expires and datetime.fromisoformat(request.expires) < datetime.now(UTC):
+        signals.task_revoked.send(sender=task, request=request, terminated=False, signum=None, expired=True)
+        raise TaskRevokedError("expired", job_id=request.id)
+    if await app.control.ais_revoked(request.id or ""):
+        signals.task_revoked.send(sender=task, request=request, terminated=False, signum=None, expired=False)
+        raise TaskRevokedError("revoked", job_id=request.id)
+    if task.rate_limit:
+        await app.rate_limiter(task).acquire()
+    token = current_request.set(request)
+    state, retval, einfo = states.FAILURE, None, None
+    try:
+        signals.task_prerun.send(sender=task, task_id=request.id, task=task, args=args, kwargs=kwargs)
+        task.before_start(request.id or "", args, kwargs)
+        try:
+            if request.chord_error:
+                raise ChordError(request.chord_error)
+            retval = await call_body(task, args, kwargs, request)
+        except Retry as exc:
+            state, retval = states.RETRY, exc
+            einfo = _einfo(exc.exc or exc)
+            signals.task_retry.send(sender=task, request=request, reason=exc.exc or exc, einfo=einfo)
+            task.on_retry(exc.exc or exc, request.id or "", args, kwargs, einfo)
+            async with broker.pipeline(transaction=True) as pipe:
+                pipe.incr(retries_key)
+                pipe.expire(retries_key, 86_400)
+                await pipe.execute()
+            raise AsyncqRetry(defer=_delay(exc.when), reason=str(exc)) from exc.exc
+        except Ignore:
+            state, retval = states.IGNORED, None
+            return {IGNORED_MARK: True}
+        except Reject as exc:
+            if exc.requeue:
+                state = states.REJECTED
+                await broker.incr(retries_key)  # a requeue is not a lost worker
+                raise AsyncqRetry(defer=0, reason="rejected with requeue=True") from exc
+            await _failed(task, request, exc, args, kwargs)
+            raise
+        except Exception as exc:
+            retval, einfo = exc, _einfo(exc)
+            await _failed(task, request, exc, args, kwargs)
+            raise
+        state = states.SUCCESS
+        task.on_success(retval, request.id or "", args, kwargs)
+        signals.task_success.send(sender=task, result=retval)
+        await _after_success(task, request, retval)
+        return retval
+    finally:
+        task.after_return(state, retval, request.id or "", args, kwargs, einfo)
+        signals.task_postrun.send(sender=task, task_id=request.id, task=task, args=args, kwargs=kwargs,
+                                  retval=retval, state=state)
+        current_request.reset(token)
+
+
+def _delay(when: Any) -> float:
+    if isinstance(when, datetime):
+        return max(0.0, (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() - datetime.now(UTC).timestamp())
+    return float(when or 0)
+
+
+def _einfo(exc: BaseException) -> Any:
+    from asyncq.compat.task import ExceptionInfo
+
+    return ExceptionInfo(exc)
+
+
+async def _failed(task: Task, request: Context, exc: BaseException, args: tuple[Any, ...],
+                  kwargs: dict[str, Any]) -> None:
+    einfo = _einfo(exc)
+    task.on_failure(exc, request.id or "", args, kwargs, einfo)
+    signals.task_failure.send(sender=task, task_id=request.id, exception=exc, args=args, kwargs=kwargs,
+                              traceback=exc.__traceback__, einfo=einfo)
+    app = task.app
+    for errback in request.errbacks or ():
+        await Signature(dict(errback), app=app).aapply_async((request.id,))
+    if request.chord:
+        await app.chord_failed(request.chord, f"Dependency {request.id} raised {exc!r}")
+
+
+async def _after_success(task: Task, request: Context, retval: Any) -> None:
+    app = task.app
+    for callback in request.callbacks or ():
+        await Signature(dict(callback), app=app).aapply_async((retval,))
+    if request.chain:
+        nxt, rest = from_dict(request.chain[0], app), request.chain[1:]
+        if rest:
+            await nxt.aapply_async((retval,), chain=rest)
+        else:
+            await nxt.aapply_async((retval,))
+    if request.chord:
+        await app.chord_part_done(request.chord, request.group_index or 0, retval)
+
+
+def run_eagerly(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], task_id: str, *, link: Any = None,
+                link_error: Any = None, throw: bool = False) -> EagerResult:
+    """``apply()``: run the body in this process, retrying in place as Celery's eager mode does."""
+    retries = 0
+    while True:
+        request = Context(id=task_id, args=args, kwargs=kwargs, retries=retries, is_eager=True,
+                          called_directly=False, root_id=task_id, delivery_info={"is_eager": True})
+        token = current_request.set(request)
+        try:
+            signals.task_prerun.send(sender=task, task_id=task_id, task=task, args=args, kwargs=kwargs)
+            value = _run_sync(functools.partial(_eager_body, task, args, kwargs, request))
+        except Retry:
+            retries += 1
+            continue
+        except Exception as exc:
+            signals.task_failure.send(sender=task, task_id=task_id, exception=exc, args=args, kwargs=kwargs,
+                                      traceback=exc.__traceback__, einfo=_einfo(exc))
+            signals.task_postrun.send(sender=task, task_id=task_id, task=task, args=args, kwargs=kwargs,
+                                      retval=exc, state=states.FAILURE)
+            if throw:
+                raise
+            for errback in _as_list(link_error):
+                Signature(dict(errback), app=task.app).apply((task_id,))
+            return EagerResult(task_id, exc, states.FAILURE, _einfo(exc).traceback, app=task.app, name=task.name)
+        finally:
+            current_request.reset(token)
+        signals.task_success.send(sender=task, result=value)
+        signals.task_postrun.send(sender=task, task_id=task_id, task=task, args=args, kwargs=kwargs,
+                                  retval=value, state=states.SUCCESS)
+        for callback in _as_list(link):
+            Signature(dict(callback), app=task.app).apply((value,))
+        return EagerResult(task_id, value, states.SUCCESS, app=task.app, name=task.name)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if not value:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _eager_body(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], request: Context) -> Any:
+    try:
+        result = task.run(*args, **kwargs)
+    except Exception as exc:
+        if task.autoretry_for and isinstance(exc, task.autoretry_for) and not (
+            task.dont_autoretry_for and isinstance(exc, task.dont_autoretry_for)
+        ):
+            raise task.retry(exc=exc, countdown=0) from exc
+        raise
+    if inspect.isawaitable(result):
+        return asyncio.run(_await(result))
+    return result
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _run_sync(fn: Any) -> Any:
+    """Run ``fn`` here, or in a helper thread when this thread already runs an event loop (async bodies need
+    their own loop, and ``asyncio.run`` refuses to nest)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn()
+    out: list[Any] = []
+    err: list[BaseException] = []
+    ctx = __import__("contextvars").copy_context()
+
+    def target() -> None:
+        try:
+            out.append(ctx.run(fn))
+        except BaseException as exc:
+            err.append(exc)
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join()
+    if err:
+        raise err[0]
+    return out[0]

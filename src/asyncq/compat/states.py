@@ -1,0 +1,19 @@
+"""Celery's task states, with Celery's names and groupings, so ``result.state == states.SUCCESS`` keeps working."""
+
+from __future__ import annotations
+
+PENDING = "PENDING"
+RECEIVED = "RECEIVED"
+STARTED = "STARTED"
+SUCCESS = "SUCCESS"
+FAILURE = "FAILURE"
+REVOKED = "REVOKED"
+REJECTED = "REJECTED"
+RETRY = "RETRY"
+IGNORED = "IGNORED"
+
+READY_STATES = frozenset({SUCCESS, FAILURE, REVOKED})
+UNREADY_STATES = frozenset({PENDING, RECEIVED, STARTED, REJECTED, RETRY})
+EXCEPTION_STATES = frozenset({RETRY, FAILURE, REVOKED})
+PROPAGATE_STATES = frozenset({FAILURE, REVOKED})
+ALL_STATES = frozenset({PENDING, RECEIVED, STARTED, SUCCESS, FAILURE, RETRY, REVOKED})

@@ -1,0 +1,244 @@
+"""Celery's ``Task`` class: what ``@app.task`` returns and what ``base=`` subclasses extend.
+
+Calling works as in Celery (``delay``, ``apply_async``, ``apply``, ``s``/``si``, ``retry``, ``update_state``,
+``self.request``), plus ``adelay`` / ``aapply_async`` for async code, which never block the event loop.
+``async def`` task bodies are allowed: the reason to move.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import sys
+import traceback
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from asyncq.compat import states
+from asyncq.compat.canvas import Signature, group
+from asyncq.compat.exceptions import MaxRetriesExceededError, Retry
+from asyncq.compat.request import DIRECT, Context, current_request
+from asyncq.compat.result import AsyncResult, EagerResult
+
+if TYPE_CHECKING:
+    from asyncq.compat.app import Celery
+
+
+def backoff(factor: Any, retries: int, maximum: float, jitter: bool) -> float:
+    """Celery's exponential backoff: ``min(max, factor * 2**retries)``, jittered uniformly over [0, n]."""
+    factor = int(max(1.0, float(factor)))
+    countdown = min(maximum, factor * (2**retries))
+    if jitter:
+        countdown = random.randrange(int(countdown) + 1)
+    return float(max(0, countdown))
+
+
+class Task:
+    """A Celery-style task. Class attributes are the options; ``run`` is the body."""
+
+    name: str = ""
+    _app: Celery | None = None
+    bind: bool = False
+    typing: bool = True
+    max_retries: int | None = 3
+    #: None: the app's ``task_default_retry_delay`` (180 s unless configured)
+    default_retry_delay: float | None = None
+    autoretry_for: tuple[type[BaseException], ...] = ()
+    dont_autoretry_for: tuple[type[BaseException], ...] = ()
+    retry_kwargs: dict[str, Any] = {}
+    retry_backoff: bool | float = False
+    retry_backoff_max: float = 600
+    retry_jitter: bool = True
+    acks_late: bool | None = None
+    ignore_result: bool | None = None
+    track_started: bool | None = None
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    rate_limit: str | None = None
+    queue: str | None = None
+    priority: int | None = None
+    serializer: str | None = None
+    expires: Any = None
+    reject_on_worker_lost: bool | None = None
+    throws: tuple[type[BaseException], ...] = ()
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("Tasks must define the run method.")
+
+    # --- identity -----------------------------------------------------------------------------------------
+    @property
+    def app(self) -> Celery:
+        from asyncq.compat.app import current_app
+
+        return self._app or current_app()
+
+    def __repr__(self) -> str:
+        return f"<@task: {self.name} of {self.app.main or '__main__'}>"
+
+    @property
+    def request(self) -> Context:
+        return current_request.get() or DIRECT
+
+    # --- calling ------------------------------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """A direct call runs the body here, like calling the function (``request.called_directly``)."""
+        return self.run(*args, **kwargs)
+
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        return self.apply_async(args, kwargs)
+
+    async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        return await self.aapply_async(args, kwargs)
+
+    def apply_async(self, args: Any = None, kwargs: Any = None, task_id: str | None = None,
+                    producer: Any = None, link: Any = None, link_error: Any = None, shadow: str | None = None,
+                    **options: Any) -> AsyncResult:
+        opts = _options(task_id, link, link_error, shadow, options)
+        if self.app.conf.task_always_eager:
+            return self.apply(args, kwargs, task_id=task_id, link=link, link_error=link_error)
+        result: AsyncResult = self.app.send_task(self.name, args, kwargs, **opts)
+        return result
+
+    async def aapply_async(self, args: Any = None, kwargs: Any = None, task_id: str | None = None,
+                           producer: Any = None, link: Any = None, link_error: Any = None,
+                           shadow: str | None = None, **options: Any) -> AsyncResult:
+        opts = _options(task_id, link, link_error, shadow, options)
+        if self.app.conf.task_always_eager:
+            return self.apply(args, kwargs, task_id=task_id, link=link, link_error=link_error)
+        result: AsyncResult = await self.app.asend_task(self.name, args, kwargs, **opts)
+        return result
+
+    def apply(self, args: Any = None, kwargs: Any = None, task_id: str | None = None, link: Any = None,
+              link_error: Any = None, throw: bool | None = None, **options: Any) -> EagerResult:
+        """Run the task here and now (eager), returning an EagerResult; ``throw`` re-raises its exception."""
+        from asyncq.compat.runtime import run_eagerly
+
+        return run_eagerly(self, tuple(args or ()), dict(kwargs or {}), task_id or str(uuid.uuid4()),
+                           link=link, link_error=link_error,
+                           throw=self.app.conf.task_eager_propagates if throw is None else throw)
+
+    def delay_on_commit(self, *args: Any, **kwargs: Any) -> None:
+        """Send after the current Django transaction commits (dropped on rollback); returns None, as Celery."""
+        from django.db import transaction
+
+        transaction.on_commit(functools.partial(self.delay, *args, **kwargs))
+
+    def apply_async_on_commit(self, args: Any = None, kwargs: Any = None, *, session: Any = None,
+                              **options: Any) -> None:
+        """Send after commit: the Django transaction, or with ``session=`` a SQLAlchemy session's."""
+        send = functools.partial(self.apply_async, args, kwargs, **options)
+        if session is None:
+            from django.db import transaction
+
+            transaction.on_commit(send)
+            return
+        from asyncq.compat.transactions import on_sqlalchemy_commit
+
+        on_sqlalchemy_commit(session, send)
+
+    # --- signatures ---------------------------------------------------------------------------------------
+    def signature(self, args: Any = None, kwargs: Any = None, *starargs: Any, **options: Any) -> Signature:
+        return Signature(self.name, args, kwargs, options, app=self._app)
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        return Signature(self.name, args, kwargs, app=self._app)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        return Signature(self.name, args, kwargs, immutable=True, app=self._app)
+
+    subtask = signature
+
+    def map(self, it: Any) -> Signature:
+        return Signature("celery.map", (self.name, list(it)), app=self._app)
+
+    def starmap(self, it: Any) -> Signature:
+        return Signature("celery.starmap", (self.name, [list(a) for a in it]), app=self._app)
+
+    def chunks(self, it: Any, n: int) -> group:
+        items = [list(a) for a in it]
+        parts = [items[i : i + n] for i in range(0, len(items), n)]
+        return group(*[Signature("celery.starmap", (self.name, part), app=self._app) for part in parts],
+                     app=self._app)
+
+    # --- inside a running task ----------------------------------------------------------------------------
+    def retry(self, args: Any = None, kwargs: Any = None, exc: BaseException | None = None, throw: bool = True,
+              eta: datetime | None = None, countdown: float | None = None, max_retries: Any = ...,
+              **options: Any) -> Retry:
+        """Ask for another try: raises ``Retry`` (returns it with ``throw=False``), or, past ``max_retries``,
+        raises ``exc`` or ``MaxRetriesExceededError``."""
+        request = self.request
+        if request.called_directly:
+            current = sys.exc_info()[1]
+            raise exc or current or Retry("Task can be retried", None)
+        if args is not None or kwargs is not None:
+            raise NotImplementedError("retry(args=..., kwargs=...) is not supported: the retried job keeps its "
+                                      "arguments; enqueue a new call instead")
+        limit = self.max_retries if max_retries is ... else max_retries
+        if limit is not None and request.retries + 1 > limit:
+            if exc is not None:
+                raise exc
+            raise MaxRetriesExceededError(
+                f"Can't retry {self.name}[{request.id}] args:{request.args} kwargs:{request.kwargs}",
+                task_args=request.args, task_kwargs=request.kwargs,
+            )
+        if eta is not None:
+            when: float = max(0.0, (eta if eta.tzinfo else eta.replace(tzinfo=UTC)).timestamp()
+                              - datetime.now(UTC).timestamp())
+        else:
+            default = self.default_retry_delay
+            if default is None:
+                default = self.app.conf.task_default_retry_delay or 0
+            when = float(default if countdown is None else countdown)
+        signal = Retry(exc=exc, when=when)
+        if request.is_eager:
+            raise signal
+        if throw:
+            raise signal
+        return signal
+
+    def update_state(self, task_id: str | None = None, state: str | None = None, meta: Any = None,
+                     **kwargs: Any) -> None:
+        """Store a custom state (e.g. PROGRESS with ``meta``) that ``AsyncResult.state/.info`` show."""
+        tid = task_id or self.request.id
+        if tid is None:
+            return
+        self.app.store_state(tid, state or states.PENDING, meta)
+
+    # --- hooks for custom bases (no-ops) ------------------------------------------------------------------
+    def before_start(self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None: ...
+
+    def on_success(self, retval: Any, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None: ...
+
+    def on_failure(self, exc: BaseException, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                   einfo: Any) -> None: ...
+
+    def on_retry(self, exc: BaseException, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 einfo: Any) -> None: ...
+
+    def after_return(self, status: str, retval: Any, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                     einfo: Any) -> None: ...
+
+    def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:
+        return AsyncResult(task_id, app=self.app, task_name=self.name, **kwargs)
+
+
+class ExceptionInfo:
+    """Celery's ``einfo``: the exception, its type and traceback text."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exception = exc
+        self.type = type(exc)
+        self.traceback = "".join(traceback.format_exception(exc))
+
+    def __str__(self) -> str:
+        return self.traceback
+
+
+def _options(task_id: str | None, link: Any, link_error: Any, shadow: str | None,
+             options: dict[str, Any]) -> dict[str, Any]:
+    opts = dict(options)
+    for key, value in (("task_id", task_id), ("link", link), ("link_error", link_error), ("shadow", shadow)):
+        if value is not None:
+            opts[key] = value
+    return opts

@@ -1,0 +1,163 @@
+"""Every Redis key asyncq reads or writes, built in this one module.
+
+arq's keys (``arq:queue``, ``arq:job:<id>``, ``arq:in-progress:<id>``, ``arq:retry:<id>``, ``arq:result:<id>``,
+``arq:abort``) keep arq's names and meaning, so arq producers, arq's ``Job`` and arq tooling still work.
+What arq lacks lives under the ``asyncq:`` prefix. ARCHITECTURE.md has the table with types and TTLs.
+
+Queue names map to arq queue keys: the queue ``default`` *is* arq's ``arq:queue``; any other queue ``q`` is
+``arq:queue:q``. A priority other than the default adds a lane: ``arq:queue:q#p7``. Queue names may not contain
+``:`` or ``#`` so that these keys can never collide.
+
+Lua scripts get key *prefixes* (below) for per-job keys, because a batch script touches keys whose ids it only
+learns while running. That rules out Redis Cluster, which arq does not support either.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from asyncq.exceptions import ConfigurationError
+
+# --- arq's own keys (arq/constants.py) -------------------------------------------------------------------
+ARQ_QUEUE: Final = "arq:queue"
+JOB_PREFIX: Final = "arq:job:"
+IN_PROGRESS_PREFIX: Final = "arq:in-progress:"
+RESULT_PREFIX: Final = "arq:result:"
+RETRY_PREFIX: Final = "arq:retry:"
+ABORT_SET: Final = "arq:abort"
+HEALTH_SUFFIX: Final = ":health-check"
+
+# --- asyncq's additions -------------------------------------------------------------------------------------
+RUNNING_PREFIX: Final = "asyncq:running:"  # ZSET per queue: job id -> lease expiry (ms)
+DLQ_INDEX: Final = "asyncq:dlq"  # ZSET: job id -> dead-lettered at (ms)
+DLQ_PAYLOADS: Final = "asyncq:dlq:payload"  # HASH: job id -> the job's payload bytes, as enqueued
+DLQ_META: Final = "asyncq:dlq:meta"  # HASH: job id -> JSON (queue, lane, reason, error, traceback, ...)
+UNKNOWN_SINCE: Final = "asyncq:unknown-since"  # HASH: job id -> ms when a worker first lacked its task
+CRON_LAST_PREFIX: Final = "asyncq:cron:"  # STRING per periodic task: the last tick enqueued (ms)
+WORKER_PREFIX: Final = "asyncq:worker:"  # STRING per worker: JSON heartbeat, short TTL
+WORKERS_SET: Final = "asyncq:workers"  # ZSET: worker id -> last heartbeat (ms)
+QUEUES_SET: Final = "asyncq:queues"  # SET: every queue name ever enqueued to (for `asyncq queues`)
+PAUSED_SET: Final = "asyncq:paused"  # SET: queues no worker claims from until resumed
+RECENT_JOBS: Final = "asyncq:recent"  # LIST: ids of recently finished jobs, newest first, capped (dashboard)
+RECENT_JOBS_MAX: Final = 2000  # entries kept in RECENT_JOBS
+STATS_TOTALS_PREFIX: Final = "asyncq:stats:total:"  # HASH per queue: cumulative counters and histograms
+STATS_MINUTE_PREFIX: Final = "asyncq:stats:minute:"  # HASH per queue and minute: counters, wait histogram
+STATS_MINUTE_TTL: Final = 7200  # seconds a per-minute stats hash is kept (the charts show one hour)
+
+# --- the Celery compatibility layer (asyncq.compat) ------------------------------------------------------
+CELERY_STATE_PREFIX: Final = "asyncq:celery:state:"  # STRING per job: a state set by update_state (JSON)
+CELERY_REVOKED: Final = "asyncq:celery:revoked"  # ZSET: revoked task id -> ms (persistent revokes)
+CELERY_CHORD_PREFIX: Final = "asyncq:celery:chord:"  # HASH per chord: header index -> result; "<key>:fired" guard
+CELERY_GROUP_PREFIX: Final = "asyncq:celery:group:"  # STRING per saved GroupResult: JSON list of ids
+CELERY_RETRIES_PREFIX: Final = "asyncq:celery:retries:"  # STRING per job: self.retry() calls so far (1 day)
+ROUTER_RULES: Final = "asyncq:router:rules"  # HASH: task name or glob -> celery | asyncq | N% (compat/router.py)
+
+# --- pub/sub channels ---------------------------------------------------------------------------------------
+WAKE_PREFIX: Final = "asyncq:wake:"  # one per queue: a job became available
+DONE_PREFIX: Final = "asyncq:done:"  # one per job: its result was written
+ABORT_CHANNEL: Final = "asyncq:abort"  # a job id to cancel wherever it runs
+
+DEFAULT_QUEUE: Final = "default"
+MIN_PRIORITY: Final = 0
+MAX_PRIORITY: Final = 9
+DEFAULT_PRIORITY: Final = 5
+
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
+
+
+def check_queue_name(name: str) -> str:
+    """Return ``name`` if it is a valid queue name, else raise with what is allowed."""
+    if not isinstance(name, str) or not _QUEUE_NAME.match(name):
+        raise ConfigurationError(
+            f"invalid queue name {name!r}: use 1-100 letters, digits, '_', '.' or '-' (no ':' or '#')"
+        )
+    return name
+
+
+def check_priority(priority: int) -> int:
+    if not isinstance(priority, int) or isinstance(priority, bool) or not (
+        MIN_PRIORITY <= priority <= MAX_PRIORITY
+    ):
+        raise ConfigurationError(
+            f"invalid priority {priority!r}: use an int from {MIN_PRIORITY} (lowest) to {MAX_PRIORITY} "
+            f"(highest); the default is {DEFAULT_PRIORITY}"
+        )
+    return priority
+
+
+def queue_key(queue: str) -> str:
+    """The arq ZSET of a queue's default-priority lane."""
+    return ARQ_QUEUE if queue == DEFAULT_QUEUE else f"{ARQ_QUEUE}:{queue}"
+
+
+def lane_key(queue: str, priority: int = DEFAULT_PRIORITY) -> str:
+    """The ZSET (job id -> run-at ms) holding one queue's jobs of one priority."""
+    base = queue_key(queue)
+    return base if priority == DEFAULT_PRIORITY else f"{base}#p{priority}"
+
+
+def lanes_by_priority(queue: str) -> list[str]:
+    """Every lane of a queue, highest priority first: the order the claim script walks them."""
+    return [lane_key(queue, p) for p in range(MAX_PRIORITY, MIN_PRIORITY - 1, -1)]
+
+
+def queue_of_lane(lane: str) -> str:
+    """Invert ``lane_key``: ``arq:queue:emails#p7`` -> ``emails``; an unknown key is its own queue."""
+    base = lane.split("#", 1)[0]
+    if base == ARQ_QUEUE:
+        return DEFAULT_QUEUE
+    if base.startswith(ARQ_QUEUE + ":"):
+        return base[len(ARQ_QUEUE) + 1 :]
+    return base
+
+
+def job_key(job_id: str) -> str:
+    return JOB_PREFIX + job_id
+
+
+def result_key(job_id: str) -> str:
+    return RESULT_PREFIX + job_id
+
+
+def in_progress_key(job_id: str) -> str:
+    return IN_PROGRESS_PREFIX + job_id
+
+
+def retry_key(job_id: str) -> str:
+    return RETRY_PREFIX + job_id
+
+
+def running_key(queue: str) -> str:
+    return RUNNING_PREFIX + queue
+
+
+def wake_channel(queue: str) -> str:
+    return WAKE_PREFIX + queue
+
+
+def done_channel(job_id: str) -> str:
+    return DONE_PREFIX + job_id
+
+
+def cron_last_key(name: str) -> str:
+    return CRON_LAST_PREFIX + name
+
+
+def stats_totals_key(queue: str) -> str:
+    """Cumulative counters of one queue since the stats began (fields ``metric|task``, see ``asyncq.stats``)."""
+    return STATS_TOTALS_PREFIX + queue
+
+
+def stats_minute_key(queue: str, minute: int) -> str:
+    """One queue's counters for one minute (``minute`` = Unix time // 60), kept ``STATS_MINUTE_TTL``."""
+    return f"{STATS_MINUTE_PREFIX}{queue}:{minute}"
+
+
+def worker_key(worker_id: str) -> str:
+    return WORKER_PREFIX + worker_id
+
+
+def health_key(queue: str) -> str:
+    """arq's health-check key, so ``arq --check`` style tooling still reads something."""
+    return queue_key(queue) + HEALTH_SUFFIX

@@ -1,0 +1,24 @@
+-- Move a dead letter back to its lane as a fresh job (tries reset, old failure result dropped).
+-- ARGV[1] now  ARGV[2] job prefix  ARGV[3] retry prefix  ARGV[4] result prefix  ARGV[5] dlq index
+-- ARGV[6] dlq payloads  ARGV[7] dlq meta  ARGV[8] wake prefix  ARGV[9] id  ARGV[10] lane  ARGV[11] queue
+-- ARGV[12] payload ttl (ms)
+-- Returns 1 moved, 0 no such dead letter, -1 a live job with that id exists (retry it later)
+local now = tonumber(ARGV[1])
+local job_prefix, retry_prefix, result_prefix = ARGV[2], ARGV[3], ARGV[4]
+local dlq, dlq_payloads, dlq_meta, wake_prefix = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local id, lane, queue, ttl = ARGV[9], ARGV[10], ARGV[11], tonumber(ARGV[12])
+local payload = redis.call('HGET', dlq_payloads, id)
+if not payload then
+  return 0
+end
+if redis.call('EXISTS', job_prefix .. id) == 1 then
+  return -1
+end
+redis.call('SET', job_prefix .. id, payload, 'PX', ttl)
+redis.call('DEL', retry_prefix .. id, result_prefix .. id)
+redis.call('ZADD', lane, now, id)
+redis.call('HDEL', dlq_payloads, id)
+redis.call('HDEL', dlq_meta, id)
+redis.call('ZREM', dlq, id)
+redis.call('PUBLISH', wake_prefix .. queue, now)
+return 1

@@ -1,0 +1,175 @@
+"""Prometheus metrics: a worker's own (``WorkerMetrics`` + ``serve_metrics``) and the fleet's (``fleet_metrics``).
+
+* A worker started with ``metrics_port`` (``WorkerSettings`` / ``ASYNCQ_WORKER_METRICS_PORT``) counts its
+  jobs in a ``CollectorRegistry`` of its own (never prometheus_client's global one) and serves it at
+  ``http://<metrics_host>:<port>/metrics``.
+* The dashboard's ``/metrics`` answers for every worker at once: it reads the cumulative counters that the
+  workers flush to Redis (``asyncq.stats``) and the live queue lengths. Scrape one or the other, not both,
+  or the job counters are counted twice.
+
+The metric names are the same in both: ``asyncq_jobs_{started,succeeded,failed,retried,dead_lettered,
+aborted}_total{queue,task}``, ``asyncq_job_queue_wait_seconds{queue,task}`` and
+``asyncq_job_run_seconds{queue,task}`` histograms; the fleet adds ``asyncq_queue_length{queue}`` (ready),
+``asyncq_queue_in_flight``, ``asyncq_queue_scheduled``, ``asyncq_queue_dead_letters`` and
+``asyncq_workers_alive``; a worker adds ``asyncq_worker_jobs_in_flight``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from asyncq.context import JobContext
+from asyncq.exceptions import JobAborted
+from asyncq.hooks import Hooks
+from asyncq.stats import BUCKETS, COUNTERS, UNKNOWN
+
+if TYPE_CHECKING:
+    from asyncq.admin import QueueStats, WorkerInfo
+
+log = logging.getLogger("asyncq.metrics")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_FINITE = [b for b in BUCKETS if math.isfinite(b)]
+#: stats counter name -> Prometheus metric name
+_NAMES = {c: f"asyncq_jobs_{'dead_lettered' if c == 'dead' else c}" for c in COUNTERS}
+_HELP = {
+    "started": "Jobs that started running.",
+    "succeeded": "Jobs whose task returned.",
+    "failed": "Jobs that failed for good (retries exhausted or not retryable).",
+    "retried": "Failed tries that were scheduled to run again.",
+    "dead": "Jobs moved to the dead-letter store (failed ones and ones that could not run).",
+    "aborted": "Jobs aborted while running.",
+}
+
+
+class WorkerMetrics(Hooks):
+    """Prometheus counters and histograms of one worker's jobs, in ``self.registry``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, in_flight: Callable[[], float] | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        labels = ("queue", "task")
+        self.counters = {
+            c: Counter(_NAMES[c], _HELP[c], labels, registry=self.registry) for c in COUNTERS
+        }
+        self.wait = Histogram("asyncq_job_queue_wait_seconds", "Time from run-at to start.", labels,
+                              buckets=_FINITE, registry=self.registry)
+        self.run = Histogram("asyncq_job_run_seconds", "Time a task ran.", labels, buckets=_FINITE,
+                             registry=self.registry)
+        self.in_flight = Gauge("asyncq_worker_jobs_in_flight", "Jobs this worker runs now.", registry=self.registry)
+        if in_flight is not None:
+            self.in_flight.set_function(in_flight)
+
+    async def on_start(self, ctx: JobContext) -> None:
+        self.counters["started"].labels(ctx.queue, ctx.task_name).inc()
+        self.wait.labels(ctx.queue, ctx.task_name).observe(ctx.queue_wait_ms / 1000)
+
+    def _ended(self, ctx: JobContext, outcome: str) -> None:
+        self.counters[outcome].labels(ctx.queue, ctx.task_name).inc()
+        self.run.labels(ctx.queue, ctx.task_name).observe(max(0.0, time.time() - ctx.start_ms / 1000))
+
+    async def on_success(self, ctx: JobContext, result: Any) -> None:
+        self._ended(ctx, "succeeded")
+
+    async def on_failure(self, ctx: JobContext, exc: BaseException) -> None:
+        self._ended(ctx, "aborted" if isinstance(exc, JobAborted) else "failed")
+
+    async def on_retry(self, ctx: JobContext, exc: BaseException, delay: float) -> None:
+        self.counters["retried"].labels(ctx.queue, ctx.task_name).inc()
+
+    async def on_dead_letter(self, ctx: JobContext | None, job_id: str, reason: str) -> None:
+        queue, task = (ctx.queue, ctx.task_name) if ctx else (UNKNOWN, UNKNOWN)
+        self.counters["dead"].labels(queue, task).inc()
+
+
+async def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> asyncio.Server:
+    """A minimal HTTP server answering every GET with the registry's metrics (no threads)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            request = await reader.readuntil(b"\r\n\r\n")
+            path = request.split(b" ", 2)[1] if request.count(b" ") >= 2 else b"/"
+            if path.split(b"?")[0] in (b"/metrics", b"/"):
+                body, status = generate_latest(registry), b"200 OK"
+            else:
+                body, status = b"not found; metrics are at /metrics\n", b"404 Not Found"
+            writer.write(
+                b"HTTP/1.1 " + status + b"\r\nContent-Type: " + CONTENT_TYPE.encode()
+                + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
+            )
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, host, port)
+    log.info("worker metrics at http://%s:%d/metrics", host, port)
+    return server
+
+
+# --- the fleet, from Redis ------------------------------------------------------------------------------------
+class _Snapshot(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
+
+
+def _histogram(name: str, doc: str, fields: dict[tuple[str, str], dict[str, int]], kind: str) -> Metric:
+    fam = HistogramMetricFamily(name, doc, labels=("queue", "task"))
+    for (queue, task), f in sorted(fields.items()):
+        counts = [f.get(f"{kind}|{task}|{i}", 0) for i in range(len(BUCKETS))]
+        if not any(counts):
+            continue
+        running, buckets = 0, []
+        for bound, n in zip(BUCKETS, counts, strict=True):
+            running += n
+            buckets.append(("+Inf" if math.isinf(bound) else repr(bound), float(running)))
+        fam.add_metric([queue, task], buckets, f.get(f"{kind}_sum|{task}", 0) / 1000)
+    return fam
+
+
+def fleet_metrics(
+    totals: dict[str, dict[str, int]], queues: Iterable[QueueStats], workers: Iterable[WorkerInfo]
+) -> bytes:
+    """Prometheus text for every worker's flushed counters plus the live queue and worker gauges."""
+    by_task: dict[tuple[str, str], dict[str, int]] = {}
+    for queue, fields in totals.items():
+        for name, value in fields.items():
+            parts = name.split("|")
+            by_task.setdefault((queue, parts[1] if len(parts) > 1 else UNKNOWN), {})[name] = value
+    families: list[Metric] = []
+    for c in COUNTERS:
+        fam = CounterMetricFamily(_NAMES[c], _HELP[c], labels=("queue", "task"))
+        for (queue, task), f in sorted(by_task.items()):
+            if f"{c}|{task}" in f:
+                fam.add_metric([queue, task], f[f"{c}|{task}"])
+        families.append(fam)
+    families.append(_histogram("asyncq_job_queue_wait_seconds", "Time from run-at to start.", by_task, "wait"))
+    families.append(_histogram("asyncq_job_run_seconds", "Time a task ran.", by_task, "run"))
+    gauges = {
+        "length": ("asyncq_queue_length", "Jobs ready to run now."),
+        "in_flight": ("asyncq_queue_in_flight", "Jobs a worker holds a live lease on."),
+        "scheduled": ("asyncq_queue_scheduled", "Jobs waiting for a later run-at time."),
+        "dead_letters": ("asyncq_queue_dead_letters", "Dead letters from this queue."),
+    }
+    qs = list(queues)
+    for attr, (name, doc) in gauges.items():
+        g = GaugeMetricFamily(name, doc, labels=("queue",))
+        for s in qs:
+            g.add_metric([s.queue], getattr(s, attr))
+        families.append(g)
+    alive = GaugeMetricFamily("asyncq_workers_alive", "Workers with a live heartbeat.")
+    alive.add_metric([], sum(1 for w in workers if w.alive))
+    families.append(alive)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot(families))
+    return generate_latest(registry)

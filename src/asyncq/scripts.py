@@ -1,0 +1,34 @@
+"""The Lua scripts, read once from ``lua/*.lua`` and registered per Redis client.
+
+Each script is one atomic step of a job's life (enqueue, claim, renew, finish, requeue, dead-letter, abort,
+dead-letter retry). Keeping them as files means they can be read, reviewed and tested as Lua, not as strings.
+redis-py's Script object sends EVALSHA and reloads the script after a Redis restart (NOSCRIPT).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Any
+
+SCRIPT_NAMES = ("abort", "claim", "dead_letter", "dlq_retry", "enqueue", "finish", "renew", "requeue")
+
+
+@cache
+def script_source(name: str) -> str:
+    if name not in SCRIPT_NAMES:
+        raise KeyError(f"no Lua script named {name!r}; known: {', '.join(SCRIPT_NAMES)}")
+    return resources.files("asyncq").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+
+
+class Scripts:
+    """The scripts registered on one client; attribute access gives the callable Script."""
+
+    def __init__(self, client: Any) -> None:
+        self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPT_NAMES}
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["_scripts"][name]
+        except KeyError:
+            raise AttributeError(name) from None

@@ -1,0 +1,156 @@
+"""Configuration as frozen dataclasses: what a value means is written once, here, with its default.
+
+``from_env`` reads ``ASYNCQ_*`` variables with typed casts, so a deployment can tune a worker without code.
+Unknown fields are rejected rather than ignored: a typo in a setting should fail loudly at start-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from asyncq.exceptions import ConfigurationError
+from asyncq.keys import DEFAULT_QUEUE, check_queue_name
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+T = TypeVar("T")
+
+
+def _cast(name: str, raw: str, typ: Any) -> Any:
+    try:
+        if typ in (bool, "bool"):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if typ in (int, "int"):
+            return int(raw)
+        if typ in (float, "float"):
+            return float(raw)
+        if typ == "float | None":
+            return None if raw.lower() in ("", "none") else float(raw)
+        if typ in ("tuple[str, ...]",):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        return raw
+    except ValueError:
+        raise ConfigurationError(f"environment variable {name}={raw!r} is not a valid {typ}") from None
+
+
+def _from_env(cls: type[T], prefix: str, env: Mapping[str, str] | None, overrides: dict[str, Any]) -> T:
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        var = prefix + f.name.upper()
+        if var in env:
+            values[f.name] = _cast(var, env[var], f.type)
+    values.update(overrides)
+    return cls(**values)
+
+
+def check_fields(cls: type[Any], given: Mapping[str, Any]) -> None:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown {cls.__name__} option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """How one worker process behaves. Times are seconds."""
+
+    #: served in this order; empty means the App's default queue, then every other queue its tasks use
+    queues: tuple[str, ...] = ()
+    #: jobs in flight at once; a job is claimed only when one of these slots is free (no prefetch)
+    concurrency: int = 100
+    #: threads for plain ``def`` tasks (they never run on the event loop)
+    threads: int = 40
+    #: a running job's lease; a dead worker's jobs run again this long after its last renewal
+    lease: float = 10.0
+    #: the safety-net poll when no wake-up arrives (wake-ups normally start a job within milliseconds)
+    poll_interval: float = 1.0
+    #: on SIGTERM, how long running jobs may take to finish before they are handed back to the queue
+    shutdown_grace: float = 30.0
+    #: a job whose task this worker does not know is put back for this long before it is dead-lettered
+    unknown_task_wait: float = 600.0
+    #: most jobs claimed in one claim round trip
+    claim_batch: int = 200
+    #: heartbeat period (worker list, arq health key)
+    heartbeat_interval: float = 5.0
+    #: stop when the queues are empty (for scripts and tests)
+    burst: bool = False
+    #: dead letters kept; the oldest are dropped past this
+    max_dead_letters: int = 100_000
+    #: install SIGTERM/SIGINT handlers in ``run()``
+    handle_signals: bool = True
+    #: seconds between flushes of job statistics to Redis (dashboard charts, fleet metrics); 0: not recorded
+    stats_interval: float = 2.0
+    #: serve this worker's Prometheus metrics on this port (0: no metrics server)
+    metrics_port: int = 0
+    #: the address the metrics server binds to
+    metrics_host: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.queues, str):
+            object.__setattr__(self, "queues", tuple(q.strip() for q in self.queues.split(",") if q.strip()))
+        for q in self.queues:
+            check_queue_name(q)
+        if self.concurrency < 1:
+            raise ConfigurationError(f"concurrency must be >= 1, got {self.concurrency}")
+        if self.threads < 1:
+            raise ConfigurationError(f"threads must be >= 1, got {self.threads}")
+        if self.lease < 0.5:
+            raise ConfigurationError(f"lease must be >= 0.5 s, got {self.lease}")
+        if self.poll_interval <= 0 or self.shutdown_grace < 0 or self.unknown_task_wait < 0:
+            raise ConfigurationError("poll_interval must be > 0; shutdown_grace and unknown_task_wait >= 0")
+        if self.stats_interval < 0 or not 0 <= self.metrics_port <= 65535:
+            raise ConfigurationError("stats_interval must be >= 0 and metrics_port 0 (off) to 65535")
+        if self.claim_batch < 1:
+            raise ConfigurationError(f"claim_batch must be >= 1, got {self.claim_batch}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerSettings:
+        """Read ``ASYNCQ_WORKER_<FIELD>`` variables (e.g. ASYNCQ_WORKER_CONCURRENCY=500); overrides win."""
+        check_fields(cls, overrides)
+        return _from_env(cls, "ASYNCQ_WORKER_", env, overrides)
+
+
+@dataclass(frozen=True, slots=True)
+class AppSettings:
+    """What producers and workers of one App share."""
+
+    redis_url: str = field(default_factory=lambda: os.environ.get("ASYNCQ_REDIS_URL", DEFAULT_REDIS_URL))
+    #: "json" (default), "msgpack" or "pickle" (needs signing_key)
+    serializer: str = "json"
+    signing_key: str = ""
+    default_queue: str = DEFAULT_QUEUE
+    #: tries per job, the first included, unless a task says otherwise
+    max_tries: int = 3
+    #: seconds a task may run unless it says otherwise (None: no limit; the lease still protects crashes)
+    timeout: float | None = 300.0
+    #: seconds a result is kept (0: not kept, and ``job.result()`` cannot wait for it)
+    keep_result: float = 3600.0
+    #: a queued payload expires this long after its run-at time (arq's expires_extra_ms)
+    payload_ttl: float = 86_400.0
+    #: seconds to wait for Redis to accept a connection / answer a command
+    connect_timeout: float = 5.0
+    command_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        check_queue_name(self.default_queue)
+        if self.max_tries < 1:
+            raise ConfigurationError(f"max_tries must be >= 1 (1 means no retry), got {self.max_tries}")
+        if self.keep_result < 0 or self.payload_ttl <= 0:
+            raise ConfigurationError("keep_result must be >= 0 and payload_ttl > 0 seconds")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> AppSettings:
+        """Read ``ASYNCQ_<FIELD>`` variables (ASYNCQ_REDIS_URL, ASYNCQ_SERIALIZER, ...); overrides win."""
+        check_fields(cls, overrides)
+        return _from_env(cls, "ASYNCQ_", env, overrides)

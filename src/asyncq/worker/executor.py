@@ -1,0 +1,287 @@
+"""Running one claimed job, start to settled: decode, find the task, run it under its timeout, and record the
+outcome (result, retry, dead letter, hand-back) in Redis.
+
+Every way a job can end is decided here and nowhere else; the lifecycle module only claims and schedules.
+Settling retries through a Redis outage, because an outcome we computed must not be thrown away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import orjson
+
+from asyncq.broker import REDIS_DOWN, Claimed, Lease, now_ms
+from asyncq.codec import Payload, decode_payload, encode_error, encode_result
+from asyncq.context import JobContext, reset_current, set_current
+from asyncq.exceptions import (
+    DeserializationError,
+    JobAborted,
+    JobDeadLettered,
+    Retry,
+    TaskTimeout,
+)
+from asyncq.hooks import call_hooks
+
+if TYPE_CHECKING:
+    from asyncq.task import Task
+    from asyncq.worker.lifecycle import Worker
+
+log = logging.getLogger("asyncq.worker")
+
+T = TypeVar("T")
+
+UNKNOWN_TASK_MAX_DELAY = 30.0
+
+
+@dataclass(eq=False)
+class RunningJob:
+    """A job this worker holds, and why it might be stopped early."""
+
+    claimed: Claimed
+    task: asyncio.Task[None] | None = None
+    abort_requested: bool = False
+    lease_lost: bool = False
+    hand_back: bool = False
+    started: bool = False
+    ctx: JobContext | None = field(default=None)
+
+    @property
+    def lease(self) -> Lease:
+        c = self.claimed
+        return Lease(c.job_id, c.token, c.lane, c.queue)
+
+
+class Executor:
+    def __init__(self, worker: Worker) -> None:
+        self.w = worker
+        self.app = worker.app
+        self.limiter = anyio.CapacityLimiter(worker.settings.threads)
+
+    # --- entry ---------------------------------------------------------------------------------------------
+    async def run(self, rj: RunningJob) -> None:
+        c = rj.claimed
+        if c.payload is None:
+            await self._dead_letter(rj, None, "payload missing: it expired before a worker reached it", None)
+            return
+        try:
+            payload = decode_payload(self.app.serializer, c.payload)
+        except DeserializationError as exc:
+            await self._dead_letter(rj, None, f"undecodable payload: {exc}", exc)
+            return
+        task = self.app.tasks.get(payload.function)
+        if task is None:
+            await self._unknown_task(rj, payload)
+            return
+        max_tries = task.options.max_tries or self.app.settings.max_tries
+        ctx = JobContext(
+            job_id=c.job_id,
+            task_name=task.name,
+            queue=c.queue,
+            job_try=c.job_try,
+            max_tries=max_tries,
+            enqueue_ms=payload.enqueue_ms,
+            start_ms=now_ms(),
+            worker_id=self.w.worker_id,
+            args=payload.args,
+            kwargs=payload.kwargs,
+            headers=payload.headers or {},
+        )
+        rj.ctx = ctx
+        if c.job_try > max_tries:
+            lost = JobDeadLettered(
+                f"tried {c.job_try - 1} times without an outcome (its worker was lost each time); "
+                f"max_tries is {max_tries}",
+                job_id=c.job_id,
+            )
+            await self._dead_letter(rj, payload, "max tries exceeded while its workers were lost", lost, "failed")
+            return
+        await self._execute(rj, task, payload, ctx)
+
+    async def _execute(self, rj: RunningJob, task: Task[Any, Any], payload: Payload, ctx: JobContext) -> None:
+        await call_hooks(self.w.hooks, "on_start", ctx)
+        token = set_current(ctx)
+        rj.started = True
+        try:
+            result = await self._call(task, payload)
+        except asyncio.CancelledError:
+            if rj.hand_back:
+                await self._settle(
+                    rj, lambda: self.w.broker.requeue(rj.lease, now_ms(), give_back_try=True), "hand back"
+                )
+                return
+            if rj.abort_requested:
+                await self._finish(rj, payload, ctx, False, JobAborted("aborted while running"), "aborted")
+                await call_hooks(self.w.hooks, "on_failure", ctx, JobAborted("aborted"))
+                return
+            if rj.lease_lost:
+                return  # another worker owns it now; nothing of ours to write
+            raise
+        except Retry as exc:
+            await self._failed(rj, task, payload, ctx, exc, forced_delay=exc.defer)
+        except JobAborted as exc:  # the task aborted itself (e.g. the Celery layer's revoked or expired job)
+            await self._finish(rj, payload, ctx, False, exc, "aborted")
+            await call_hooks(self.w.hooks, "on_failure", ctx, exc)
+        except Exception as exc:
+            await self._failed(rj, task, payload, ctx, exc, forced_delay=None)
+        else:
+            await self._finish(rj, payload, ctx, True, result, "success")
+            self.w.stats["complete"] += 1
+            await call_hooks(self.w.hooks, "on_success", ctx, result)
+        finally:
+            reset_current(token)
+
+    async def _call(self, task: Task[Any, Any], payload: Payload) -> Any:
+        timeout = task.options.timeout if task.options.timeout is not None else self.app.settings.timeout
+        try:
+            async with asyncio.timeout(timeout):
+                if task.is_async:
+                    return await task.fn(*payload.args, **payload.kwargs)
+                call = functools.partial(task.fn, *payload.args, **payload.kwargs)
+                return await anyio.to_thread.run_sync(call, limiter=self.limiter, abandon_on_cancel=True)
+        except TimeoutError as exc:
+            if isinstance(exc, TaskTimeout) or exc.__class__ is not TimeoutError:
+                raise
+            raise TaskTimeout(f"task {task.name} ran longer than its timeout of {timeout:g} s") from None
+
+    # --- outcomes ----------------------------------------------------------------------------------------
+    async def _failed(
+        self,
+        rj: RunningJob,
+        task: Task[Any, Any],
+        payload: Payload,
+        ctx: JobContext,
+        exc: BaseException,
+        forced_delay: float | None,
+    ) -> None:
+        policy = task.options.retry
+        retryable = isinstance(exc, Retry) or policy.should_retry(exc)
+        if retryable and ctx.job_try < ctx.max_tries:
+            delay = forced_delay if forced_delay is not None else policy.delay_for(ctx.job_try)
+            log.info("job %s %s try %d/%d failed (%r); retry in %.2fs",
+                     ctx.job_id, task.name, ctx.job_try, ctx.max_tries, exc, delay)
+            run_at = now_ms() + int(delay * 1000)
+            await self._settle(rj, lambda: self.w.broker.requeue(rj.lease, run_at, give_back_try=False), "retry")
+            self.w.stats["retried"] += 1
+            await call_hooks(self.w.hooks, "on_retry", ctx, exc, delay)
+            return
+        why = "retries exhausted" if retryable else "not retryable"
+        log.warning("job %s %s failed on try %d/%d (%s): %r", ctx.job_id, task.name, ctx.job_try,
+                    ctx.max_tries, why, exc)
+        self.w.stats["failed"] += 1
+        await self._dead_letter(rj, payload, f"failed: {why}", exc, "failed")
+        await call_hooks(self.w.hooks, "on_failure", ctx, exc)
+
+    async def _unknown_task(self, rj: RunningJob, payload: Payload) -> None:
+        c = rj.claimed
+        first = await self._settle(rj, lambda: self.w.broker.unknown_since(c.job_id), "note unknown task")
+        waited = max(0.0, (now_ms() - int(first or now_ms())) / 1000)
+        limit = self.w.settings.unknown_task_wait
+        if waited >= limit:
+            exc = JobDeadLettered(
+                f"no worker knew task {payload.function!r} for {waited:.0f} s (unknown_task_wait={limit:g} s); "
+                "deploy a worker that registers it, then retry the dead letter",
+                job_id=c.job_id,
+            )
+            await self._dead_letter(rj, payload, f"unknown task {payload.function!r}", exc)
+            return
+        delay = min(UNKNOWN_TASK_MAX_DELAY, 1.0 + waited / 10)
+        self.w.stats["unknown"] += 1
+        log.warning(
+            "job %s: task %r is not registered on this worker (rolling deploy?); put back for a worker "
+            "that knows it, next look in %.1fs; dead-lettered after %g s",
+            c.job_id, payload.function, delay, limit,
+        )
+        run_at = now_ms() + int(delay * 1000)
+        await self._settle(
+            rj, lambda: self.w.broker.requeue(rj.lease, run_at, give_back_try=True), "put back unknown task"
+        )
+
+    async def _finish(
+        self, rj: RunningJob, payload: Payload, ctx: JobContext, success: bool, value: Any, outcome: str
+    ) -> None:
+        task = self.app.tasks.get(payload.function)
+        keep = task.options.keep_result if task and task.options.keep_result is not None else None
+        keep_ms = int((self.app.settings.keep_result if keep is None else keep) * 1000)
+        result = encode_result(
+            self.app.serializer,
+            payload=payload,
+            job_id=ctx.job_id,
+            job_try=ctx.job_try,
+            success=success,
+            result=value if success else encode_error(self.app.serializer, value),
+            start_ms=ctx.start_ms,
+            finish_ms=now_ms(),
+            queue=ctx.queue,
+            worker_id=self.w.worker_id,
+            outcome=outcome,
+        )
+        ok = await self._settle(rj, lambda: self.w.finisher.finish(rj.lease, result, keep_ms), "finish")
+        if ok == 0:
+            log.warning("job %s finished after its lease was lost; another worker re-ran it, result dropped",
+                        ctx.job_id)
+
+    async def _dead_letter(
+        self,
+        rj: RunningJob,
+        payload: Payload | None,
+        reason: str,
+        exc: BaseException | None,
+        outcome: str = "dead",
+    ) -> None:
+        c = rj.claimed
+        error = encode_error(self.app.serializer, exc or JobDeadLettered(reason, job_id=c.job_id))
+        meta = orjson.dumps(
+            {
+                "job_id": c.job_id,
+                "function": payload.function if payload else None,
+                "queue": c.queue,
+                "lane": c.lane,
+                "reason": reason,
+                "error": f"{error['type']}: {error['message']}",
+                "traceback": error["traceback"],
+                "tries": c.job_try,
+                "failed_at": now_ms(),
+                "worker": self.w.worker_id,
+                "outcome": outcome,
+            }
+        )
+        stub = payload or Payload(function="", args=(), kwargs={}, job_try=None, enqueue_ms=0)
+        result = encode_result(
+            self.app.serializer, payload=stub, job_id=c.job_id, job_try=c.job_try, success=False, result=error,
+            start_ms=rj.ctx.start_ms if rj.ctx else now_ms(), finish_ms=now_ms(), queue=c.queue,
+            worker_id=self.w.worker_id, outcome=outcome,
+        )
+        keep_ms = int(self.app.settings.keep_result * 1000)
+        await self._settle(
+            rj,
+            lambda: self.w.broker.dead_letter(rj.lease, meta, result, keep_ms, self.w.settings.max_dead_letters),
+            "dead-letter",
+        )
+        self.w.stats["dead_lettered"] += 1
+        log.error("job %s dead-lettered: %s", c.job_id, reason)
+        await call_hooks(self.w.hooks, "on_dead_letter", rj.ctx, c.job_id, reason)
+
+    async def _settle(self, rj: RunningJob, op: Callable[[], Awaitable[T]], what: str) -> T | None:
+        """Run a Redis write that records an outcome, retrying through an outage (the outcome is real).
+
+        Gives up only when the worker is stopping for good; then the lease runs out and the job re-runs.
+        """
+        delay = 0.1
+        while True:
+            try:
+                return await op()
+            except REDIS_DOWN as exc:
+                self.w.redis_down(exc)
+                if self.w.stopped_hard:
+                    log.error("job %s: could not %s before shutdown; its lease will expire and it re-runs",
+                              rj.claimed.job_id, what)
+                    return None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)

@@ -1,0 +1,361 @@
+"""The worker process: claim jobs when a slot is free, keep their leases alive, stop gracefully.
+
+``Worker`` extends arq's ``Worker`` for what arq does well and keeps compatible (its health-check key and
+counters, its logging names) and replaces arq's poll loop with asyncq's: a Lua claim over several queues and
+priority lanes, a pub/sub wake-up instead of a 0.5 s poll, leases renewed while jobs run, and a SIGTERM path
+that hands unfinished jobs back instead of losing them.
+
+Concurrency is a count of slots: a job is claimed only when a slot is free, so nothing waits in this
+process's memory behind a long job (no prefetch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+import orjson
+from arq.worker import Worker as ArqWorker
+from arq.worker import func as arq_func
+
+from asyncq import keys
+from asyncq.app import App
+from asyncq.broker import REDIS_DOWN, Broker, Claimed, now_ms
+from asyncq.exceptions import ConfigurationError
+from asyncq.hooks import Hooks, call_hooks
+from asyncq.metrics import WorkerMetrics, serve_metrics
+from asyncq.settings import WorkerSettings
+from asyncq.stats import StatsRecorder
+from asyncq.worker.executor import Executor, RunningJob
+from asyncq.worker.finisher import Finisher
+from asyncq.worker.listener import Listener
+from asyncq.worker.scheduler import run_schedules
+
+log = logging.getLogger("asyncq.worker")
+
+
+async def _never_called(ctx: dict[str, Any]) -> None:  # pragma: no cover - arq wants a coroutine per name
+    raise RuntimeError("asyncq runs tasks itself; arq's function table is only for arq's bookkeeping")
+
+
+class Worker(ArqWorker):
+    """Runs the tasks of one App. Create it and ``await worker.run()`` inside an event loop."""
+
+    def __init__(self, app: App, settings: WorkerSettings | None = None, **overrides: Any) -> None:
+        if not app.tasks:
+            raise ConfigurationError(
+                "this App has no tasks registered; import the module that defines them "
+                "(asyncq worker mypackage.tasks:app)"
+            )
+        self.app = app
+        self.settings = settings or WorkerSettings.from_env(**overrides)
+        if settings is not None and overrides:
+            raise ConfigurationError("pass either settings= or keyword overrides, not both")
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}".replace(":", "-")
+        self.recorder = StatsRecorder()  # job statistics for the dashboard, flushed every stats_interval
+        self.hooks: list[Hooks] = [*app.hooks, self.recorder] if self.settings.stats_interval else list(app.hooks)
+        self.metrics: WorkerMetrics | None = None
+        if self.settings.metrics_port:
+            self.metrics = WorkerMetrics(in_flight=lambda: len(self.running))
+            self.hooks.append(self.metrics)
+        self.stats: Counter[str] = Counter()
+        self.running: dict[str, RunningJob] = {}
+        self.stopping = asyncio.Event()
+        self.stopped_hard = False
+        self._wake = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._redis_ok = True
+        self.queues = self.settings.queues or default_queues(app)
+        self._lanes = [lane for q in self.queues for lane in keys.lanes_by_priority(q)]
+        self._lane_queues = [q for q in self.queues for _ in keys.lanes_by_priority(q)]
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background: list[asyncio.Task[Any]] = []
+        super().__init__(
+            functions=[arq_func(_never_called, name=name) for name in app.tasks],
+            queue_name=keys.queue_key(self.queues[0]),
+            handle_signals=False,
+            max_jobs=self.settings.concurrency,
+            health_check_interval=self.settings.heartbeat_interval,
+            job_serializer=app.serializer.dumps,
+            job_deserializer=app.serializer.loads,
+        )
+        self.broker: Broker = None  # type: ignore[assignment]  # set in run(), in the loop that uses it
+        self.executor: Executor = None  # type: ignore[assignment]
+        self.finisher: Finisher = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<asyncq Worker {self.worker_id} queues={','.join(self.queues)} running={len(self.running)}>"
+
+    # --- Redis health ------------------------------------------------------------------------------------
+    def redis_down(self, exc: BaseException) -> None:
+        if self._redis_ok:
+            log.error("Redis unreachable (%s); the worker keeps running and retries with backoff", exc)
+        self._redis_ok = False
+
+    def _redis_up(self) -> None:
+        if not self._redis_ok:
+            log.warning("Redis is reachable again; claiming resumes")
+        self._redis_ok = True
+
+    # --- run ---------------------------------------------------------------------------------------------
+    async def main(self) -> None:
+        """Serve until SIGTERM/SIGINT (or ``stop()``), or, in burst mode, until the queues are empty.
+
+        Overrides arq's ``main``, so arq's ``run()`` / ``async_run()`` drive asyncq's loop too.
+        """
+        self.broker = await self.app.broker()
+        self._pool = self.broker  # arq's record_health and close() use it
+        self.finisher = Finisher(self.broker)
+        self.executor = Executor(self)
+        loop = asyncio.get_running_loop()
+        installed = []
+        if self.settings.handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, self._on_signal, sig)
+                    installed.append(sig)
+        listener = Listener(self.broker, self.queues, self._wake.set, self._on_abort, self.redis_down)
+        metrics_server = None
+        try:
+            if self.metrics is not None:
+                metrics_server = await serve_metrics(
+                    self.metrics.registry, self.settings.metrics_host, self.settings.metrics_port
+                )
+            self.finisher.start()
+            listener.start()
+            self._background = [
+                asyncio.create_task(self._renew_loop(), name="asyncq-leases"),
+                asyncio.create_task(self._heartbeat_loop(), name="asyncq-heartbeat"),
+                asyncio.create_task(run_schedules(self.app, self.stopping), name="asyncq-scheduler"),
+            ]
+            if self.settings.stats_interval:
+                self._background.append(asyncio.create_task(
+                    self.recorder.run(self.broker, self.settings.stats_interval), name="asyncq-stats"))
+            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                await asyncio.wait_for(listener.subscribed.wait(), timeout=2.0)
+            log.info("worker %s serving %s (concurrency %d, lease %.1fs, %d tasks)", self.worker_id,
+                     ", ".join(self.queues), self.settings.concurrency, self.settings.lease,
+                     len(self.app.tasks))
+            await call_hooks(self.hooks, "on_worker_start", self)
+            await self._claim_loop()
+            await self._drain()
+            await call_hooks(self.hooks, "on_worker_stop", self)
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            for t in self._background:
+                t.cancel()
+            for t in self._background:
+                with contextlib.suppress(asyncio.CancelledError, *REDIS_DOWN):
+                    await t
+            await listener.stop()
+            await self.finisher.stop()
+            if metrics_server is not None:
+                metrics_server.close()
+            with contextlib.suppress(*REDIS_DOWN):
+                await self.recorder.flush(self.broker)
+            with contextlib.suppress(*REDIS_DOWN):
+                await self.broker.zrem(keys.WORKERS_SET, self.worker_id)
+                await self.broker.delete(keys.worker_key(self.worker_id))
+            log.info("worker %s stopped: %s", self.worker_id, dict(self.stats))
+
+    async def close(self) -> None:
+        """Release the App's connections (arq's ``run()`` calls this after ``main``)."""
+        await self.app.close()
+
+    def stop(self) -> None:
+        """Ask the worker to stop claiming and shut down gracefully (what SIGTERM does)."""
+        self.stopping.set()
+        self._wake.set()
+        self._slot_free.set()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self.stopping.is_set():
+            log.warning("second %s: handing back running jobs now", sig.name)
+            self._hand_back_all()
+            return
+        log.info("%s: no new jobs; waiting up to %.0fs for %d running job(s)", sig.name,
+                 self.settings.shutdown_grace, len(self.running))
+        self.stop()
+
+    # --- claiming ----------------------------------------------------------------------------------------
+    async def _claim_loop(self) -> None:
+        backoff = 0.1
+        lease_ms = int(self.settings.lease * 1000)
+        while not self.stopping.is_set():
+            free = self.settings.concurrency - len(self.running)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            self._wake.clear()
+            try:
+                want = min(free, self.settings.claim_batch)
+                claimed, next_due = await self.broker.claim(self._lanes, self._lane_queues, want, lease_ms,
+                                                            self.worker_id)
+            except REDIS_DOWN as exc:
+                self.redis_down(exc)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            self._redis_up()
+            for c in claimed:
+                self._start(c)
+            if len(claimed) >= want:
+                continue  # there may be more: claim again while these run
+            # The lanes are drained (a partial or empty claim): a new job announces itself (a wake-up that
+            # arrived during the claim is still set) and the script said when the next scheduled one is due,
+            # so sleep instead of sending an empty claim before the claimed jobs even start.
+            nothing_soon = next_due < 0 or next_due > now_ms() + 1000
+            if not claimed and self.settings.burst and not self.running and nothing_soon:
+                log.info("burst mode: queues empty, stopping")
+                self.stopping.set()
+                break
+            timeout = self.settings.poll_interval
+            if next_due >= 0:
+                timeout = max(0.0, min(timeout, (next_due - now_ms()) / 1000))
+            await self._sleep(timeout)
+
+    async def _sleep(self, timeout: float) -> None:
+        """Sleep until woken (new job, free slot, stop) or ``timeout`` seconds pass."""
+        if timeout <= 0 or self._wake.is_set():
+            return
+        # No helper tasks on this path (it is the idle worker's path to a new job): a timer and one future.
+        # A finished job sets _wake too, so burst mode also wakes when a slot frees.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
+
+    def _start(self, c: Claimed) -> None:
+        rj = RunningJob(claimed=c)
+        self.running[c.job_id] = rj
+        task = asyncio.create_task(self._run_one(rj), name=f"asyncq-job-{c.job_id}")
+        rj.task = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_one(self, rj: RunningJob) -> None:
+        try:
+            await self.executor.run(rj)
+        except asyncio.CancelledError:
+            if rj.hand_back and not rj.started:  # stopped before the task body began: give it back
+                with contextlib.suppress(*REDIS_DOWN):
+                    await self.broker.requeue(rj.lease, now_ms(), give_back_try=True)
+        except Exception:
+            log.exception("job %s: unexpected error in the worker; its lease will expire and it re-runs",
+                          rj.claimed.job_id)
+        finally:
+            self.running.pop(rj.claimed.job_id, None)
+            self._slot_free.set()
+            self._wake.set()
+
+    # --- leases and aborts -------------------------------------------------------------------------------
+    async def _renew_loop(self) -> None:
+        period = self.settings.lease / 3
+        lease_ms = int(self.settings.lease * 1000)
+        while True:
+            await asyncio.sleep(period)
+            jobs = list(self.running.values())
+            if not jobs:
+                continue
+            try:
+                statuses: list[int] = []
+                for start in range(0, len(jobs), 1000):
+                    chunk = jobs[start : start + 1000]
+                    statuses += await self.broker.renew([rj.lease for rj in chunk], lease_ms)
+            except REDIS_DOWN as exc:
+                self.redis_down(exc)
+                continue
+            self._redis_up()
+            for rj, status in zip(jobs, statuses, strict=True):
+                if status == 0 and rj.task is not None and not rj.task.done():
+                    log.error("job %s lost its lease (Redis restarted, or this worker stalled > %.1fs); "
+                              "cancelling it here so it never runs twice at once", rj.claimed.job_id,
+                              self.settings.lease)
+                    rj.lease_lost = True
+                    rj.task.cancel()
+                elif status == 2:
+                    self._on_abort(rj.claimed.job_id)
+
+    def _on_abort(self, job_id: str) -> None:
+        rj = self.running.get(job_id)
+        if rj is not None and rj.task is not None and not rj.abort_requested and rj.started:
+            log.info("job %s: abort requested; cancelling", job_id)
+            rj.abort_requested = True
+            rj.task.cancel()
+
+    # --- heartbeat ---------------------------------------------------------------------------------------
+    async def _heartbeat_loop(self) -> None:
+        started = now_ms()
+        interval = self.settings.heartbeat_interval
+        while True:
+            beat = {
+                "id": self.worker_id,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "queues": list(self.queues),
+                "concurrency": self.settings.concurrency,
+                "running": len(self.running),
+                "started": started,
+                "last_beat": now_ms(),
+                "stats": dict(self.stats),
+                "tasks": sorted(self.app.tasks),
+            }
+            try:
+                async with self.broker.pipeline(transaction=False) as pipe:
+                    pipe.set(keys.worker_key(self.worker_id), orjson.dumps(beat), px=int(interval * 3000))
+                    pipe.zadd(keys.WORKERS_SET, {self.worker_id: now_ms()})
+                    pipe.zremrangebyscore(keys.WORKERS_SET, "-inf", now_ms() - int(interval * 10_000))
+                    await pipe.execute()
+                self.jobs_complete = self.stats["complete"]
+                self.jobs_failed = self.stats["failed"]
+                self.jobs_retried = self.stats["retried"]
+                self.tasks = {rj.claimed.job_id: rj.task for rj in self.running.values() if rj.task}
+                await self.record_health()  # arq's health-check key for the first queue
+            except REDIS_DOWN as exc:
+                self.redis_down(exc)
+            await asyncio.sleep(interval)
+
+    # --- shutdown ----------------------------------------------------------------------------------------
+    async def _drain(self) -> None:
+        if not self._tasks:
+            return
+        deadline = time.monotonic() + self.settings.shutdown_grace
+        while self._tasks and time.monotonic() < deadline:
+            await asyncio.wait(set(self._tasks), timeout=deadline - time.monotonic())
+        if self._tasks:
+            log.warning("grace period over: handing %d unfinished job(s) back to their queues", len(self._tasks))
+            self._hand_back_all()
+            await asyncio.wait(set(self._tasks), timeout=max(5.0, self.settings.lease))
+        self.stopped_hard = True
+
+    def _hand_back_all(self) -> None:
+        for rj in list(self.running.values()):
+            if rj.task is not None and not rj.task.done():
+                rj.hand_back = True
+                rj.task.cancel()
+
+
+def default_queues(app: App) -> tuple[str, ...]:
+    """The App's default queue, then every other queue its tasks use: what a worker serves unless told."""
+    others = sorted({t.options.queue for t in app.tasks.values()} - {app.settings.default_queue})
+    return (app.settings.default_queue, *others)
+
+
+async def run_worker(app: App, settings: WorkerSettings | None = None, **overrides: Any) -> Worker:
+    """Create and run a worker in the current loop; returns it after it stopped (for its stats)."""
+    worker = Worker(app, settings, **overrides)
+    try:
+        await worker.main()
+    finally:
+        await app.close()
+    return worker

@@ -1,0 +1,72 @@
+"""The worker's pub/sub ear: wake-ups for its queues and abort requests for its jobs.
+
+A wake-up is a hint, never the only path: if a message is lost (reconnect, Redis restart) the claim loop's
+safety poll still finds the job. The listener reconnects on its own with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from asyncq import keys
+from asyncq.broker import REDIS_DOWN, Broker
+
+log = logging.getLogger("asyncq.worker")
+
+
+class Listener:
+    def __init__(
+        self,
+        broker: Broker,
+        queues: tuple[str, ...],
+        on_wake: Callable[[], None],
+        on_abort: Callable[[str], None],
+        on_redis_down: Callable[[BaseException], None],
+    ) -> None:
+        self._broker = broker
+        self._channels = [keys.wake_channel(q) for q in queues] + [keys.ABORT_CHANNEL]
+        self._on_wake = on_wake
+        self._on_abort = on_abort
+        self._on_redis_down = on_redis_down
+        self._task: asyncio.Task[None] | None = None
+        self.subscribed = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="asyncq-listener")
+
+    async def _run(self) -> None:
+        abort = keys.ABORT_CHANNEL.encode()
+        delay = 0.1
+        while True:
+            pubsub: Any = self._broker.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(*self._channels)
+                self.subscribed.set()
+                self._on_wake()  # anything enqueued while we were not listening
+                delay = 0.1
+                while True:
+                    msg = await pubsub.get_message(timeout=5.0)
+                    if not msg or msg.get("type") != "message":
+                        continue
+                    if msg["channel"] == abort:
+                        self._on_abort(msg["data"].decode())
+                    else:
+                        self._on_wake()
+            except REDIS_DOWN as exc:
+                self.subscribed.clear()
+                self._on_redis_down(exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,104 @@
+"""Shared fixtures. Tests talk to the real Redis (127.0.0.1:6379 unless ASYNCQ_TEST_REDIS says otherwise).
+
+Each test module family owns one Redis database and flushes it per test, because arq's key names are global
+per database (there is no prefix to isolate by). The core tests use database 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from asyncq import App, Worker, WorkerSettings
+
+REDIS_BASE = os.environ.get("ASYNCQ_TEST_REDIS", "redis://127.0.0.1:6379")
+CORE_DB = 2
+
+
+def redis_url(db: int = CORE_DB) -> str:
+    return f"{REDIS_BASE}/{db}"
+
+
+def flushed_url(db: int) -> str:
+    """The URL of test database ``db``, emptied first."""
+    u = redis_url(db)
+    client = redis.Redis.from_url(u)
+    client.flushdb()
+    client.close()
+    return u
+
+
+@pytest.fixture
+def url() -> str:
+    return flushed_url(CORE_DB)
+
+
+@pytest.fixture
+async def app(url: str) -> AsyncIterator[App]:
+    a = App(redis_url=url)
+    yield a
+    await a.close()
+
+
+@pytest.fixture
+def sync_redis(url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(url)
+    yield client
+    client.close()
+
+
+class WorkerRunner:
+    """Start in-process workers in the test's loop and stop them all at the end."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[Worker, asyncio.Task[None]]] = []
+
+    async def start(self, app: App, **settings: Any) -> Worker:
+        settings.setdefault("handle_signals", False)
+        settings.setdefault("heartbeat_interval", 1.0)
+        w = Worker(app, WorkerSettings(**settings))
+        task = asyncio.create_task(w.main())
+        self.started.append((w, task))
+        await asyncio.sleep(0.05)  # let it subscribe
+        return w
+
+    async def stop(self, w: Worker) -> None:
+        for worker, task in self.started:
+            if worker is w:
+                worker.stop()
+                await asyncio.wait_for(task, timeout=30)
+
+    async def stop_all(self) -> None:
+        for worker, _ in self.started:
+            worker.stop()
+        for _, task in self.started:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, timeout=30)
+
+
+@pytest.fixture
+async def workers() -> AsyncIterator[WorkerRunner]:
+    runner = WorkerRunner()
+    yield runner
+    await runner.stop_all()
+
+
+async def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` (sync or async) until truthy; fail the test with a clear message after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)

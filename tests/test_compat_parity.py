@@ -1,0 +1,23 @@
+"""The Celery parity suite (compat/) as part of the test command: every scenario must pass under real Celery 5.6
+and under asyncq.compat, each with a real worker process. It also regenerates compat/REPORT.md."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.timeout(600)
+def test_parity_suite_passes_on_celery_and_asyncq() -> None:
+    pytest.importorskip("celery")
+    proc = subprocess.run([sys.executable, "compat/run.py"], cwd=ROOT, capture_output=True, text=True, timeout=580)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
+    report = (ROOT / "compat" / "REPORT.md").read_text()
+    assert "FAIL" not in report and "Passed: Celery" in report
