@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,9 +24,14 @@ RUNTIMES = ("celery", "asyncq")
 
 def run(runtime: str, xml_path: Path) -> int:
     env = {**os.environ, "COMPAT_RUNTIME": runtime, "PYTHONPATH": str(ROOT)}
+    # A scenario normally takes well under 3 s: 60 s each and at most 5 failures keep a wedged worker from
+    # eating the outer test's budget, and --durations names the slow ones in CI's log.
     cmd = [sys.executable, "-m", "pytest", str(HERE), "-q", "-p", "no:cacheprovider", f"--junitxml={xml_path}",
-           "-o", "junit_family=xunit2", "--rootdir", str(ROOT)]
-    return subprocess.run(cmd, cwd=ROOT, env=env).returncode
+           "-o", "junit_family=xunit2", "--rootdir", str(ROOT), "--timeout=60", "--maxfail=5", "--durations=5"]
+    started = time.monotonic()
+    code = subprocess.run(cmd, cwd=ROOT, env=env).returncode
+    print(f"{runtime}: exit {code} after {time.monotonic() - started:.1f} s", flush=True)
+    return code
 
 
 def outcomes(xml_path: Path) -> dict[str, tuple[str, str]]:
