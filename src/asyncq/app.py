@@ -59,6 +59,9 @@ class App:
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.schedules: list[Schedule] = []
         self.hooks: list[Hooks] = list(hooks)
+        #: the asyncq.compat.Celery app built on this App, if any (the --celery-queues consumer maps Celery
+        #: messages with its configuration and task registry)
+        self.compat: Any = None
         # One connection (and result waiter) per event loop: an App may serve a web server's loop and a
         # background thread's loop at once (the Celery layer's sync API does exactly that).
         self._sync_broker: SyncBroker | None = None

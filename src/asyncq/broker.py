@@ -19,8 +19,10 @@ from redis import Redis as SyncRedis
 from redis.asyncio import ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
 
 from asyncq import keys
+from asyncq.celery_protocol import kombu_layout
 from asyncq.exceptions import BrokerUnavailable
 from asyncq.scripts import Scripts, script_source
 
@@ -77,7 +79,7 @@ class Lease:
     queue: str
 
 
-def enqueue_args(jobs: Sequence[NewJob]) -> list[Any]:
+def enqueue_args(jobs: Sequence[NewJob], adopt_tags: Sequence[str] | None = None) -> list[Any]:
     """The enqueue script's arguments: the batch's metadata packed into one msgpack argument (lanes and
     queues named once), then one argument per payload. Fewer arguments is most of the producer's speed."""
     lanes: dict[str, int] = {}
@@ -87,7 +89,10 @@ def enqueue_args(jobs: Sequence[NewJob]) -> list[Any]:
         lane_i = lanes.setdefault(j.lane, len(lanes) + 1)  # Lua tables are 1-based
         queue_i = queues.setdefault(j.queue, len(queues) + 1)
         rows.append((j.job_id, lane_i, queue_i, j.score, j.ttl_ms, j.guard_key, j.guard_tick))
-    meta = msgpack.packb((list(lanes), list(queues), rows), use_bin_type=False)
+    parts: list[Any] = [list(lanes), list(queues), rows]
+    if adopt_tags is not None:  # Celery messages become these jobs and leave kombu's `unacked` in the same step
+        parts.append([kombu_layout.UNACKED, kombu_layout.UNACKED_INDEX, list(adopt_tags)])
+    meta = msgpack.packb(parts, use_bin_type=False)
     return [now_ms(), keys.JOB_PREFIX, keys.RESULT_PREFIX, keys.WAKE_PREFIX, keys.QUEUES_SET, meta,
             *(j.payload for j in jobs)]
 
@@ -150,6 +155,12 @@ class Broker(ArqRedis):
             out = await self.scripts.enqueue(args=enqueue_args(jobs))
         except REDIS_DOWN as exc:
             raise self.unavailable(exc, f"enqueueing {len(jobs)} job(s)", nothing_written=True) from exc
+        return [int(x) for x in out]
+
+    async def adopt(self, jobs: Sequence[NewJob], tags: Sequence[str]) -> list[int]:
+        """Enqueue the jobs that Celery messages became and acknowledge the messages, atomically; one status per
+        job as ``enqueue``, plus -2: the message had been restored meanwhile (nothing enqueued)."""
+        out = await self.scripts.enqueue(args=enqueue_args(jobs, tags))
         return [int(x) for x in out]
 
     async def abort(self, job_id: str, lane: str, aborted_result: bytes, keep_ms: int) -> int:
@@ -242,6 +253,39 @@ class Broker(ArqRedis):
             _, first = await pipe.execute()
         return int(first or now)
 
+    # --- Celery's queues (the --celery-queues consumer) ------------------------------------------------------
+    async def celery_claim(self, lists: Sequence[tuple[str, str]], want: int) -> list[tuple[str, bytes, str]]:
+        """Take up to ``want`` messages off kombu lists ``(list key, queue)`` into ``unacked``; returns
+        ``(tag, message, queue)``, where an empty tag means the element was dead-lettered (message = its id)."""
+        now = time.time()
+        flat = [x for pair in lists for x in pair]
+        out = await self.scripts.celery_claim(args=[
+            repr(now), int(now * 1000), want, kombu_layout.UNACKED, kombu_layout.UNACKED_INDEX,
+            keys.DLQ_INDEX, keys.DLQ_PAYLOADS, keys.DLQ_META, *flat,
+        ])
+        return [(out[i].decode(), out[i + 1], out[i + 2].decode()) for i in range(0, len(out), 3)]
+
+    async def celery_settle(self, actions: Sequence[tuple[str, str, bytes, str, str, bytes]]) -> list[int]:
+        """Put claimed Celery messages back or dead-letter them: ``(action, tag, message, list, dlq id, meta)``
+        with action ``back``, ``front`` or ``dead``; 0 for a message no longer in ``unacked``."""
+        if not actions:
+            return []
+        flat = [x for a in actions for x in a]
+        out = await self.scripts.celery_settle(args=[
+            now_ms(), kombu_layout.UNACKED, kombu_layout.UNACKED_INDEX, keys.DLQ_INDEX, keys.DLQ_PAYLOADS,
+            keys.DLQ_META, *flat,
+        ])
+        return [int(x) for x in out]
+
+    async def celery_restore(self, queues: Sequence[str], visibility_timeout: float, limit: int = 500) -> int:
+        """Restore messages of ``queues`` left in ``unacked`` longer than the visibility timeout; -1 when a
+        Celery worker is restoring right now."""
+        cutoff = time.time() - visibility_timeout
+        return int(await self.scripts.celery_restore(args=[
+            repr(cutoff), kombu_layout.UNACKED, kombu_layout.UNACKED_INDEX, kombu_layout.UNACKED_MUTEX,
+            kombu_layout.SEP, limit, *queues,
+        ]))
+
     # --- queue control ------------------------------------------------------------------------------------
     async def pause(self, queue: str) -> None:
         """Stop every worker claiming from ``queue``; its jobs stay queued; running jobs go on."""
@@ -272,6 +316,25 @@ class Broker(ArqRedis):
                 ]
             )
         )
+
+    async def dlq_retry_celery(self, dlq_id: str, list_key: str) -> bool:
+        """Put a dead-lettered Celery message back on its kombu list (the far end, like a new message)."""
+        async with self.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(keys.DLQ_PAYLOADS)
+                    message = await cast(Any, pipe.hget(keys.DLQ_PAYLOADS, dlq_id))
+                    if message is None or not list_key:
+                        return False
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.lpush(list_key, message)
+                    pipe.hdel(keys.DLQ_PAYLOADS, dlq_id)
+                    pipe.hdel(keys.DLQ_META, dlq_id)
+                    pipe.zrem(keys.DLQ_INDEX, dlq_id)
+                    await pipe.execute()
+                    return True
+                except WatchError:
+                    continue
 
     async def dlq_ids(self, offset: int = 0, count: int = 100) -> list[str]:
         """Dead-letter ids, newest first."""

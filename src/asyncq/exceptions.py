@@ -48,6 +48,11 @@ class DeserializationError(AsyncqError):
     """Bytes that cannot be decoded: another serializer wrote them, or the signature does not match."""
 
 
+class MalformedMessage(DeserializationError):
+    """A Celery message that cannot be run as it is (bad base64, bad JSON, not protocol v2); dead-lettered with
+    this text as the reason."""
+
+
 class BrokerUnavailable(AsyncqError, ConnectionError):
     """Redis is unreachable. Raised by enqueue so that no job is silently lost."""
 

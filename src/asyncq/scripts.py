@@ -11,7 +11,10 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-SCRIPT_NAMES = ("abort", "claim", "dead_letter", "dlq_retry", "enqueue", "finish", "renew", "requeue")
+SCRIPT_NAMES = (
+    "abort", "claim", "dead_letter", "dlq_retry", "enqueue", "finish", "renew", "requeue",
+    "celery_claim", "celery_restore", "celery_settle",
+)
 
 
 @cache

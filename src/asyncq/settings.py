@@ -95,12 +95,22 @@ class WorkerSettings:
     metrics_port: int = 0
     #: the address the metrics server binds to
     metrics_host: str = "127.0.0.1"
+    #: Celery (kombu) queues on the same Redis to consume Celery's own messages from (needs an
+    #: asyncq.compat.Celery app); each message becomes a job on the asyncq queue of the same name
+    celery_queues: tuple[str, ...] = ()
+    #: how often an idle worker looks at those lists (Celery producers send no wake-up)
+    celery_poll_interval: float = 0.05
 
     def __post_init__(self) -> None:
         if isinstance(self.queues, str):
             object.__setattr__(self, "queues", tuple(q.strip() for q in self.queues.split(",") if q.strip()))
-        for q in self.queues:
+        if isinstance(self.celery_queues, str):
+            object.__setattr__(self, "celery_queues",
+                               tuple(q.strip() for q in self.celery_queues.split(",") if q.strip()))
+        for q in (*self.queues, *self.celery_queues):
             check_queue_name(q)
+        if self.celery_poll_interval <= 0:
+            raise ConfigurationError(f"celery_poll_interval must be > 0, got {self.celery_poll_interval}")
         if self.concurrency < 1:
             raise ConfigurationError(f"concurrency must be >= 1, got {self.concurrency}")
         if self.threads < 1:

@@ -8,6 +8,9 @@ key *asyncq* owns). They do not collide with asyncq's keys: arq's start with ``a
   (kombu's default ``priority_steps`` [0, 3, 6, 9] and ``sep`` ``'\\x06\\x16'``). Producers ``LPUSH``, Celery's
   consumer ``BRPOP``s the lists in bucket order, so each list is FIFO. Celery priority 0 is the *highest* on
   Redis: it is the plain list, which ``BRPOP`` names first.
+- A delivered message waits for its ack in the HASH ``unacked`` (tag -> ``[message, exchange, routing_key]``)
+  and the ZSET ``unacked_index`` (tag -> delivery time); any consumer restores entries older than the visibility
+  timeout to the front of their list (``restore_visible``).
 - A result is the STRING ``celery-task-meta-<id>`` (JSON), written with ``SETEX`` plus a ``PUBLISH`` on the
   channel of the same name.
 """
@@ -22,6 +25,10 @@ SEP: Final = "\x06\x16"  # kombu's Channel.sep
 MIN_PRIORITY: Final = 0
 MAX_PRIORITY: Final = 9
 META_PREFIX: Final = "celery-task-meta-"  # celery.backends.base.KeyValueStoreBackend.task_keyprefix
+UNACKED: Final = "unacked"  # HASH delivery tag -> JSON [message, exchange, routing key] (kombu's QoS)
+UNACKED_INDEX: Final = "unacked_index"  # ZSET delivery tag -> delivery time (seconds)
+UNACKED_MUTEX: Final = "unacked_mutex"  # a Celery worker's lock while it restores unacked messages
+VISIBILITY_TIMEOUT: Final = 3600.0  # kombu's default: unacked this long, a message is restored
 
 
 def bucket(priority: int | None) -> int:

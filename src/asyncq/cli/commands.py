@@ -79,6 +79,13 @@ def worker(
         float | None, typer.Option(help="Seconds running jobs get to finish on SIGTERM (default 30).")
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    celery_queues: Annotated[
+        str | None,
+        typer.Option(
+            help="Also consume these Celery queues (kombu lists on the same Redis): celery,emails. Needs an "
+            "asyncq.compat.Celery app; results go to Celery's result backend."
+        ),
+    ] = None,
     redis_url: RedisUrl = None,
 ) -> None:
     """Run a worker for your App until SIGTERM/SIGINT (or, with --burst, until the queues are empty).
@@ -97,12 +104,17 @@ def worker(
         "threads": threads,
         "shutdown_grace": shutdown_grace,
         "burst": True if burst else None,
+        "celery_queues": celery_queues,
     }
     try:
         settings = WorkerSettings.from_env(**{k: v for k, v in given.items() if v is not None})
     except (ConfigurationError, TypeError, ValueError) as exc:
         fail(str(exc), 2)
     served = settings.queues or default_queues(application)
+    if settings.celery_queues and application.compat is None:
+        fail(f"--celery-queues needs an asyncq.compat.Celery app; {app_path} is a plain asyncq App", 2)
+    if settings.celery_queues:
+        served = (*served, *(f"celery:{q}" for q in settings.celery_queues))
     err.print(
         f"asyncq worker: {app_path} on {redact(application.settings.redis_url)}, queues {','.join(served)}",
         style="dim",

@@ -142,6 +142,7 @@ def prepare(app: Celery, name: str, args: Any, kwargs: Any, options: dict[str, A
         "headers": dict(options["headers"]) if options.get("headers") else None,
         "priority": priority,
         "origin": app.origin,
+        "reply": getattr(parent, "reply", None),  # a Celery producer may wait on this child too
     }
     celery = {k: v for k, v in celery.items() if v is not None}
     asyncq_priority = None if priority is None else MAX_PRIORITY - max(0, min(MAX_PRIORITY, int(priority)))

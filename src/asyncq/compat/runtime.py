@@ -22,6 +22,7 @@ import anyio
 from asyncq import keys
 from asyncq.compat import signals, states
 from asyncq.compat.canvas import Signature, from_dict
+from asyncq.compat.celery_receive import store_outcome
 from asyncq.compat.exceptions import (
     ChordError,
     Ignore,
@@ -186,7 +187,7 @@ def _request(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], retries:
         headers=h.get("headers") or {}, callbacks=h.get("callbacks"), errbacks=h.get("errbacks"),
         chain=h.get("chain"), chord=h.get("chord"), timelimit=tuple(hard_soft) if hard_soft else (None, None),
         ignore_result=bool(h.get("ignore_result")), shadow=h.get("shadow"), origin=h.get("origin"),
-        chord_error=h.get("chord_error"),
+        chord_error=h.get("chord_error"), reply=h.get("reply"),
     )
 
 
@@ -196,17 +197,22 @@ async def execute(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     job = current_job()
     broker = await app.asyncq_app.broker()
     retries_key = keys.CELERY_RETRIES_PREFIX + job.job_id
-    retries = int(await broker.get(retries_key) or 0) if job.job_try > 1 else 0
-    request = _request(task, args, kwargs, retries)
-    lost = job.job_try - 1 - retries  # runs cut short by a lost worker, not by self.retry()
+    base = int(job.headers.get("celery", {}).get("retries") or 0)  # retries before a Celery message got here
+    retried = int(await broker.get(retries_key) or 0) if job.job_try > 1 else 0
+    request = _request(task, args, kwargs, base + retried)
+    lost = job.job_try - 1 - retried  # runs cut short by a lost worker, not by self.retry()
     if lost > MAX_WORKER_LOSSES:
-        raise WorkerLostError(f"the worker running {task.name}[{job.job_id}] was lost {lost} times "
-                              f"(more than {MAX_WORKER_LOSSES}); not running it again")
+        gone = WorkerLostError(f"the worker running {task.name}[{job.job_id}] was lost {lost} times "
+                               f"(more than {MAX_WORKER_LOSSES}); not running it again")
+        await store_outcome(app, request, states.FAILURE, exc=gone)
+        raise gone
     if request.expires and datetime.fromisoformat(request.expires) < datetime.now(UTC):
         signals.task_revoked.send(sender=task, request=request, terminated=False, signum=None, expired=True)
+        await store_outcome(app, request, states.REVOKED, exc=TaskRevokedError("expired"))
         raise TaskRevokedError("expired", job_id=request.id)
     if await app.control.ais_revoked(request.id or ""):
         signals.task_revoked.send(sender=task, request=request, terminated=False, signum=None, expired=False)
+        await store_outcome(app, request, states.REVOKED, exc=TaskRevokedError("revoked"))
         raise TaskRevokedError("revoked", job_id=request.id)
     if task.rate_limit:
         await app.rate_limiter(task).acquire()
@@ -224,6 +230,7 @@ async def execute(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
             einfo = _einfo(exc.exc or exc)
             signals.task_retry.send(sender=task, request=request, reason=exc.exc or exc, einfo=einfo)
             task.on_retry(exc.exc or exc, request.id or "", args, kwargs, einfo)
+            await store_outcome(app, request, states.RETRY, exc=exc.exc or exc)
             async with broker.pipeline(transaction=True) as pipe:
                 pipe.incr(retries_key)
                 pipe.expire(retries_key, 86_400)
@@ -247,6 +254,7 @@ async def execute(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         task.on_success(retval, request.id or "", args, kwargs)
         signals.task_success.send(sender=task, result=retval)
         await _after_success(task, request, retval)
+        await store_outcome(app, request, states.SUCCESS, retval)
         return retval
     finally:
         task.after_return(state, retval, request.id or "", args, kwargs, einfo)
@@ -278,6 +286,7 @@ async def _failed(task: Task, request: Context, exc: BaseException, args: tuple[
         await Signature(dict(errback), app=app).aapply_async((request.id,))
     if request.chord:
         await app.chord_failed(request.chord, f"Dependency {request.id} raised {exc!r}")
+    await store_outcome(app, request, states.FAILURE, exc=exc)
 
 
 async def _after_success(task: Task, request: Context, retval: Any) -> None:

@@ -9,17 +9,27 @@
 --         (guard: a periodic task's tick, enqueued once; '' and 0 for none). One packed argument instead of
 --         seven per job: packing arguments was the producer's main cost.
 -- ARGV[7 ..] the payloads, in job order
--- Returns one status per job: 1 created, 0 duplicate, -1 guard said this tick was already enqueued.
+-- Adopting Celery messages (the Celery consumer), the metadata has a fourth element {unacked, unacked_index,
+-- delivery tags in job order}: each job is created only if its message is still in kombu's `unacked`, and the
+-- message leaves `unacked` in the same step, so it is always in exactly one place. A duplicate (the message
+-- was adopted before, e.g. redelivered) is acknowledged too.
+-- Returns one status per job: 1 created, 0 duplicate, -1 guard said this tick was already enqueued,
+-- -2 its Celery message was no longer in `unacked` (restored meanwhile; whoever pops it next runs it).
 local job_prefix, result_prefix, wake_prefix, queues_set = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local meta = cmsgpack.unpack(ARGV[6])
-local lanes, queues, jobs = meta[1], meta[2], meta[3]
+local lanes, queues, jobs, adopt = meta[1], meta[2], meta[3], meta[4]
 local out = {}
 local wake = {}
 for i, job in ipairs(jobs) do
   local id, lane, queue = job[1], lanes[job[2]], queues[job[3]]
   local score, ttl, guard_key, guard_tick = job[4], job[5], job[6], job[7]
   local status = 1
-  if guard_key ~= '' and tonumber(redis.call('GET', guard_key) or '0') >= guard_tick then
+  if adopt and redis.call('HDEL', adopt[1], adopt[3][i]) == 0 then
+    status = -2
+  elseif adopt then
+    redis.call('ZREM', adopt[2], adopt[3][i])
+  end
+  if status == 1 and guard_key ~= '' and tonumber(redis.call('GET', guard_key) or '0') >= guard_tick then
     status = -1
   end
   if status == 1 and redis.call('EXISTS', job_prefix .. id, result_prefix .. id) > 0 then

@@ -74,6 +74,13 @@ class Worker(ArqWorker):
         self._slot_free = asyncio.Event()
         self._redis_ok = True
         self.queues = self.settings.queues or default_queues(app)
+        if self.settings.celery_queues:  # adopted Celery messages wait in the asyncq queue of the same name
+            if app.compat is None:
+                raise ConfigurationError(
+                    "celery_queues needs an asyncq.compat.Celery app (asyncq worker proj.celery:app "
+                    "--celery-queues celery): Celery messages are mapped with its configuration and tasks"
+                )
+            self.queues = (*self.queues, *(q for q in self.settings.celery_queues if q not in self.queues))
         self._lanes = [lane for q in self.queues for lane in keys.lanes_by_priority(q)]
         self._lane_queues = [q for q in self.queues for _ in keys.lanes_by_priority(q)]
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -87,6 +94,7 @@ class Worker(ArqWorker):
             job_serializer=app.serializer.dumps,
             job_deserializer=app.serializer.loads,
         )
+        self.celery: Any = None  # the CeleryConsumer, with celery_queues
         self.broker: Broker = None  # type: ignore[assignment]  # set in run(), in the loop that uses it
         self.executor: Executor = None  # type: ignore[assignment]
         self.finisher: Finisher = None  # type: ignore[assignment]
@@ -145,7 +153,15 @@ class Worker(ArqWorker):
                      ", ".join(self.queues), self.settings.concurrency, self.settings.lease,
                      len(self.app.tasks))
             await call_hooks(self.hooks, "on_worker_start", self)
+            consumer = None
+            if self.settings.celery_queues:
+                from asyncq.worker.celery_consumer import CeleryConsumer
+
+                self.celery = CeleryConsumer(self, self.app.compat, self.settings.celery_queues)
+                consumer = asyncio.create_task(self.celery.run(), name="asyncq-celery-consumer")
             await self._claim_loop()
+            if consumer is not None:  # it settles what it took before it stops: never cancel it mid-batch
+                await consumer
             await self._drain()
             await call_hooks(self.hooks, "on_worker_stop", self)
         finally:

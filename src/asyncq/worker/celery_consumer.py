@@ -1,0 +1,217 @@
+"""Serving Celery's own queues (``asyncq worker proj.celery:app --celery-queues celery,emails``).
+
+An unchanged Celery producer keeps LPUSHing protocol-v2 messages onto kombu's lists; this loop, inside an asyncq
+worker, takes them and turns each into an asyncq job of the same id on the asyncq queue of the same name, which
+the worker's ordinary claim loop then runs (``compat.runtime.execute``), writing the outcome back in Celery's
+result-backend format. The message's path is always in exactly one place:
+
+1. ``celery_claim`` (Lua): list -> kombu's ``unacked`` / ``unacked_index``, in kombu's form, atomically (kombu's
+   own consumer has a window between BRPOP and its ``unacked`` write). If this worker dies now, Celery's
+   ``restore_visible`` (or ``celery_restore`` here) puts the message back after the visibility timeout.
+2. decode (``celery_protocol.decode``) and map (``compat.celery_receive.adoption``); what cannot run goes to
+   asyncq's dead-letter store with the reason (``celery_settle`` ``dead``); a task this worker does not know is
+   put back on its list for a worker that does (a Celery worker, or an asyncq worker of a newer deploy), and
+   dead-lettered after ``unknown_task_wait``.
+3. ``enqueue`` with the adoption part (Lua): the job is created and the message leaves ``unacked`` in one step.
+   From here the job has an asyncq lease: a killed worker's job runs again on another asyncq worker after the
+   lease, and a long or delayed (eta) job is never re-delivered because a visibility timeout ran out.
+
+No prefetch: messages are taken only for free concurrency slots not already owed to adopted jobs waiting in the
+asyncq queue, so a Celery worker on the same queue still gets its share. Celery producers do not announce new
+messages, so an idle consumer polls its lists every ``celery_poll_interval`` (50 ms by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from asyncq import keys
+from asyncq.broker import REDIS_DOWN, NewJob, now_ms
+from asyncq.celery_protocol.decode import CeleryMessage, decode_message
+from asyncq.celery_protocol.kombu_layout import PRIORITY_STEPS, VISIBILITY_TIMEOUT, queue_list_key
+from asyncq.compat.celery_receive import REPLY, adoption, backend_client, chord_size_key, store_outcome
+from asyncq.compat.exceptions import ImproperlyConfigured
+from asyncq.exceptions import MalformedMessage
+
+if TYPE_CHECKING:
+    from asyncq.compat.app import Celery
+    from asyncq.worker.lifecycle import Worker
+
+log = logging.getLogger("asyncq.celery")
+
+BATCH = 100  # most messages taken per round trip
+RESTORE_EVERY = 10.0  # seconds between restore passes (kombu: about every 10 s per consumer)
+
+
+class CeleryConsumer:
+    def __init__(self, worker: Worker, compat: Celery, queues: tuple[str, ...]) -> None:
+        self.w = worker
+        self.compat = compat
+        self.queues = queues
+        self.lists = [(queue_list_key(q, step), q) for q in queues for step in PRIORITY_STEPS]
+        self.lanes = [lane for q in queues for lane in keys.lanes_by_priority(q)]
+        options = compat.conf.get("broker_transport_options") or {}
+        self.visibility_timeout = float(options.get("visibility_timeout", VISIBILITY_TIMEOUT))
+        self.poll = worker.settings.celery_poll_interval
+        self.stats: dict[str, int] = {"adopted": 0, "dead_lettered": 0, "put_back": 0, "restored": 0}
+        self._warned: set[str] = set()
+
+    # --- loop -----------------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        log.info("consuming Celery queues %s (visibility timeout %.0f s)", ", ".join(self.queues),
+                 self.visibility_timeout)
+        backoff = 0.1
+        next_restore = 0.0
+        owed = 0  # adopted jobs possibly still waiting in the asyncq queue: counted against free slots
+        while not self.w.stopping.is_set():
+            try:
+                if time.monotonic() >= next_restore:
+                    await self.restore()
+                    next_restore = time.monotonic() + min(RESTORE_EVERY, self.visibility_timeout / 4)
+                if owed:
+                    owed = await self._waiting()
+                want = min(BATCH, self.w.settings.concurrency - len(self.w.running) - owed)
+                if want <= 0:
+                    await self._pause(self.poll)
+                    continue
+                claimed = await self.w.broker.celery_claim(self.lists, want)
+                adopted, pause = await self._handle(claimed) if claimed else (0, self.poll)
+                owed += adopted
+            except REDIS_DOWN as exc:
+                self.w.redis_down(exc)
+                await self._pause(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            if pause:
+                await self._pause(pause)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.w.stopping.wait(), timeout=seconds)
+
+    async def _waiting(self) -> int:
+        """Jobs ready in the asyncq lanes of these queues (adopted, not yet claimed by a slot)."""
+        now = now_ms()
+        async with self.w.broker.pipeline(transaction=False) as pipe:
+            for lane in self.lanes:
+                pipe.zcount(lane, "-inf", now)
+            counts = await pipe.execute()
+        return int(sum(counts))
+
+    async def restore(self) -> int:
+        restored = await self.w.broker.celery_restore(self.queues, self.visibility_timeout)
+        if restored > 0:
+            self.stats["restored"] += restored
+            log.warning("restored %d Celery message(s) left unacknowledged for over %.0f s (a consumer died)",
+                        restored, self.visibility_timeout)
+        return max(restored, 0)
+
+    # --- one batch ----------------------------------------------------------------------------------------
+    async def _handle(self, claimed: list[tuple[str, bytes, str]]) -> tuple[int, float]:
+        """Adopt, put back or dead-letter each claimed message; returns (adopted, seconds to pause)."""
+        settle: list[tuple[str, str, bytes, str, str, bytes]] = []
+        jobs: list[NewJob] = []
+        tags: list[str] = []
+        unknown_wait = 0.0
+        known = 0
+        now = now_ms()
+        for tag, raw, queue in claimed:
+            if not tag:  # celery_claim dead-lettered an element that was not a message at all
+                self.stats["dead_lettered"] += 1
+                log.error("Celery queue %s: an element that is not a Celery message was dead-lettered as %s",
+                          queue, raw.decode(errors="replace"))
+                continue
+            try:
+                msg = decode_message(tag, raw, queue)
+            except MalformedMessage as exc:
+                task_id, task = _peek(raw)
+                settle.append(self._dead(tag, raw, queue, task_id or f"celery-{tag}", task, str(exc)))
+                continue
+            if msg.task not in self.compat.tasks:
+                action, waited = await self._unknown(msg)
+                settle.append(action)
+                unknown_wait = max(unknown_wait, waited)
+                continue
+            known += 1
+            try:
+                size = await self._chord_size(msg)
+                prepared = adoption(self.compat, msg, size)
+                jobs.append(self.w.app._new_job(prepared.spec, now))
+                tags.append(tag)
+            except (MalformedMessage, TypeError, ValueError, ImproperlyConfigured) as exc:
+                settle.append(self._dead(tag, raw, queue, msg.id, msg.task, f"cannot run: {exc}"))
+                if not isinstance(exc, MalformedMessage):  # the producer may be waiting on get(): tell it
+                    await store_outcome(self.compat, SimpleNamespace(
+                        id=msg.id, reply=REPLY, ignore_result=False, parent_id=msg.headers.get("parent_id"),
+                        group=msg.headers.get("group")), "FAILURE", exc=exc)
+        adopted = 0
+        if jobs:
+            statuses = await self.w.broker.adopt(jobs, tags)
+            adopted = sum(1 for s in statuses if s == 1)
+            self.stats["adopted"] += adopted
+            for job, status in zip(jobs, statuses, strict=True):
+                if status == 0:
+                    log.info("Celery task %s was already adopted (a redelivery): acknowledged", job.job_id)
+        if settle:
+            await self.w.broker.celery_settle(settle)
+        if known == 0 and unknown_wait:  # only tasks we do not know: give their workers a chance
+            return adopted, min(5.0, 0.5 + unknown_wait / 10)
+        return adopted, 0.0
+
+    async def _chord_size(self, msg: CeleryMessage) -> int | None:
+        group = msg.headers.get("group")
+        if not msg.embed.get("chord") or not group:
+            return None
+        client = await backend_client(self.compat)
+        raw = await client.get(chord_size_key(str(group)))
+        return int(raw) if raw is not None else None
+
+    async def _unknown(self, msg: CeleryMessage) -> tuple[tuple[str, str, bytes, str, str, bytes], float]:
+        first = await self.w.broker.unknown_since(msg.id)
+        waited = max(0.0, (now_ms() - first) / 1000)
+        limit = self.w.settings.unknown_task_wait
+        if waited >= limit:
+            reason = (f"unknown task {msg.task!r}: no asyncq worker registers it and no Celery worker took it "
+                      f"within {limit:g} s (unknown_task_wait); deploy a worker that knows it, then retry "
+                      "the dead letter")
+            return self._dead(msg.tag, msg.raw, msg.queue, msg.id, msg.task, reason), waited
+        if msg.task not in self._warned:
+            self._warned.add(msg.task)
+            log.warning("Celery queue %s: task %r is not registered here; put back for a worker that knows it "
+                        "(dead-lettered after %g s)", msg.queue, msg.task, limit)
+        self.stats["put_back"] += 1
+        back = queue_list_key(msg.queue, msg.priority)
+        return ("back", msg.tag, msg.raw, back, "", b""), waited
+
+    def _dead(self, tag: str, raw: bytes, queue: str, dlq_id: str, task: str | None,
+              reason: str) -> tuple[str, str, bytes, str, str, bytes]:
+        self.stats["dead_lettered"] += 1
+        log.error("Celery message %s on %s dead-lettered: %s", dlq_id, queue, reason)
+        priority = None
+        with contextlib.suppress(Exception):
+            priority = orjson.loads(raw)["properties"]["priority"]
+        meta: dict[str, Any] = {
+            "job_id": dlq_id, "function": task or "", "queue": queue, "lane": "", "reason": reason,
+            "error": f"MalformedMessage: {reason}", "traceback": "", "tries": 0, "failed_at": now_ms(),
+            "worker": self.w.worker_id, "outcome": "dead", "kind": "celery",
+            "celery_list": queue_list_key(queue, priority if isinstance(priority, int) else None),
+        }
+        return ("dead", tag, raw, "", dlq_id, orjson.dumps(meta))
+
+
+def _peek(raw: bytes) -> tuple[str | None, str | None]:
+    """The task id and name of a message that failed to decode, when its headers still say them."""
+    try:
+        headers = orjson.loads(raw)["headers"]
+        task_id, task = headers.get("id"), headers.get("task")
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return None, None
+    return (str(task_id) if task_id else None), (task if isinstance(task, str) else None)
