@@ -27,7 +27,7 @@ import redis
 from asyncq import App
 from asyncq.admin import retry_dead_letter
 
-from .conftest import flushed_url, redis_url
+from .conftest import flushed_url, redis_url, stop_process
 
 pytest.importorskip("celery")
 pytestmark = pytest.mark.slow
@@ -91,16 +91,6 @@ def kw(a, b=0, **extra):
 '''
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
     url = flushed_url(DB)
@@ -147,7 +137,7 @@ class Procs:
 
     def stop(self) -> None:
         for proc, _ in self.procs:
-            _stop(proc)
+            stop_process(proc)
 
 
 @pytest.fixture

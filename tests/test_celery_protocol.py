@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -32,7 +31,7 @@ from asyncq.compat.exceptions import ImproperlyConfigured, TaskRevokedError, Tim
 from asyncq.compat.router import Router, set_rule
 from asyncq.exceptions import RemoteTaskError
 
-from .conftest import flushed_url
+from .conftest import flushed_url, stop_process
 
 pytest.importorskip("celery")
 
@@ -278,16 +277,6 @@ def test_exceptions_are_rebuilt_only_from_imported_classes() -> None:
 
 
 # --- a real Celery worker -----------------------------------------------------------------------------------
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
     url = flushed_url(WORKER_DB)
@@ -316,7 +305,7 @@ def celery_worker(project: tuple[Path, dict[str, str]]) -> Iterator[subprocess.P
     try:
         yield proc
     finally:
-        _stop(proc)
+        stop_process(proc)
         log.close()
 
 
@@ -469,5 +458,5 @@ def test_1000_mixed_calls_none_lost(producer: tuple[Celery, redis.Redis], projec
         assert 0.2 * square <= runtimes["asyncq"] <= 0.4 * square, runtimes
         assert not client.llen("celery") and not client.zcard("arq:queue:celery")
     finally:
-        _stop(worker)
+        stop_process(worker)
         log.close()
