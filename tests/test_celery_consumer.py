@@ -340,3 +340,26 @@ def test_1000_messages_two_runtimes_one_queue_none_lost(env: tuple[Any, redis.Re
     ran_on = {v.decode() for v in client.hvals("ran_on")}
     print(f"ran on: { {rt: sum(1 for v in client.hvals('ran_on') if v.decode() == rt) for rt in ran_on} }")
     assert ran_on == {"celery", "asyncq"}, f"expected both runtimes to take messages, got {ran_on}"
+
+
+def test_revoke_from_a_celery_client(env: tuple[Any, redis.Redis, Procs]) -> None:
+    """``AsyncResult.revoke()`` on the Celery side reaches the asyncq worker (Celery's pidbox broadcast): a
+    waiting job never runs, a running one is cancelled with ``terminate=True``; both read REVOKED in Celery."""
+    from celery.exceptions import TaskRevokedError
+
+    celery_mod, client, procs = env
+    procs.asyncq()
+    assert celery_mod.add.delay(0, 0).get(timeout=30) == 0
+    time.sleep(0.3)  # the worker's pidbox subscription
+    later = celery_mod.slow.apply_async(("later", 0), countdown=3)
+    _wait(lambda: client.exists(f"arq:job:{later.id}") and client.hlen("unacked") == 0, 5, "adoption", procs)
+    later.revoke()
+    with pytest.raises(TaskRevokedError):
+        later.get(timeout=10)
+    running = celery_mod.slow.delay("term", 4)
+    _wait(lambda: client.llen("starts:term") == 1, 10, "the long task to start", procs)
+    running.revoke(terminate=True)
+    with pytest.raises(TaskRevokedError):
+        running.get(timeout=10)
+    time.sleep(3.2)  # past the first one's countdown: it must not have started
+    assert client.llen("starts:later") == 0

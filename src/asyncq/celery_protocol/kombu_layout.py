@@ -51,6 +51,12 @@ def queue_list_keys(queue: str) -> list[str]:
     return [queue_list_key(queue, step) for step in PRIORITY_STEPS]
 
 
+def pidbox_channel(db: int) -> str:
+    """The pub/sub channel of Celery's control broadcasts (``app.control.revoke``...) for a Redis database
+    (kombu's fanout exchange ``celery.pidbox`` with its ``/{db}.`` prefix)."""
+    return f"/{db}.celery.pidbox"
+
+
 def meta_key(task_id: str) -> str:
     """The result key of a task, which is also the pub/sub channel its result is published on."""
     return META_PREFIX + task_id

@@ -24,6 +24,7 @@ messages, so an idle consumer polls its lists every ``celery_poll_interval`` (50
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import time
@@ -35,9 +36,9 @@ import orjson
 from asyncq import keys
 from asyncq.broker import REDIS_DOWN, NewJob, now_ms
 from asyncq.celery_protocol.decode import CeleryMessage, decode_message
-from asyncq.celery_protocol.kombu_layout import PRIORITY_STEPS, VISIBILITY_TIMEOUT, queue_list_key
+from asyncq.celery_protocol.kombu_layout import PRIORITY_STEPS, VISIBILITY_TIMEOUT, pidbox_channel, queue_list_key
 from asyncq.compat.celery_receive import REPLY, adoption, backend_client, chord_size_key, store_outcome
-from asyncq.compat.exceptions import ImproperlyConfigured
+from asyncq.compat.exceptions import ImproperlyConfigured, TaskRevokedError
 from asyncq.exceptions import MalformedMessage
 
 if TYPE_CHECKING:
@@ -92,6 +93,57 @@ class CeleryConsumer:
             backoff = 0.1
             if pause:
                 await self._pause(pause)
+
+    # --- Celery's revokes ---------------------------------------------------------------------------------
+    async def listen_revokes(self) -> None:
+        """Honour ``AsyncResult.revoke()`` / ``celery control revoke`` from Celery clients: their broadcast on
+        the pidbox channel becomes asyncq.compat's persistent revoke (checked before a job runs; ``terminate``
+        cancels a running one), and Celery's result backend says REVOKED for jobs asyncq holds."""
+        db = int(self.w.broker.connection_pool.connection_kwargs.get("db", 0))
+        backoff = 0.5
+        while not self.w.stopping.is_set():
+            pubsub = self.w.broker.pubsub()
+            try:
+                await pubsub.subscribe(pidbox_channel(db))
+                backoff = 0.5
+                while not self.w.stopping.is_set():
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None:
+                        await self._control(message["data"])
+            except REDIS_DOWN as exc:
+                self.w.redis_down(exc)
+                await self._pause(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                with contextlib.suppress(*REDIS_DOWN):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _control(self, data: bytes) -> None:
+        try:
+            envelope = orjson.loads(data)
+            command = orjson.loads(base64.b64decode(envelope["body"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.warning("ignored a control message on the Celery pidbox that is not JSON")
+            return
+        if not isinstance(command, dict) or command.get("method") != "revoke":
+            return  # ping, inspect, ... are for Celery workers
+        arguments = command.get("arguments") or {}
+        ids = arguments.get("task_id")
+        ids = [ids] if isinstance(ids, str) else [str(i) for i in ids or ()]
+        terminate = bool(arguments.get("terminate"))
+        if not ids:
+            return
+        held = []
+        for task_id in ids:
+            running = await self.w.broker.exists(keys.in_progress_key(task_id))
+            if await self.w.broker.exists(keys.job_key(task_id)) and (terminate or not running):
+                held.append(task_id)
+        await self.compat.control.arevoke(ids, terminate=terminate)
+        for task_id in held:
+            await store_outcome(self.compat, SimpleNamespace(
+                id=task_id, reply=REPLY, ignore_result=False, parent_id=None, group=None), "REVOKED",
+                exc=TaskRevokedError("revoked"))
+        log.info("revoked by a Celery client: %s%s", ", ".join(ids), " (terminate)" if terminate else "")
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -159,6 +159,8 @@ class Worker(ArqWorker):
 
                 self.celery = CeleryConsumer(self, self.app.compat, self.settings.celery_queues)
                 consumer = asyncio.create_task(self.celery.run(), name="asyncq-celery-consumer")
+                self._background.append(asyncio.create_task(self.celery.listen_revokes(),
+                                                            name="asyncq-celery-revokes"))
             await self._claim_loop()
             if consumer is not None:  # it settles what it took before it stops: never cancel it mid-batch
                 await consumer
