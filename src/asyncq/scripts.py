@@ -13,7 +13,7 @@ from typing import Any
 
 SCRIPT_NAMES = (
     "abort", "claim", "dead_letter", "dlq_retry", "enqueue", "finish", "renew", "requeue",
-    "celery_claim", "celery_restore", "celery_settle",
+    "celery_claim", "celery_restore", "celery_settle", "celery_store",
 )
 
 

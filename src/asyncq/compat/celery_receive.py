@@ -26,11 +26,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from redis.asyncio import Redis as AsyncRedis
 
+from asyncq.broker import Broker
 from asyncq.celery_protocol.decode import CeleryMessage
 from asyncq.celery_protocol.kombu_layout import meta_key
 from asyncq.compat.config import seconds
 from asyncq.compat.publish import Prepared, prepare
 from asyncq.exceptions import MalformedMessage
+from asyncq.scripts import script_source
 
 if TYPE_CHECKING:
     import asyncio
@@ -141,10 +143,8 @@ def meta_document(task_id: str, status: str, result: Any, traceback: str | None,
 
 async def store_outcome(app: Celery, request: Any, status: str, value: Any = None,
                         exc: BaseException | None = None) -> None:
-    """Write ``celery-task-meta-<id>`` and PUBLISH it, for a job a Celery producer may be waiting on.
-
-    SUCCESS is never overwritten (as in Celery's backend): a re-run after a lost worker cannot turn a reported
-    success into something else."""
+    """Write ``celery-task-meta-<id>`` and PUBLISH it (``celery_store.lua``: one round trip, never replacing a
+    SUCCESS), for a job a Celery producer may be waiting on."""
     if getattr(request, "reply", None) != REPLY or not request.id:
         return
     if request.ignore_result and status in ("SUCCESS", "FAILURE"):
@@ -157,15 +157,7 @@ async def store_outcome(app: Celery, request: Any, status: str, value: Any = Non
     doc = meta_document(request.id, status, result, traceback, parent_id=request.parent_id,
                         group_id=request.group, done=status in ("SUCCESS", "FAILURE", "REVOKED"))
     client = await backend_client(app)
-    key = meta_key(request.id)
-    current = await client.get(key)
-    if current and b'"status":"SUCCESS"' in current.replace(b" ", b""):
-        return
     ttl = seconds(app.conf.result_expires)
-    async with client.pipeline(transaction=True) as pipe:
-        if ttl:
-            pipe.set(key, doc, ex=max(1, int(ttl)))
-        else:
-            pipe.set(key, doc)
-        pipe.publish(key, doc)
-        await pipe.execute()
+    store = client.scripts.celery_store if isinstance(client, Broker) else \
+        client.register_script(script_source("celery_store"))
+    await store(args=[meta_key(request.id), doc, max(1, int(ttl)) if ttl else 0])

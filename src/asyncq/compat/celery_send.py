@@ -18,13 +18,12 @@ import builtins
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from redis.asyncio import Redis as AsyncRedis
-
 from asyncq.celery_protocol.encode import encode_message, message_bytes
 from asyncq.celery_protocol.kombu_layout import meta_key, queue_list_key
 from asyncq.celery_protocol.results import CeleryMeta, read_meta, rebuild_celery_exception, wait_meta
 from asyncq.compat import exceptions as compat_exceptions
 from asyncq.compat import states
+from asyncq.compat.celery_receive import backend_client
 from asyncq.compat.exceptions import ImproperlyConfigured, TaskRevokedError, TimeoutError
 from asyncq.compat.publish import Prepared, after_publish
 from asyncq.compat.result import AsyncResult
@@ -117,15 +116,8 @@ class CeleryBackendResult(AsyncResult):
     Redis URL, else the broker's Redis."""
 
     async def _backend_meta(self, timeout: float | None = None, wait: bool = False) -> CeleryMeta:
-        url = self.app.conf.result_backend
-        own = isinstance(url, str) and url.startswith(("redis://", "rediss://", "unix://")) \
-            and url != self.app.asyncq_app.settings.redis_url
-        client: AsyncRedis = AsyncRedis.from_url(url) if own else await self.app.asyncq_app.broker()
-        try:
-            return await (wait_meta(client, self.id, timeout) if wait else read_meta(client, self.id))
-        finally:
-            if own:
-                await client.aclose()
+        client = await backend_client(self.app)
+        return await (wait_meta(client, self.id, timeout) if wait else read_meta(client, self.id))
 
     def _exception_of(self, meta: CeleryMeta) -> BaseException:
         if meta.status == states.REVOKED:
