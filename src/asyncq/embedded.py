@@ -5,16 +5,26 @@ It runs the ``redis-server`` found on PATH or, when there is none, the one the `
 off (``--save "" --appendonly no``). ``stop()`` and ``start()`` stop and restart it on the same port, which is
 how tests simulate a Redis outage. Leaving the ``with`` block (also on an exception) stops it and deletes the
 directory.
+
+The server never inherits the caller's file descriptors (``close_fds``): a lock or pipe the caller holds is not
+kept open by Redis. ``new_session=True`` starts it in its own session, so a Ctrl-C in the terminal reaches only
+the owner, which then stops it; ``die_with_parent=True`` (Linux) has the kernel stop it when the thread that
+started it exits, even on SIGKILL, so a killed owner leaves no server behind (start it from a thread that lives
+as long as the server, e.g. the main thread; the test suite's session server does).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -60,6 +70,21 @@ def _pings(port: int) -> bool:
         return False
 
 
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """A ``preexec_fn`` asking Linux to SIGTERM the child when the thread that forked it exits
+    (``PR_SET_PDEATHSIG``); exits at once if that parent is already gone."""
+
+    def preexec() -> None:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
 class EmbeddedRedis:
     """A redis-server child process on its own port and directory. Sync and async context manager."""
 
@@ -70,11 +95,15 @@ class EmbeddedRedis:
         executable: str | None = None,
         db: int = 0,
         startup_timeout: float = 10.0,
+        new_session: bool = False,
+        die_with_parent: bool = False,
     ) -> None:
         self.port = port
         self.db = db
         self.executable = executable
         self.startup_timeout = startup_timeout
+        self.new_session = new_session
+        self.die_with_parent = die_with_parent
         self.directory: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -123,8 +152,11 @@ class EmbeddedRedis:
             exe, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
             "--dir", str(self.directory), "--logfile", str(logfile), "--daemonize", "no",
         ]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL)
+        self._proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
+            start_new_session=self.new_session,
+            preexec_fn=_die_with_parent(os.getpid()) if self.die_with_parent and sys.platform == "linux" else None,
+        )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:  # exited: port taken, bad option
