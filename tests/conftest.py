@@ -1,7 +1,9 @@
-"""Shared fixtures. Tests talk to the real Redis (127.0.0.1:6379 unless ASYNCQ_TEST_REDIS says otherwise).
+"""Shared fixtures. Tests talk to a real Redis: the private redis-server the root ``conftest.py`` starts for the
+run (or the server ``ASYNCQ_TEST_REDIS`` names), whose base URL is ``ASYNCQ_TEST_REDIS`` by the time this
+module is imported. Never 127.0.0.1:6379 or any other server.
 
-Each test module family owns one Redis database and flushes it per test, because arq's key names are global
-per database (there is no prefix to isolate by). The core tests use database 2.
+Each test module family owns one database of that server and flushes it per test, because arq's key names are
+global per database (there is no prefix to isolate by). The core tests use database 2.
 """
 
 from __future__ import annotations
@@ -19,11 +21,17 @@ import redis
 
 from asyncq import App, Worker, WorkerSettings
 
-REDIS_BASE = os.environ.get("ASYNCQ_TEST_REDIS", "redis://127.0.0.1:6379")
+if not os.environ.get("ASYNCQ_TEST_REDIS"):
+    raise RuntimeError(
+        "ASYNCQ_TEST_REDIS is not set: the repository's root conftest.py starts a private Redis and sets it. "
+        "Run the tests from the repository root (bash scripts/test, or python -m pytest) without --noconftest."
+    )
+REDIS_BASE = os.environ["ASYNCQ_TEST_REDIS"].rstrip("/")
 CORE_DB = 2
 
 
 def redis_url(db: int = CORE_DB) -> str:
+    """The URL of database ``db`` (0-15) of the test run's Redis."""
     return f"{REDIS_BASE}/{db}"
 
 

@@ -46,7 +46,14 @@ elif RUNTIME == "asyncq":
 else:
     raise SystemExit(f"COMPAT_RUNTIME must be 'celery' or 'asyncq', not {RUNTIME!r}")
 
-REDIS_URL = os.environ.get("COMPAT_REDIS_URL", "redis://127.0.0.1:6379/8")
+# Set by the repository's root conftest.py to database 8 of the test run's Redis (a private redis-server unless
+# ASYNCQ_TEST_REDIS names one); inherited by the worker processes. No default: never a Redis nobody chose.
+REDIS_URL = os.environ.get("COMPAT_REDIS_URL", "")
+if not REDIS_URL:
+    raise SystemExit(
+        "COMPAT_REDIS_URL is not set: run the parity suite with `python compat/run.py` or pytest from the "
+        "repository root, whose conftest.py starts a private Redis and sets it"
+    )
 
 __all__ = [
     "REDIS_URL",
