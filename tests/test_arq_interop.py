@@ -12,11 +12,11 @@ from arq.jobs import JobStatus as ArqJobStatus
 
 from asyncq import App, JobDeadLettered, JobStatus
 
-from .conftest import CORE_DB, WorkerRunner
+from .conftest import CORE_DB, WorkerRunner, redis_url
 
 
 def arq_settings() -> RedisSettings:
-    return RedisSettings(host="127.0.0.1", port=6379, database=CORE_DB)
+    return RedisSettings.from_dsn(redis_url(CORE_DB))
 
 
 async def test_arq_producer_feeds_an_asyncq_worker(app: App, workers: WorkerRunner) -> None:

@@ -70,13 +70,13 @@ def test_non_redis_broker_is_rejected_with_the_reason() -> None:
 
 
 def test_unsupported_serializer_is_rejected() -> None:
-    app = Celery("x", broker="redis://127.0.0.1:6379/4")
+    app = Celery("x", broker=redis_url(COMPAT_DB))
     with pytest.raises(ImproperlyConfigured, match="not supported"):
         app.conf.task_serializer = "yaml"
 
 
 def test_no_effect_key_is_accepted_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
-    app = Celery("x", broker="redis://127.0.0.1:6379/4")
+    app = Celery("x", broker=redis_url(COMPAT_DB))
     with caplog.at_level(logging.INFO, logger="asyncq.compat"):
         app.conf.worker_prefetch_multiplier = 1
         app.conf.worker_prefetch_multiplier = 2
@@ -87,10 +87,10 @@ def test_no_effect_key_is_accepted_and_logged_once(caplog: pytest.LogCaptureFixt
 
 def test_config_from_object_namespace_and_old_names() -> None:
     settings = types.SimpleNamespace(CELERY_TASK_DEFAULT_QUEUE="jobs", CELERY_RESULT_EXPIRES=60, OTHER=1)
-    app = Celery("x", broker="redis://127.0.0.1:6379/4")
+    app = Celery("x", broker=redis_url(COMPAT_DB))
     app.config_from_object(settings, namespace="CELERY")
     assert app.conf.task_default_queue == "jobs" and app.conf.result_expires == 60
-    old = types.SimpleNamespace(CELERY_ALWAYS_EAGER=True, BROKER_URL="redis://127.0.0.1:6379/4")
+    old = types.SimpleNamespace(CELERY_ALWAYS_EAGER=True, BROKER_URL=redis_url(COMPAT_DB))
     app.config_from_object(old)
     assert app.conf.task_always_eager is True
     app.conf.update(task_default_queue="other")
@@ -98,7 +98,7 @@ def test_config_from_object_namespace_and_old_names() -> None:
 
 
 def test_unknown_task_option_and_apply_async_option_raise() -> None:
-    app = Celery("x", broker="redis://127.0.0.1:6379/4")
+    app = Celery("x", broker=redis_url(COMPAT_DB))
     with pytest.raises(TypeError, match="unknown option"):
         app.task(retries=3)(lambda: None)
 
@@ -382,7 +382,7 @@ def test_on_after_configure_and_per_call_max_retries(celery_app: Celery) -> None
 
 
 def test_task_annotations_and_bad_rate_limit_are_refused() -> None:
-    app = Celery("x", broker="redis://127.0.0.1:6379/4")
+    app = Celery("x", broker=redis_url(COMPAT_DB))
     with pytest.raises(ImproperlyConfigured, match="task_annotations is not supported"):
         app.conf.task_annotations = {"*": {"rate_limit": "1/s"}}
     with pytest.raises(ImproperlyConfigured, match="rate_limit"):
@@ -406,7 +406,7 @@ def test_base_call_override_wraps_every_run_and_current_app_proxy(celery_app: Ce
 
 
 def test_unread_keys_are_logged_and_pydantic_is_refused(caplog: pytest.LogCaptureFixture) -> None:
-    app = Celery("x", broker="redis://127.0.0.1:6379/4")
+    app = Celery("x", broker=redis_url(COMPAT_DB))
     with caplog.at_level(logging.WARNING, logger="asyncq.compat"):
         app.conf.task_queues = ("a", "b")
     assert any("task_queues is not read" in r.getMessage() for r in caplog.records)

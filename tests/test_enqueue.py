@@ -19,6 +19,8 @@ from asyncq import (
     keys,
 )
 
+from .conftest import CORE_DB, redis_url
+
 
 def test_unknown_task_option_is_rejected_with_the_known_ones(app: App) -> None:
     with pytest.raises(ConfigurationError, match=r"unknown option\(s\) retries .*known options: .*max_tries"):
@@ -190,7 +192,7 @@ async def test_enqueue_with_redis_down_raises_a_clear_error() -> None:
 
 def test_app_rejects_unknown_settings() -> None:
     with pytest.raises(ConfigurationError, match="unknown AppSettings option"):
-        App(redis_url="redis://127.0.0.1:6379/2", keep_results=1)
+        App(redis_url=redis_url(CORE_DB), keep_results=1)
 
 
 def test_settings_from_env() -> None:

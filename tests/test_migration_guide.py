@@ -1,5 +1,5 @@
 """The migration guide's code runs: every fenced ``python`` block in migration_guide/*.md whose first line is a
-``# test:`` marker is executed here, against a real Redis (database 9, flushed before each block).
+``# test:`` marker is executed here, against the test run's Redis (database 9, flushed before each block).
 
 Markers (first line of the block):
 - ``# test: file=proj/tasks.py``: the block is written to that path in the page's project folder (not run);
@@ -7,7 +7,8 @@ Markers (first line of the block):
 - ``# test: runnable worker=proj.celery:app [--queues a,b]``: the same, while a real
   ``python -m asyncq worker proj.celery:app ...`` runs in that folder (stopped with SIGTERM afterwards).
 
-Blocks use ``redis://127.0.0.1:6379/0`` as a reader would; here that URL is replaced by the test database's.
+Blocks use ``redis://127.0.0.1:6379/<db>`` as a reader would; here every such URL is replaced by the test database's,
+so a block never reaches a Redis on 127.0.0.1:6379.
 Blocks without a marker are illustrative (Celery's "before" code, Django settings, ...).
 """
 
@@ -24,11 +25,12 @@ from pathlib import Path
 import pytest
 import redis
 
+from .conftest import redis_url
+
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "migration_guide"
-REDIS_BASE = os.environ.get("ASYNCQ_TEST_REDIS", "redis://127.0.0.1:6379")
-URL = f"{REDIS_BASE}/9"
-READER_URL = "redis://127.0.0.1:6379/0"
+URL = redis_url(9)
+READER_URL = re.compile(r"redis://(?:127\.0\.0\.1|localhost):6379/\d+")
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 MARKER = re.compile(r"^# test: (runnable|file=(\S+))(?: worker=(.+))?$")
 
@@ -45,7 +47,7 @@ def collect() -> list[tuple[str, str, list[tuple[str, str]], str | None]]:
             marker = MARKER.match(first.strip())
             if marker is None:
                 continue
-            body = body.replace(READER_URL, URL)
+            body = READER_URL.sub(lambda _: URL, body)
             if marker.group(2):
                 files.append((marker.group(2), body))
                 continue

