@@ -1,13 +1,17 @@
-"""Run the parity suite under both runtimes and write compat/REPORT.md.
+"""Run the parity suite under both runtimes and write the report.
 
-    python compat/run.py            # exit 0 when every scenario passes (or is skipped on purpose) on both
+    python compat/run.py                     # regenerates the tracked compat/REPORT.md
+    python compat/run.py --report out.md     # writes the report elsewhere (the test suite: build/test-output/)
 
-Each runtime runs in its own pytest process (COMPAT_RUNTIME=celery | asyncq) with its own real worker process,
-against Redis database 8 (COMPAT_REDIS_URL to change).
+Exit 0 when every scenario passes (or is skipped on purpose) on both runtimes. Each runtime runs in its own
+pytest process (COMPAT_RUNTIME=celery | asyncq) with its own real worker process, against database 8 of the
+test Redis: the private redis-server the repository's root conftest.py starts (the outer test run's when
+called from tests/test_compat_parity.py), or the server ASYNCQ_TEST_REDIS names.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -74,7 +78,11 @@ def versions() -> str:
     return f"Celery {celery.__version__}, asyncq {asyncq.__version__}, Python {sys.version.split()[0]}"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the parity suite under Celery and asyncq; write the report.")
+    parser.add_argument("--report", type=Path, default=HERE / "REPORT.md",
+                        help="where to write the report (default: the tracked compat/REPORT.md)")
+    report = parser.parse_args(argv).report
     tmp = Path(tempfile.mkdtemp(prefix="parity-"))
     codes, results = {}, {}
     for runtime in RUNTIMES:
@@ -104,7 +112,8 @@ def main() -> int:
     totals = {rt: sum(1 for o in results[rt].values() if o[0] == "pass") for rt in RUNTIMES}
     lines += ["", f"Passed: Celery {totals['celery']}/{len(results['celery'])}, "
                   f"asyncq {totals['asyncq']}/{len(results['asyncq'])}."]
-    (HERE / "REPORT.md").write_text("\n".join(lines) + "\n")
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0 if all(code == 0 for code in codes.values()) else 1
 
