@@ -101,7 +101,7 @@ async def test_queue_stats_counts_ready_scheduled_in_flight(app: App) -> None:
 
     # A worker claims one job (the priority-9 one first): in flight, no longer ready, not "scheduled".
     broker = await app.broker()
-    claimed, _ = await broker.claim(keys.lanes_by_priority("q1"), ["q1"] * 10, 1, 10_000, "test-worker")
+    claimed, _, _ = await broker.claim(keys.lanes_by_priority("q1"), ["q1"] * 10, 1, 10_000, "test-worker")
     assert [c.job_id for c in claimed] != [oldest.job_id]
     (q1,) = await admin.queue_stats(app)
     assert (q1.length, q1.in_flight, q1.scheduled) == (2, 1, 1)

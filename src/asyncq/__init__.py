@@ -27,6 +27,7 @@ from asyncq.exceptions import JobTimeout as JobTimeout
 from asyncq.exceptions import RemoteTaskError as RemoteTaskError
 from asyncq.exceptions import Retry as Retry
 from asyncq.exceptions import SerializationError as SerializationError
+from asyncq.exceptions import TaskExited as TaskExited
 from asyncq.exceptions import TaskTimeout as TaskTimeout
 from asyncq.exceptions import UnknownTaskError as UnknownTaskError
 from asyncq.hooks import Hooks as Hooks
@@ -64,6 +65,7 @@ __all__ = [
     "RetryPolicy",
     "SerializationError",
     "Task",
+    "TaskExited",
     "TaskTimeout",
     "UnknownTaskError",
     "Worker",

@@ -59,14 +59,27 @@ class NewJob:
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
-    """A job this worker now holds the lease of."""
+    """A job this worker now holds the lease of.
+
+    ``job_id`` is always printable: an id that is not valid UTF-8 is shown escaped (``raw_id`` keeps its bytes
+    for Redis). ``problem`` says why the job cannot run (a bad id, a key of the wrong type); such a job is
+    dead-lettered, never run. ``generation`` is the retry counter after this claim (arq's job try), which
+    counts recoveries too; ``job_try`` is the task's own tries.
+    """
 
     job_id: str
     lane: str
     queue: str
     payload: bytes | None
-    job_try: int
-    token: str
+    generation: int
+    recoveries: int
+    token: str | bytes
+    raw_id: bytes | None = None
+    problem: str = ""
+
+    @property
+    def job_try(self) -> int:
+        return max(1, self.generation - self.recoveries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +87,28 @@ class Lease:
     """What the renew and finish scripts need to prove a worker still owns a job."""
 
     job_id: str
-    token: str
+    token: str | bytes
     lane: str
     queue: str
+    generation: int = 0
+    raw_id: bytes | None = None
+
+    @property
+    def key_id(self) -> str | bytes:
+        """The id as Redis knows it (raw bytes for an id that is not valid UTF-8)."""
+        return self.raw_id if self.raw_id is not None else self.job_id
+
+    def args(self) -> list[Any]:
+        """id, token, lane, queue, generation: the per-job arguments of renew and finish."""
+        return [self.key_id, self.token, self.lane, self.queue, self.generation]
+
+
+def printable_id(raw: bytes) -> tuple[str, bytes | None]:
+    """A job id read from Redis as text, and its raw bytes when they are not valid UTF-8 (else None)."""
+    try:
+        return raw.decode(), None
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace"), raw
 
 
 def enqueue_args(jobs: Sequence[NewJob], adopt_tags: Sequence[str] | None = None) -> list[Any]:
@@ -169,55 +201,79 @@ class Broker(ArqRedis):
                 args=[
                     now_ms(), keys.IN_PROGRESS_PREFIX, keys.JOB_PREFIX, keys.RETRY_PREFIX, keys.RESULT_PREFIX,
                     keys.ABORT_SET, keys.ABORT_CHANNEL, keys.DONE_PREFIX, job_id, lane, aborted_result, keep_ms,
+                    keys.RECOVERIES, keys.claimed_key(keys.queue_of_lane(lane)),
                 ]
             )
         )
 
     # --- worker side ---------------------------------------------------------------------------------------
     async def claim(
-        self, lanes: Sequence[str], lane_queues: Sequence[str], want: int, lease_ms: int, worker_id: str
-    ) -> tuple[list[Claimed], int]:
-        """Claim up to ``want`` ready jobs; also returns when the next scheduled job is due (-1: none)."""
+        self,
+        lanes: Sequence[str],
+        lane_queues: Sequence[str],
+        want: int,
+        lease_ms: int,
+        worker_id: str,
+        *,
+        reconnect_until_ms: int = 0,
+    ) -> tuple[list[Claimed], int, dict[str, str]]:
+        """Claim up to ``want`` ready jobs. Also returns when the next scheduled job is due (-1: none) and the
+        keys the script had to skip because they hold foreign data (key -> Redis error)."""
         now = now_ms()
         args: list[Any] = [
             now, want, lease_ms, worker_id,
             keys.IN_PROGRESS_PREFIX, keys.JOB_PREFIX, keys.RETRY_PREFIX, keys.RUNNING_PREFIX, keys.PAUSED_SET,
+            keys.CLAIMED_PREFIX, keys.RECOVERIES, keys.RECONNECT_UNTIL, reconnect_until_ms,
             *lane_queues,
         ]
         out = await self.scripts.claim(keys=list(lanes), args=args)
         next_due = int(out[0])
+        raw_broken = out[1]
+        broken = {
+            printable_id(raw_broken[i])[0]: printable_id(raw_broken[i + 1])[0] for i in range(0, len(raw_broken), 2)
+        }
         claimed = []
-        for i in range(1, len(out), 4):
-            lane_index, job_id, payload, job_try = out[i : i + 4]
-            jid = job_id.decode()
+        prefix = f"{worker_id}:{now}:"
+        for i in range(2, len(out), 6):
+            lane_index, raw_id, payload, generation, recoveries, problem = out[i : i + 6]
+            jid, raw = printable_id(raw_id)
+            why = printable_id(problem)[0] if problem else ""
+            if raw is not None and not why:
+                why = "its id is not valid UTF-8"
             lane_idx = int(lane_index) - 1
             claimed.append(
                 Claimed(
                     job_id=jid,
                     lane=lanes[lane_idx],
                     queue=lane_queues[lane_idx],
-                    payload=payload,
-                    job_try=int(job_try),
-                    token=f"{worker_id}:{now}:{jid}",  # as claim.lua builds it
+                    payload=payload or None,
+                    generation=int(generation),
+                    recoveries=int(recoveries),
+                    token=prefix + jid if raw is None else prefix.encode() + raw,  # as claim.lua builds it
+                    raw_id=raw,
+                    problem=why,
                 )
             )
-        return claimed, next_due
+        return claimed, next_due, broken
 
     async def renew(self, leases: Sequence[Lease], lease_ms: int) -> list[int]:
-        args: list[Any] = [now_ms(), lease_ms, keys.IN_PROGRESS_PREFIX, keys.RUNNING_PREFIX, keys.ABORT_SET]
-        args.append(len(leases))
+        args: list[Any] = [
+            now_ms(), lease_ms, keys.IN_PROGRESS_PREFIX, keys.RUNNING_PREFIX, keys.ABORT_SET, keys.RETRY_PREFIX,
+            keys.CLAIMED_PREFIX, len(leases),
+        ]
         for lease in leases:
-            args += [lease.job_id, lease.token, lease.lane, lease.queue]
+            args += lease.args()
         return [int(x) for x in await self.scripts.renew(args=args)]
 
     async def finish(self, done: Sequence[tuple[Lease, bytes, int]]) -> list[int]:
         """Release finished jobs and store their results: ``(lease, result bytes, keep ms)`` each."""
         args: list[Any] = [
             now_ms(), keys.IN_PROGRESS_PREFIX, keys.JOB_PREFIX, keys.RETRY_PREFIX, keys.RESULT_PREFIX,
-            keys.RUNNING_PREFIX, keys.ABORT_SET, keys.DONE_PREFIX, keys.RECENT_JOBS, keys.RECENT_JOBS_MAX, len(done),
+            keys.RUNNING_PREFIX, keys.ABORT_SET, keys.DONE_PREFIX, keys.RECENT_JOBS, keys.RECENT_JOBS_MAX,
+            keys.CLAIMED_PREFIX, keys.RECOVERIES, len(done),
         ]
         for lease, result, keep_ms in done:
-            args += [lease.job_id, lease.token, lease.lane, lease.queue, result, keep_ms]
+            args += [*lease.args(), result, keep_ms]
         return [int(x) for x in await self.scripts.finish(args=args)]
 
     async def requeue(self, lease: Lease, run_at_ms: int, *, give_back_try: bool) -> int:
@@ -225,7 +281,8 @@ class Broker(ArqRedis):
             await self.scripts.requeue(
                 args=[
                     now_ms(), keys.IN_PROGRESS_PREFIX, keys.RETRY_PREFIX, keys.RUNNING_PREFIX, keys.WAKE_PREFIX,
-                    lease.job_id, lease.token, lease.lane, lease.queue, run_at_ms, 1 if give_back_try else 0,
+                    lease.key_id, lease.token, lease.lane, lease.queue, run_at_ms, 1 if give_back_try else 0,
+                    keys.CLAIMED_PREFIX, lease.generation,
                 ]
             )
         )
@@ -238,8 +295,9 @@ class Broker(ArqRedis):
                 args=[
                     now_ms(), keys.IN_PROGRESS_PREFIX, keys.JOB_PREFIX, keys.RETRY_PREFIX, keys.RESULT_PREFIX,
                     keys.RUNNING_PREFIX, keys.ABORT_SET, keys.DONE_PREFIX, keys.DLQ_INDEX, keys.DLQ_PAYLOADS,
-                    keys.DLQ_META, keys.UNKNOWN_SINCE, lease.job_id, lease.token, lease.lane, lease.queue,
+                    keys.DLQ_META, keys.UNKNOWN_SINCE, lease.key_id, lease.token, lease.lane, lease.queue,
                     meta_json, result, keep_ms, max_size, keys.RECENT_JOBS, keys.RECENT_JOBS_MAX,
+                    keys.CLAIMED_PREFIX, keys.RECOVERIES, lease.generation, lease.job_id,
                 ]
             )
         )
@@ -263,7 +321,7 @@ class Broker(ArqRedis):
             repr(now), int(now * 1000), want, kombu_layout.UNACKED, kombu_layout.UNACKED_INDEX,
             keys.DLQ_INDEX, keys.DLQ_PAYLOADS, keys.DLQ_META, *flat,
         ])
-        return [(out[i].decode(), out[i + 1], out[i + 2].decode()) for i in range(0, len(out), 3)]
+        return [(printable_id(out[i])[0], out[i + 1], printable_id(out[i + 2])[0]) for i in range(0, len(out), 3)]
 
     async def celery_settle(self, actions: Sequence[tuple[str, str, bytes, str, str, bytes]]) -> list[int]:
         """Put claimed Celery messages back or dead-letter them: ``(action, tag, message, list, dlq id, meta)``
@@ -299,12 +357,12 @@ class Broker(ArqRedis):
 
     async def paused(self) -> set[str]:
         members: set[bytes] = await cast(Any, self.smembers(keys.PAUSED_SET))
-        return {m.decode() for m in members}
+        return {printable_id(m)[0] for m in members}
 
     async def recent_job_ids(self, count: int) -> list[str]:
         """Ids of the most recently finished jobs (succeeded, failed, dead-lettered), newest first."""
         raw = await cast(Any, self.lrange(keys.RECENT_JOBS, 0, max(0, count - 1)))
-        return [r.decode() for r in raw]
+        return [printable_id(r)[0] for r in raw]
 
     # --- dead letters ----------------------------------------------------------------------------------------
     async def dlq_retry(self, job_id: str, lane: str, queue: str, ttl_ms: int) -> int:
@@ -313,6 +371,7 @@ class Broker(ArqRedis):
                 args=[
                     now_ms(), keys.JOB_PREFIX, keys.RETRY_PREFIX, keys.RESULT_PREFIX, keys.DLQ_INDEX,
                     keys.DLQ_PAYLOADS, keys.DLQ_META, keys.WAKE_PREFIX, job_id, lane, queue, ttl_ms,
+                    keys.RECOVERIES,
                 ]
             )
         )
@@ -339,7 +398,7 @@ class Broker(ArqRedis):
     async def dlq_ids(self, offset: int = 0, count: int = 100) -> list[str]:
         """Dead-letter ids, newest first."""
         raw = await self.zrevrange(keys.DLQ_INDEX, offset, offset + count - 1)
-        return [r.decode() for r in raw]
+        return [printable_id(r)[0] for r in raw]
 
     async def dlq_meta(self, job_ids: Sequence[str]) -> list[bytes | None]:
         if not job_ids:

@@ -13,6 +13,7 @@ imported in this process (it never imports a module named by Redis data), otherw
 from __future__ import annotations
 
 import builtins
+import math
 import sys
 import traceback
 from dataclasses import dataclass
@@ -60,21 +61,45 @@ def encode_payload(
     return serializer.dumps(d)
 
 
+def _field(d: dict[Any, Any], key: str, name: str, types: tuple[type, ...], *, required: bool = True) -> Any:
+    """One payload field, of one of ``types`` (bool is never an int here); a wrong type is rejected, not coerced:
+    a dict given as args must not quietly become keyword arguments."""
+    if key not in d:
+        if required:
+            raise DeserializationError(f"payload has no {name!r} field ({key!r}); it is not an arq job dict")
+        return None
+    value = d[key]
+    if value is None and not required:
+        return None
+    if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+        wanted = " or ".join(t.__name__ for t in types)
+        raise DeserializationError(
+            f"payload field {name!r} ({key!r}) is a {type(value).__name__}, not a {wanted}"
+        )
+    return value
+
+
 def decode_payload(serializer: Serializer, data: bytes) -> Payload:
     d = serializer.loads(data)
-    try:
-        return Payload(
-            function=str(d["f"]),
-            args=tuple(d["a"]),
-            kwargs=dict(d["k"]),
-            job_try=d.get("t"),
-            enqueue_ms=int(d["et"]),
-            queue=d.get("q"),
-            priority=d.get("p"),
-            headers=d.get("h"),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DeserializationError(f"payload is not an arq job dict ({exc!r})") from exc
+    if not isinstance(d, dict):
+        raise DeserializationError(f"payload is a {type(d).__name__}, not an arq job dict")
+    kwargs = _field(d, "k", "kwargs", (dict,))
+    if not all(isinstance(k, str) for k in kwargs):
+        raise DeserializationError("payload field 'kwargs' ('k') has keys that are not strings")
+    headers = _field(d, "h", "headers", (dict,), required=False)
+    enqueued = _field(d, "et", "enqueue time", (int, float))
+    if not math.isfinite(enqueued):
+        raise DeserializationError(f"payload field 'enqueue time' ('et') is {enqueued}, not a time in ms")
+    return Payload(
+        function=_field(d, "f", "function", (str,)),
+        args=tuple(_field(d, "a", "args", (list, tuple))),
+        kwargs=kwargs,
+        job_try=_field(d, "t", "job try", (int,), required=False),
+        enqueue_ms=int(enqueued),
+        queue=_field(d, "q", "queue", (str,), required=False),
+        priority=_field(d, "p", "priority", (int,), required=False),
+        headers=headers,
+    )
 
 
 def _qualname(exc: BaseException) -> str:

@@ -18,6 +18,7 @@ class JobContext:
     job_id: str
     task_name: str
     queue: str
+    #: the task's own try, from 1: a try that ended because its worker was lost is run again as the same try
     job_try: int
     max_tries: int
     enqueue_ms: int
@@ -27,6 +28,8 @@ class JobContext:
     kwargs: dict[str, Any] = field(default_factory=dict)
     #: the job's headers (``enqueue_with(..., headers={...})``), e.g. a trace context
     headers: dict[str, Any] = field(default_factory=dict)
+    #: times this job was recovered after its worker was lost (killed, or cut off from Redis past its lease)
+    recoveries: int = 0
     #: free space for hooks (a tracing span, a metrics timer) to pass state from start to end
     state: dict[str, Any] = field(default_factory=dict)
 

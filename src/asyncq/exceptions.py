@@ -12,6 +12,7 @@
     │   ├── JobNotFound             no job or result under that id
     │   ├── JobTimeout              waiting for a result ran out of time (the job may still run)
     │   ├── TaskTimeout             the task ran past its own timeout and was cancelled
+    │   ├── TaskExited              the task raised SystemExit or KeyboardInterrupt (the job failed, not the worker)
     │   ├── JobAborted              the job was aborted before or while it ran
     │   ├── JobDeadLettered         the job ended in the dead-letter store
     │   └── RemoteTaskError         the task raised an exception whose type is not importable here
@@ -75,6 +76,10 @@ class JobTimeout(JobError, TimeoutError):
 
 class TaskTimeout(JobError, TimeoutError):
     """The task ran longer than its ``timeout`` and was cancelled (a plain ``def`` task's thread is abandoned)."""
+
+
+class TaskExited(JobError):
+    """A task body raised SystemExit or KeyboardInterrupt: that ends the job (a failure), never the worker."""
 
 
 class JobAborted(JobError):

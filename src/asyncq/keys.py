@@ -30,6 +30,9 @@ HEALTH_SUFFIX: Final = ":health-check"
 
 # --- asyncq's additions -------------------------------------------------------------------------------------
 RUNNING_PREFIX: Final = "asyncq:running:"  # ZSET per queue: job id -> lease expiry (ms)
+CLAIMED_PREFIX: Final = "asyncq:claimed:"  # HASH per queue: claimed, unsettled job id -> "<due ms>|<lane>"
+RECOVERIES: Final = "asyncq:recoveries"  # HASH: job id -> times it was recovered after its worker was lost
+RECONNECT_UNTIL: Final = "asyncq:reconnect-until"  # STRING: ms until which no lapsed lease is recovered
 DLQ_INDEX: Final = "asyncq:dlq"  # ZSET: job id -> dead-lettered at (ms)
 DLQ_PAYLOADS: Final = "asyncq:dlq:payload"  # HASH: job id -> the job's payload bytes, as enqueued
 DLQ_META: Final = "asyncq:dlq:meta"  # HASH: job id -> JSON (queue, lane, reason, error, traceback, ...)
@@ -130,6 +133,10 @@ def retry_key(job_id: str) -> str:
 
 def running_key(queue: str) -> str:
     return RUNNING_PREFIX + queue
+
+
+def claimed_key(queue: str) -> str:
+    return CLAIMED_PREFIX + queue
 
 
 def wake_channel(queue: str) -> str:

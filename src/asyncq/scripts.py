@@ -17,11 +17,20 @@ SCRIPT_NAMES = (
 )
 
 
+#: scripts that settle a claimed job start with the shared ownership check (lua/_owner.lua)
+OWNER_CHECKED = frozenset({"dead_letter", "finish", "renew", "requeue"})
+
+
+def _read(name: str) -> str:
+    return resources.files("asyncq").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+
+
 @cache
 def script_source(name: str) -> str:
     if name not in SCRIPT_NAMES:
         raise KeyError(f"no Lua script named {name!r}; known: {', '.join(SCRIPT_NAMES)}")
-    return resources.files("asyncq").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+    source = _read(name)
+    return _read("_owner") + source if name in OWNER_CHECKED else source
 
 
 class Scripts:

@@ -100,6 +100,16 @@ class WorkerSettings:
     celery_queues: tuple[str, ...] = ()
     #: how often an idle worker looks at those lists (Celery producers send no wake-up)
     celery_poll_interval: float = 0.05
+    #: how long a worker keeps an outcome (result, retry, dead letter) it could not write because Redis was
+    #: unreachable; it writes it as soon as Redis answers, before claiming new work. Past this the outcome is
+    #: dropped and the job runs again after its lease (at least once)
+    outcome_hold: float = 120.0
+    #: after a worker reconnects from an outage, no worker recovers lapsed leases for this long, so their
+    #: owners can take them back and write the outcomes they held
+    reconnect_grace: float = 15.0
+    #: a worker whose claim loop made no progress this long (with free slots) reports itself "wedged" in its
+    #: heartbeat, its log and `asyncq queues`
+    wedged_after: float = 60.0
 
     def __post_init__(self) -> None:
         if isinstance(self.queues, str):
@@ -123,6 +133,8 @@ class WorkerSettings:
             raise ConfigurationError("stats_interval must be >= 0 and metrics_port 0 (off) to 65535")
         if self.claim_batch < 1:
             raise ConfigurationError(f"claim_batch must be >= 1, got {self.claim_batch}")
+        if self.outcome_hold < 0 or self.reconnect_grace < 0 or self.wedged_after <= 0:
+            raise ConfigurationError("outcome_hold and reconnect_grace must be >= 0 and wedged_after > 0 seconds")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerSettings:
@@ -140,8 +152,12 @@ class AppSettings:
     serializer: str = "json"
     signing_key: str = ""
     default_queue: str = DEFAULT_QUEUE
-    #: tries per job, the first included, unless a task says otherwise
+    #: tries per job, the first included, unless a task says otherwise; only the task's own tries count
+    #: (exceptions, timeouts), never a worker's death
     max_tries: int = 3
+    #: times a job may be recovered after its worker was lost (killed, or out of Redis longer than its lease)
+    #: before it is dead-lettered as a likely poison pill ("worker lost N times")
+    max_recoveries: int = 10
     #: seconds a task may run unless it says otherwise (None: no limit; the lease still protects crashes)
     timeout: float | None = 300.0
     #: seconds a result is kept (0: not kept, and ``job.result()`` cannot wait for it)
@@ -156,6 +172,8 @@ class AppSettings:
         check_queue_name(self.default_queue)
         if self.max_tries < 1:
             raise ConfigurationError(f"max_tries must be >= 1 (1 means no retry), got {self.max_tries}")
+        if self.max_recoveries < 0:
+            raise ConfigurationError(f"max_recoveries must be >= 0, got {self.max_recoveries}")
         if self.keep_result < 0 or self.payload_ttl <= 0:
             raise ConfigurationError("keep_result must be >= 0 and payload_ttl > 0 seconds")
 

@@ -9,7 +9,7 @@ import importlib
 import os
 import sys
 import traceback
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -78,8 +78,13 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine; turn the errors a user can fix into one red line."""
+    return guarded(lambda: asyncio.run(coro))
+
+
+def guarded(call: Callable[[], T]) -> T:
+    """Call ``call``; turn the errors a user can fix into one red line."""
     try:
-        return asyncio.run(coro)
+        return call()
     except ConfigurationError as exc:
         fail(str(exc), 2)
     except AsyncqError as exc:  # BrokerUnavailable, JobNotFound, DeserializationError, ...

@@ -27,6 +27,7 @@ from asyncq.cli._common import (
     fmt_age,
     fmt_compact,
     fmt_when,
+    guarded,
     make_app,
     out,
     parse_json,
@@ -42,7 +43,8 @@ from asyncq.exceptions import (
 from asyncq.job import JobInfo, JobStatus
 from asyncq.settings import WorkerSettings
 from asyncq.task import JobSpec
-from asyncq.worker.lifecycle import default_queues, run_worker
+from asyncq.worker.lifecycle import default_queues
+from asyncq.worker.process import serve
 
 
 # --- commands ----------------------------------------------------------------------------------------------
@@ -121,7 +123,7 @@ def worker(
         markup=False,
         soft_wrap=True,
     )
-    run(run_worker(application, settings))
+    guarded(lambda: serve(application, settings))
 
 
 @cli.command()

@@ -1,7 +1,7 @@
 -- Move a dead letter back to its lane as a fresh job (tries reset, old failure result dropped).
 -- ARGV[1] now  ARGV[2] job prefix  ARGV[3] retry prefix  ARGV[4] result prefix  ARGV[5] dlq index
 -- ARGV[6] dlq payloads  ARGV[7] dlq meta  ARGV[8] wake prefix  ARGV[9] id  ARGV[10] lane  ARGV[11] queue
--- ARGV[12] payload ttl (ms)
+-- ARGV[12] payload ttl (ms)  ARGV[13] recoveries hash
 -- Returns 1 moved, 0 no such dead letter, -1 a live job with that id exists (retry it later)
 local now = tonumber(ARGV[1])
 local job_prefix, retry_prefix, result_prefix = ARGV[2], ARGV[3], ARGV[4]
@@ -16,6 +16,7 @@ if redis.call('EXISTS', job_prefix .. id) == 1 then
 end
 redis.call('SET', job_prefix .. id, payload, 'PX', ttl)
 redis.call('DEL', retry_prefix .. id, result_prefix .. id)
+redis.pcall('HDEL', ARGV[13], id)
 redis.call('ZADD', lane, now, id)
 redis.call('HDEL', dlq_payloads, id)
 redis.call('HDEL', dlq_meta, id)

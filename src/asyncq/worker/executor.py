@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -25,6 +27,7 @@ from asyncq.exceptions import (
     JobAborted,
     JobDeadLettered,
     Retry,
+    TaskExited,
     TaskTimeout,
 )
 from asyncq.hooks import call_hooks
@@ -38,6 +41,7 @@ log = logging.getLogger("asyncq.worker")
 T = TypeVar("T")
 
 UNKNOWN_TASK_MAX_DELAY = 30.0
+DLQ_HELP = "inspect with `asyncq dlq list`, put back with `asyncq dlq retry ID`, drop with `asyncq dlq purge ID`"
 
 
 @dataclass(eq=False)
@@ -50,12 +54,14 @@ class RunningJob:
     lease_lost: bool = False
     hand_back: bool = False
     started: bool = False
+    #: its outcome is being written (perhaps held through a Redis outage): never cancel it now
+    settling: bool = False
     ctx: JobContext | None = field(default=None)
 
     @property
     def lease(self) -> Lease:
         c = self.claimed
-        return Lease(c.job_id, c.token, c.lane, c.queue)
+        return Lease(c.job_id, c.token, c.lane, c.queue, c.generation, c.raw_id)
 
 
 class Executor:
@@ -63,10 +69,14 @@ class Executor:
         self.w = worker
         self.app = worker.app
         self.limiter = anyio.CapacityLimiter(worker.settings.threads)
+        self._signatures: dict[str, inspect.Signature | None] = {}
 
     # --- entry ---------------------------------------------------------------------------------------------
     async def run(self, rj: RunningJob) -> None:
         c = rj.claimed
+        if c.problem:
+            await self._dead_letter(rj, None, f"unreadable entry: {c.problem}", None)
+            return
         if c.payload is None:
             await self._dead_letter(rj, None, "payload missing: it expired before a worker reached it", None)
             return
@@ -75,9 +85,23 @@ class Executor:
         except DeserializationError as exc:
             await self._dead_letter(rj, None, f"undecodable payload: {exc}", exc)
             return
+        if c.recoveries > self.app.settings.max_recoveries:
+            lost = JobDeadLettered(
+                f"worker lost {c.recoveries} times while running this job (max_recoveries is "
+                f"{self.app.settings.max_recoveries}); the task may be killing its worker (os._exit, a crash "
+                "in native code, running out of memory): fix it, then retry the dead letter",
+                job_id=c.job_id,
+            )
+            await self._dead_letter(rj, payload, f"worker lost {c.recoveries} times; the task may be killing "
+                                    "its worker", lost, "failed")
+            return
         task = self.app.tasks.get(payload.function)
         if task is None:
             await self._unknown_task(rj, payload)
+            return
+        misfit = self._misfit(task, payload)
+        if misfit:
+            await self._dead_letter(rj, payload, misfit, None, "failed")
             return
         max_tries = task.options.max_tries or self.app.settings.max_tries
         ctx = JobContext(
@@ -92,17 +116,33 @@ class Executor:
             args=payload.args,
             kwargs=payload.kwargs,
             headers=payload.headers or {},
+            recoveries=c.recoveries,
         )
         rj.ctx = ctx
-        if c.job_try > max_tries:
-            lost = JobDeadLettered(
-                f"tried {c.job_try - 1} times without an outcome (its worker was lost each time); "
-                f"max_tries is {max_tries}",
-                job_id=c.job_id,
+        if c.job_try > max_tries:  # only reachable for counters written by older versions or by hand
+            over = JobDeadLettered(
+                f"tried {c.job_try - 1} times without an outcome; max_tries is {max_tries}", job_id=c.job_id
             )
-            await self._dead_letter(rj, payload, "max tries exceeded while its workers were lost", lost, "failed")
+            await self._dead_letter(rj, payload, "max tries exceeded", over, "failed")
             return
         await self._execute(rj, task, payload, ctx)
+
+    def _misfit(self, task: Task[Any, Any], payload: Payload) -> str:
+        """Why the payload's arguments cannot be passed to the task ('' if they can): a job that can never
+        run goes to the dead letters at once instead of failing its way through every retry."""
+        if task.name not in self._signatures:
+            try:
+                self._signatures[task.name] = inspect.signature(task.fn)
+            except (TypeError, ValueError):  # a builtin or C callable: let the call decide
+                self._signatures[task.name] = None
+        sig = self._signatures[task.name]
+        if sig is None:
+            return ""
+        try:
+            sig.bind(*payload.args, **payload.kwargs)
+        except TypeError as exc:
+            return f"arguments do not fit {task.name}{sig}: {exc}"
+        return ""
 
     async def _execute(self, rj: RunningJob, task: Task[Any, Any], payload: Payload, ctx: JobContext) -> None:
         await call_hooks(self.w.hooks, "on_start", ctx)
@@ -145,6 +185,12 @@ class Executor:
                     return await task.fn(*payload.args, **payload.kwargs)
                 call = functools.partial(task.fn, *payload.args, **payload.kwargs)
                 return await anyio.to_thread.run_sync(call, limiter=self.limiter, abandon_on_cancel=True)
+        except (SystemExit, KeyboardInterrupt) as exc:  # the task's own exit: its job fails, the worker goes on
+            code = f"({exc.code!r})" if isinstance(exc, SystemExit) else ""
+            raise TaskExited(
+                f"task {task.name} raised {type(exc).__name__}{code}; a task cannot stop its worker: "
+                "raise an exception (or asyncq.Retry) to fail or retry the job"
+            ) from exc
         except TimeoutError as exc:
             if isinstance(exc, TaskTimeout) or exc.__class__ is not TimeoutError:
                 raise
@@ -247,6 +293,8 @@ class Executor:
                 "error": f"{error['type']}: {error['message']}",
                 "traceback": error["traceback"],
                 "tries": c.job_try,
+                "recoveries": c.recoveries,
+                "raw_id_hex": c.raw_id.hex() if c.raw_id is not None else None,
                 "failed_at": now_ms(),
                 "worker": self.w.worker_id,
                 "outcome": outcome,
@@ -265,23 +313,40 @@ class Executor:
             "dead-letter",
         )
         self.w.stats["dead_lettered"] += 1
-        log.error("job %s dead-lettered: %s", c.job_id, reason)
+        log.error("job %s (%s) dead-lettered: %s; %s", c.job_id, c.lane, reason, DLQ_HELP)
         await call_hooks(self.w.hooks, "on_dead_letter", rj.ctx, c.job_id, reason)
 
     async def _settle(self, rj: RunningJob, op: Callable[[], Awaitable[T]], what: str) -> T | None:
-        """Run a Redis write that records an outcome, retrying through an outage (the outcome is real).
+        """Run a Redis write that records an outcome, holding it through an outage (the outcome is real).
 
-        Gives up only when the worker is stopping for good; then the lease runs out and the job re-runs.
+        While Redis is unreachable the job keeps its slot and this worker claims nothing new; the write is tried
+        again as soon as Redis answers. Gives up after ``outcome_hold`` seconds, or when the worker is stopping
+        for good: then the lease runs out and the job runs again (at least once).
         """
         delay = 0.1
-        while True:
-            try:
-                return await op()
-            except REDIS_DOWN as exc:
-                self.w.redis_down(exc)
-                if self.w.stopped_hard:
-                    log.error("job %s: could not %s before shutdown; its lease will expire and it re-runs",
-                              rj.claimed.job_id, what)
-                    return None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        held_since: float | None = None
+        rj.settling = True
+        try:
+            while True:
+                try:
+                    done = await op()
+                except REDIS_DOWN as exc:
+                    self.w.redis_down(exc)
+                    if held_since is None:
+                        held_since = time.monotonic()
+                        self.w.holding.add(rj.claimed.job_id)
+                    held = time.monotonic() - held_since
+                    if self.w.stopped_hard or held > self.w.settings.outcome_hold:
+                        log.error("job %s: could not %s for %.0f s (Redis unreachable); dropping the outcome, the "
+                                  "job runs again after its lease", rj.claimed.job_id, what, held)
+                        return None
+                    await self.w.wait_for_redis(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                if held_since is not None:
+                    log.warning("job %s: %s written after Redis came back (held %.1f s)", rj.claimed.job_id, what,
+                                time.monotonic() - held_since)
+                return done
+        finally:
+            rj.settling = False
+            self.w.holding.discard(rj.claimed.job_id)

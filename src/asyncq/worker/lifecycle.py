@@ -20,6 +20,7 @@ import socket
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -40,6 +41,24 @@ from asyncq.worker.listener import Listener
 from asyncq.worker.scheduler import run_schedules
 
 log = logging.getLogger("asyncq.worker")
+
+#: how long each shutdown step may take after its cancellation before it is abandoned (redis-py can swallow a
+#: cancellation that lands during a command with a socket timeout; a stopping worker must exit all the same)
+STOP_WAIT = 5.0
+
+
+async def bounded(aw: Awaitable[Any], seconds: float, what: str) -> None:
+    """Await ``aw`` for at most ``seconds``; past that, cancel it once, abandon it and say so."""
+    task = asyncio.ensure_future(aw)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        log.warning("shutdown: %s did not stop within %.0f s; abandoned", what, seconds)
+        return
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        if not isinstance(exc, REDIS_DOWN):
+            log.warning("shutdown: %s failed: %r", what, exc)
 
 
 async def _never_called(ctx: dict[str, Any]) -> None:  # pragma: no cover - arq wants a coroutine per name
@@ -73,6 +92,15 @@ class Worker(ArqWorker):
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._redis_ok = True
+        self._redis_back = asyncio.Event()
+        self._last_outage = -1e9  # monotonic time of the last failed Redis call
+        self._outage_pending = False  # tell the fleet (claim.lua's reconnect window) before the next claim
+        #: ids of jobs whose outcome waits for Redis to answer (claiming waits for them after an outage)
+        self.holding: set[str] = set()
+        self._loop_beat = time.monotonic()  # the claim loop's last sign of progress (the watchdog reads it)
+        self._loop_state = "starting"
+        self._wedged_logged = False
+        self._broken_logged: dict[str, float] = {}
         self.queues = self.settings.queues or default_queues(app)
         if self.settings.celery_queues:  # adopted Celery messages wait in the asyncq queue of the same name
             if app.compat is None:
@@ -105,13 +133,57 @@ class Worker(ArqWorker):
     # --- Redis health ------------------------------------------------------------------------------------
     def redis_down(self, exc: BaseException) -> None:
         if self._redis_ok:
-            log.error("Redis unreachable (%s); the worker keeps running and retries with backoff", exc)
+            log.error("Redis unreachable (%s); the worker keeps running, holds the outcomes it cannot write and "
+                      "retries with backoff", exc)
         self._redis_ok = False
+        self._redis_back.clear()
+        self._last_outage = time.monotonic()
+        self._outage_pending = True
 
     def _redis_up(self) -> None:
         if not self._redis_ok:
-            log.warning("Redis is reachable again; claiming resumes")
+            log.warning("Redis is reachable again; writing held outcomes, then claiming resumes")
         self._redis_ok = True
+        self._redis_back.set()
+
+    async def wait_for_redis(self, timeout: float) -> None:
+        """Sleep ``timeout`` seconds, or less if Redis is seen answering again meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._redis_back.wait()
+
+    def health(self) -> str:
+        """What the worker is doing, for its heartbeat: serving, full, redis-down, wedged or stopping.
+
+        Wedged: the claim loop made no progress for ``wedged_after`` seconds although it had free slots (a hung
+        connection, a swallowed cancellation). Such a worker must not look alive in `asyncq queues`.
+        """
+        if self.stopping.is_set():
+            return "stopping"
+        age = time.monotonic() - self._loop_beat
+        if self._loop_state != "full" and age > self.settings.wedged_after:
+            if not self._wedged_logged:
+                self._wedged_logged = True
+                log.error("worker %s is wedged: its claim loop made no progress for %.0f s (last step: %s); "
+                          "restart it", self.worker_id, age, self._loop_state)
+            return "wedged"
+        self._wedged_logged = False
+        if not self._redis_ok:
+            return "redis-down"
+        return "full" if self._loop_state == "full" else "serving"
+
+    def _beat(self, state: str) -> None:
+        self._loop_beat = time.monotonic()
+        self._loop_state = state
+
+    def _note_broken(self, broken: dict[str, str]) -> None:
+        """Log keys the claim script had to skip (foreign data in asyncq's keys), at most every 5 minutes each."""
+        now = time.monotonic()
+        for key, error in broken.items():
+            if now - self._broken_logged.get(key, -1e9) > 300:
+                self._broken_logged[key] = now
+                log.error("Redis key %s holds data asyncq cannot use (%s); its jobs are skipped until it is "
+                          "repaired or deleted (redis-cli TYPE / DEL)", key, error)
 
     # --- run ---------------------------------------------------------------------------------------------
     async def main(self) -> None:
@@ -161,7 +233,7 @@ class Worker(ArqWorker):
                 consumer = asyncio.create_task(self.celery.run(), name="asyncq-celery-consumer")
                 self._background.append(asyncio.create_task(self.celery.listen_revokes(),
                                                             name="asyncq-celery-revokes"))
-            await self._claim_loop()
+            await self._serve_until_stopped()
             if consumer is not None:  # it settles what it took before it stops: never cancel it mid-batch
                 await consumer
             await self._drain()
@@ -171,19 +243,20 @@ class Worker(ArqWorker):
                 loop.remove_signal_handler(sig)
             for t in self._background:
                 t.cancel()
-            for t in self._background:
-                with contextlib.suppress(asyncio.CancelledError, *REDIS_DOWN):
-                    await t
-            await listener.stop()
-            await self.finisher.stop()
+            await bounded(asyncio.gather(*self._background, return_exceptions=True), STOP_WAIT, "background tasks")
+            await bounded(listener.stop(), STOP_WAIT, "the wake-up listener")
+            await bounded(self.finisher.stop(), STOP_WAIT, "the finisher")
             if metrics_server is not None:
                 metrics_server.close()
-            with contextlib.suppress(*REDIS_DOWN):
-                await self.recorder.flush(self.broker)
-            with contextlib.suppress(*REDIS_DOWN):
-                await self.broker.zrem(keys.WORKERS_SET, self.worker_id)
-                await self.broker.delete(keys.worker_key(self.worker_id))
+            await bounded(self._sign_off(), STOP_WAIT, "the last statistics and the worker's sign-off")
             log.info("worker %s stopped: %s", self.worker_id, dict(self.stats))
+
+    async def _sign_off(self) -> None:
+        with contextlib.suppress(*REDIS_DOWN):
+            await self.recorder.flush(self.broker)
+        with contextlib.suppress(*REDIS_DOWN):
+            await self.broker.zrem(keys.WORKERS_SET, self.worker_id)
+            await self.broker.delete(keys.worker_key(self.worker_id))
 
     async def close(self) -> None:
         """Release the App's connections (arq's ``run()`` calls this after ``main``)."""
@@ -207,41 +280,84 @@ class Worker(ArqWorker):
     # --- claiming ----------------------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
         backoff = 0.1
-        lease_ms = int(self.settings.lease * 1000)
         while not self.stopping.is_set():
-            free = self.settings.concurrency - len(self.running)
-            if free <= 0:
-                self._slot_free.clear()
-                await self._slot_free.wait()
-                continue
-            self._wake.clear()
+            self._beat("claiming")
             try:
-                want = min(free, self.settings.claim_batch)
-                claimed, next_due = await self.broker.claim(self._lanes, self._lane_queues, want, lease_ms,
-                                                            self.worker_id)
+                pause = await self._claim_once()
             except REDIS_DOWN as exc:
                 self.redis_down(exc)
-                await self._sleep(backoff)
+                pause = backoff
                 backoff = min(backoff * 2, 5.0)
-                continue
-            backoff = 0.1
-            self._redis_up()
-            for c in claimed:
-                self._start(c)
-            if len(claimed) >= want:
-                continue  # there may be more: claim again while these run
-            # The lanes are drained (a partial or empty claim): a new job announces itself (a wake-up that
-            # arrived during the claim is still set) and the script said when the next scheduled one is due,
-            # so sleep instead of sending an empty claim before the claimed jobs even start.
-            nothing_soon = next_due < 0 or next_due > now_ms() + 1000
-            if not claimed and self.settings.burst and not self.running and nothing_soon:
-                log.info("burst mode: queues empty, stopping")
-                self.stopping.set()
-                break
-            timeout = self.settings.poll_interval
-            if next_due >= 0:
-                timeout = max(0.0, min(timeout, (next_due - now_ms()) / 1000))
-            await self._sleep(timeout)
+            except Exception:  # last resort: no data and no bug of ours may stop a worker from serving
+                log.exception("the claim loop hit an unexpected error; it goes on in 1 s (please report this)")
+                pause = 1.0
+            else:
+                backoff = 0.1
+            self._beat("idle")
+            await self._sleep(pause)
+
+    async def _serve_until_stopped(self) -> None:
+        """Run the claim loop until it ends (burst mode) or a stop is asked for; a claim that Redis does not
+        answer gets ``STOP_WAIT`` seconds after the stop, then it is abandoned (shutdown stays bounded)."""
+        claim_loop = asyncio.create_task(self._claim_loop(), name="asyncq-claim")
+        stop = asyncio.create_task(self.stopping.wait(), name="asyncq-stop")
+        try:
+            await asyncio.wait({claim_loop, stop}, return_when=asyncio.FIRST_COMPLETED)
+            await bounded(claim_loop, STOP_WAIT, "the claim loop")
+        finally:
+            stop.cancel()
+
+    async def _claim_once(self) -> float:
+        """One claim; returns how long to sleep before the next (0: claim again at once)."""
+        free = self.settings.concurrency - len(self.running)
+        if free <= 0:
+            self._beat("full")
+            self._slot_free.clear()
+            await self._slot_free.wait()
+            return 0.0
+        reconnect_until = 0
+        if self._outage_pending:
+            await self._after_outage()
+            if time.monotonic() - self._last_outage < self.settings.reconnect_grace:
+                reconnect_until = now_ms() + int(self.settings.reconnect_grace * 1000)
+        self._wake.clear()
+        want = min(free, self.settings.claim_batch)
+        async with asyncio.timeout(self.app.settings.command_timeout + 5):  # a hung connection must not wedge
+            claimed, next_due, broken = await self.broker.claim(
+                self._lanes, self._lane_queues, want, int(self.settings.lease * 1000), self.worker_id,
+                reconnect_until_ms=reconnect_until,
+            )
+        self._outage_pending = False
+        self._redis_up()
+        if broken:
+            self._note_broken(broken)
+        for c in claimed:
+            self._start(c)
+        if len(claimed) >= want:
+            return 0.0  # there may be more: claim again while these run
+        # The lanes are drained (a partial or empty claim): a new job announces itself (a wake-up that
+        # arrived during the claim is still set) and the script said when the next scheduled one is due,
+        # so sleep instead of sending an empty claim before the claimed jobs even start.
+        nothing_soon = next_due < 0 or next_due > now_ms() + 1000
+        if not claimed and self.settings.burst and not self.running and nothing_soon:
+            log.info("burst mode: queues empty, stopping")
+            self.stopping.set()
+            return 0.0
+        timeout = self.settings.poll_interval
+        if next_due >= 0:
+            timeout = max(0.0, min(timeout, (next_due - now_ms()) / 1000))
+        return timeout
+
+    async def _after_outage(self) -> None:
+        """Back from a Redis outage: take back leases that lapsed meanwhile and write the held outcomes first,
+        so that no job this worker still runs, or has finished, is claimed again."""
+        await self.broker.ping()
+        self._redis_up()
+        await self._renew_all()
+        deadline = time.monotonic() + self.settings.outcome_hold
+        while self.holding and not self.stopping.is_set() and time.monotonic() < deadline:
+            self._beat("writing held outcomes")
+            await asyncio.sleep(0.05)
 
     async def _sleep(self, timeout: float) -> None:
         """Sleep until woken (new job, free slot, stop) or ``timeout`` seconds pass."""
@@ -279,30 +395,34 @@ class Worker(ArqWorker):
     # --- leases and aborts -------------------------------------------------------------------------------
     async def _renew_loop(self) -> None:
         period = self.settings.lease / 3
-        lease_ms = int(self.settings.lease * 1000)
         while True:
             await asyncio.sleep(period)
-            jobs = list(self.running.values())
-            if not jobs:
-                continue
             try:
-                statuses: list[int] = []
-                for start in range(0, len(jobs), 1000):
-                    chunk = jobs[start : start + 1000]
-                    statuses += await self.broker.renew([rj.lease for rj in chunk], lease_ms)
+                await self._renew_all()
             except REDIS_DOWN as exc:
                 self.redis_down(exc)
-                continue
-            self._redis_up()
-            for rj, status in zip(jobs, statuses, strict=True):
-                if status == 0 and rj.task is not None and not rj.task.done():
-                    log.error("job %s lost its lease (Redis restarted, or this worker stalled > %.1fs); "
-                              "cancelling it here so it never runs twice at once", rj.claimed.job_id,
-                              self.settings.lease)
-                    rj.lease_lost = True
-                    rj.task.cancel()
-                elif status == 2:
-                    self._on_abort(rj.claimed.job_id)
+            except Exception:
+                log.exception("renewing leases failed unexpectedly; trying again in %.1f s", period)
+
+    async def _renew_all(self) -> None:
+        jobs = list(self.running.values())
+        if not jobs:
+            return
+        lease_ms = int(self.settings.lease * 1000)
+        statuses: list[int] = []
+        for start in range(0, len(jobs), 1000):
+            chunk = jobs[start : start + 1000]
+            statuses += await self.broker.renew([rj.lease for rj in chunk], lease_ms)
+        self._redis_up()
+        for rj, status in zip(jobs, statuses, strict=True):
+            if status == 0 and rj.task is not None and not rj.task.done() and not rj.settling:
+                log.error("job %s lost its lease to another claim (this worker was cut off or stalled > %.1fs); "
+                          "cancelling it here so it never runs twice at once", rj.claimed.job_id,
+                          self.settings.lease)
+                rj.lease_lost = True
+                rj.task.cancel()
+            elif status == 2:
+                self._on_abort(rj.claimed.job_id)
 
     def _on_abort(self, job_id: str) -> None:
         rj = self.running.get(job_id)
@@ -323,6 +443,8 @@ class Worker(ArqWorker):
                 "queues": list(self.queues),
                 "concurrency": self.settings.concurrency,
                 "running": len(self.running),
+                "state": self.health(),
+                "holding": len(self.holding),
                 "started": started,
                 "last_beat": now_ms(),
                 "stats": dict(self.stats),
@@ -341,6 +463,8 @@ class Worker(ArqWorker):
                 await self.record_health()  # arq's health-check key for the first queue
             except REDIS_DOWN as exc:
                 self.redis_down(exc)
+            except Exception:
+                log.exception("writing the heartbeat failed unexpectedly; trying again in %.1f s", interval)
             await asyncio.sleep(interval)
 
     # --- shutdown ----------------------------------------------------------------------------------------
@@ -353,12 +477,15 @@ class Worker(ArqWorker):
         if self._tasks:
             log.warning("grace period over: handing %d unfinished job(s) back to their queues", len(self._tasks))
             self._hand_back_all()
-            await asyncio.wait(set(self._tasks), timeout=max(5.0, self.settings.lease))
+            await asyncio.wait(set(self._tasks), timeout=STOP_WAIT)
         self.stopped_hard = True
+        if self._tasks:  # a hand-back Redis does not answer: the lease runs out and the job runs again
+            log.warning("%d job(s) could not be handed back in %.0f s; their leases will expire and they run "
+                        "again", len(self._tasks), STOP_WAIT)
 
     def _hand_back_all(self) -> None:
         for rj in list(self.running.values()):
-            if rj.task is not None and not rj.task.done():
+            if rj.task is not None and not rj.task.done() and not rj.settling:  # an outcome is never thrown away
                 rj.hand_back = True
                 rj.task.cancel()
 
@@ -375,5 +502,5 @@ async def run_worker(app: App, settings: WorkerSettings | None = None, **overrid
     try:
         await worker.main()
     finally:
-        await app.close()
+        await bounded(app.close(), STOP_WAIT, "closing the Redis connections")
     return worker

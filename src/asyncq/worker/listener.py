@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from asyncq import keys
-from asyncq.broker import REDIS_DOWN, Broker
+from asyncq.broker import REDIS_DOWN, Broker, printable_id
 
 log = logging.getLogger("asyncq.worker")
 
@@ -53,12 +53,17 @@ class Listener:
                     if not msg or msg.get("type") != "message":
                         continue
                     if msg["channel"] == abort:
-                        self._on_abort(msg["data"].decode())
+                        self._on_abort(printable_id(msg["data"])[0])
                     else:
                         self._on_wake()
             except REDIS_DOWN as exc:
                 self.subscribed.clear()
                 self._on_redis_down(exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except Exception:  # never let one odd message end the wake-ups: the worker would only poll
+                self.subscribed.clear()
+                log.exception("the wake-up listener hit an unexpected error; it resubscribes in %.1f s", delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             finally:
