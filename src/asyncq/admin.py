@@ -17,6 +17,7 @@ Costs, so a dashboard polling these knows what it pays:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from asyncq import keys
-from asyncq.broker import REDIS_DOWN, Broker, now_ms
+from asyncq.broker import REDIS_DOWN, Broker, now_ms, printable_id
 from asyncq.codec import decode_payload, ms_to_datetime
 from asyncq.exceptions import ConfigurationError, JobNotFound
 
@@ -169,6 +170,24 @@ class WorkerInfo:
     started_at: datetime | None = None
     stats: dict[str, int] = field(default_factory=dict)
     tasks: tuple[str, ...] = ()
+    #: what the worker reported doing: serving, full, redis-down, wedged (its claim loop stopped making
+    #: progress: restart it) or stopping; None for workers of older versions
+    state: str | None = None
+    #: outcomes it holds because Redis did not answer when its jobs ended
+    holding: int = 0
+
+    @property
+    def serving(self) -> bool:
+        """Alive and able to take jobs: a wedged or stopping worker does not count."""
+        return self.alive and self.state not in ("wedged", "stopping")
+
+
+def _seq(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in value) if isinstance(value, list | tuple) else ()
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 async def list_workers(app: App) -> list[WorkerInfo]:
@@ -176,31 +195,33 @@ async def list_workers(app: App) -> list[WorkerInfo]:
     broker = await app.broker()
     try:
         members = await broker.zrevrange(keys.WORKERS_SET, 0, -1, withscores=True)
-        ids = [m.decode() for m, _ in members]
+        ids = [printable_id(m)[0] for m, _ in members]
         beats = await broker.mget([keys.worker_key(i) for i in ids]) if ids else []
     except REDIS_DOWN as exc:
         raise broker.unavailable(exc, "listing workers") from exc
     workers = []
     for (_, score), wid, raw in zip(members, ids, beats, strict=True):
         beat: dict[str, Any] = {}
-        if raw is not None:
-            try:
-                beat = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                beat = {}
+        if raw is not None:  # a heartbeat is JSON written by a worker; anything else is shown as empty
+            with contextlib.suppress(orjson.JSONDecodeError):
+                loaded = orjson.loads(raw)
+                beat = loaded if isinstance(loaded, dict) else {}
+        stats = beat.get("stats")
         workers.append(
             WorkerInfo(
                 worker_id=wid,
                 alive=raw is not None,
                 last_beat=_dt(beat.get("last_beat", score)),
-                host=beat.get("host"),
-                pid=beat.get("pid"),
-                queues=tuple(beat.get("queues") or ()),
-                concurrency=beat.get("concurrency"),
-                running=beat.get("running"),
+                host=str(beat["host"]) if beat.get("host") is not None else None,
+                pid=_int(beat.get("pid")),
+                queues=_seq(beat.get("queues")),
+                concurrency=_int(beat.get("concurrency")),
+                running=_int(beat.get("running")),
                 started_at=_dt(beat.get("started")),
-                stats=dict(beat.get("stats") or {}),
-                tasks=tuple(beat.get("tasks") or ()),
+                stats={str(k): v for k, v in stats.items() if _int(v) is not None} if isinstance(stats, dict) else {},
+                tasks=_seq(beat.get("tasks")),
+                state=str(beat["state"]) if beat.get("state") is not None else None,
+                holding=_int(beat.get("holding")) or 0,
             )
         )
     return workers
@@ -223,6 +244,8 @@ class DeadLetter:
     worker: str | None
     #: "failed" (the task raised on its last try) or "dead" (it could not run at all)
     outcome: str | None
+    #: times the job was recovered after its worker was lost (not counted in ``tries``)
+    recoveries: int = 0
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     #: why args/kwargs are empty when the payload could not be read (missing, other serializer, ...)
@@ -259,7 +282,8 @@ def _dead_letter(app: App, job_id: str, raw_meta: bytes | None, payload: bytes |
         reason=meta.get("reason"),
         error=meta.get("error"),
         traceback=meta.get("traceback"),
-        tries=int(meta.get("tries") or 0),
+        tries=_int(meta.get("tries")) or 0,
+        recoveries=_int(meta.get("recoveries")) or 0,
         failed_at=_dt(meta.get("failed_at")),
         worker=meta.get("worker"),
         outcome=meta.get("outcome"),

@@ -2,7 +2,8 @@
 
 A job payload is arq's dict ``{t: try, f: function, a: args, k: kwargs, et: enqueue ms}``; a result is
 ``{t, f, a, k, et, s: success, r: result, st: start ms, ft: finish ms, q: queue, id}``. asyncq adds ``w``
-(the worker that ran it) and ``x`` (outcome: success, failed, aborted, dead); arq ignores keys it does not
+(the worker that ran it), ``x`` (outcome: success, failed, aborted, dead) and ``rv`` (recoveries after lost
+workers, when there were any; ``t`` counts only the task's own tries); arq ignores keys it does not
 know, so arq's ``Job`` still reads our results and an arq producer can still feed our workers.
 
 Exceptions are not JSON. A failure's ``r`` is a small dict naming the exception class, its args and the
@@ -157,8 +158,13 @@ def build_exception(cls: type[BaseException] | None, args: Any, remote_traceback
 
 
 def ms_to_datetime(ms: Any) -> datetime | None:
-    """A Unix time in milliseconds as an aware UTC datetime (None stays None)."""
-    return None if ms is None else datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
+    """A Unix time in milliseconds as an aware UTC datetime (None, and anything that is not a time, is None)."""
+    if ms is None or isinstance(ms, bool):
+        return None
+    try:
+        return datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
 
 
 def rebuild_exception(error: dict[str, Any], job_id: str | None = None) -> BaseException:
@@ -188,8 +194,9 @@ def encode_result(
     queue: str,
     worker_id: str,
     outcome: str,
+    recoveries: int = 0,
 ) -> bytes:
-    data = {
+    data: dict[str, Any] = {
         "t": job_try,
         "f": payload.function,
         "a": list(payload.args),
@@ -204,6 +211,8 @@ def encode_result(
         "w": worker_id,
         "x": outcome,
     }
+    if recoveries:
+        data["rv"] = recoveries  # times its worker was lost before this try ended
     try:
         return serializer.dumps(data)
     except Exception as exc:

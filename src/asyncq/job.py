@@ -55,6 +55,14 @@ _OUTCOME_STATUS = {
 _dt = ms_to_datetime
 
 
+def _count(raw: Any) -> int:
+    """A counter read from Redis or a result; anything that is not a whole number reads as 0."""
+    try:
+        return max(0, int(raw or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
 @dataclass(frozen=True, slots=True)
 class JobInfo:
     """Everything known about a job right now. Times are timezone-aware UTC datetimes."""
@@ -65,7 +73,10 @@ class JobInfo:
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] | None = None
     queue: str | None = None
+    #: the task's own tries (exceptions, timeouts count; a lost worker does not)
     tries: int = 0
+    #: times the job was recovered after its worker was lost (killed, or cut off from Redis past its lease)
+    recoveries: int = 0
     enqueued_at: datetime | None = None
     scheduled_for: datetime | None = None
     started_at: datetime | None = None
@@ -140,7 +151,8 @@ class Job:
             pipe.get(keys.job_key(jid))
             pipe.get(keys.retry_key(jid))
             pipe.hget(keys.DLQ_META, jid)
-            raw_result, in_progress, raw_job, tries, dlq_meta = await pipe.execute()
+            pipe.hget(keys.RECOVERIES, jid)
+            raw_result, in_progress, raw_job, tries, dlq_meta, recovered = await pipe.execute()
         dead = orjson.loads(dlq_meta) if dlq_meta else None
         if raw_result is not None:
             return self._info_from_result(raw_result, dead)
@@ -157,7 +169,7 @@ class Job:
         worker = started = None
         status = JobStatus.queued if in_progress is None else JobStatus.in_progress
         if in_progress is not None and in_progress != b"1":  # b"1": claimed by a plain arq worker
-            worker_id, _, rest = in_progress.decode().rpartition(":" + jid)[0].rpartition(":")
+            worker_id, _, rest = in_progress.decode("utf-8", "replace").rpartition(":" + jid)[0].rpartition(":")
             worker, started = worker_id, _dt(rest) if rest.isdigit() else None
         scheduled = None
         if status is not JobStatus.in_progress:  # one lane lookup serves both the status and the run-at time
@@ -172,7 +184,8 @@ class Job:
             args=payload.args if payload else (),
             kwargs=payload.kwargs if payload else None,
             queue=(payload.queue if payload else None) or self.queue,
-            tries=int(tries or 0),
+            tries=max(0, _count(tries) - _count(recovered)),
+            recoveries=_count(recovered),
             enqueued_at=_dt(payload.enqueue_ms) if payload else None,
             scheduled_for=scheduled,
             started_at=started,
@@ -190,7 +203,8 @@ class Job:
             args=tuple(d.get("a") or ()),
             kwargs=d.get("k"),
             queue=d.get("q"),
-            tries=int(d.get("t") or 0),
+            tries=_count(d.get("t")),
+            recoveries=_count(d.get("rv")),
             enqueued_at=_dt(d.get("et")),
             started_at=_dt(d.get("st")),
             finished_at=_dt(d.get("ft")),
@@ -207,7 +221,8 @@ class Job:
             status=JobStatus.failed if dead.get("outcome") == "failed" else JobStatus.dead,
             function=dead.get("function"),
             queue=dead.get("queue"),
-            tries=int(dead.get("tries") or 0),
+            tries=_count(dead.get("tries")),
+            recoveries=_count(dead.get("recoveries")),
             finished_at=_dt(dead.get("failed_at")),
             worker=dead.get("worker"),
             error=dead.get("error"),

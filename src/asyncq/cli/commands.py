@@ -228,6 +228,7 @@ def _print_job(info: JobInfo) -> None:
         ("kwargs", fmt_compact(info.kwargs or {})),
         ("queue", info.queue or "-"),
         ("tries", str(info.tries)),
+        ("worker lost", f"{info.recoveries} time(s): recovered, not counted as tries" if info.recoveries else "0"),
         ("enqueued", fmt_when(info.enqueued_at)),
         ("scheduled", fmt_when(info.scheduled_for)),
         ("started", fmt_when(info.started_at)),
@@ -260,7 +261,8 @@ def queues(as_json: AsJson = False, app_path: AppPath = None, redis_url: RedisUr
     alive = [w for w in workers if w.alive]
     if as_json:
         print(
-            dumps({"queues": [dataclasses.asdict(s) for s in stats], "workers": [dataclasses.asdict(w) for w in alive]})
+            dumps({"queues": [dataclasses.asdict(s) for s in stats],
+                   "workers": [{**dataclasses.asdict(w), "serving": w.serving} for w in alive]})
         )
         return
     table = Table("queue", "length", "oldest age", "in flight", "scheduled", "dead letters")
@@ -274,14 +276,19 @@ def queues(as_json: AsJson = False, app_path: AppPath = None, redis_url: RedisUr
             Text(str(s.dead_letters), style="red" if s.dead_letters else ""),
         )
     out.print(table if stats else Text("no queues yet: nothing was ever enqueued to this Redis", style="dim"))
-    out.print(f"workers alive: {len(alive)}", markup=False)
+    not_serving = sum(1 for w in alive if not w.serving)
+    out.print(f"workers alive: {len(alive)}" + (f" ({not_serving} not serving: see state)" if not_serving else ""),
+              markup=False)
     for w in alive:
+        state = w.state or "serving"
+        held = f"  holding {w.holding} outcome(s)" if w.holding else ""
         out.print(
-            f"  {w.worker_id}  queues={','.join(w.queues)}  running={w.running}/{w.concurrency}  "
-            f"last beat {fmt_when(w.last_beat)}",
-            markup=False,
+            Text(f"  {w.worker_id}  state={state}  queues={','.join(w.queues)}  running={w.running}/{w.concurrency}"
+                 f"  last beat {fmt_when(w.last_beat)}{held}", style="" if w.serving else "red"),
             soft_wrap=True,
         )
+        if state == "wedged":
+            out.print("    its claim loop stopped making progress: restart this worker", style="red", markup=False)
 
 
 # --- dead letters --------------------------------------------------------------------------------------------

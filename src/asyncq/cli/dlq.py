@@ -55,9 +55,11 @@ def dlq_list(
         out.print("no dead letters", style="dim")
         return
     for d in letters:  # blocks, not a table: the full id must stay copyable in a narrow terminal
+        lost = f" worker-lost={d.recoveries}" if d.recoveries else ""
         out.print(
             Text.assemble(
-                (d.job_id, "bold"), f"  {d.function or '-'}  queue={d.queue}  tries={d.tries}  {fmt_when(d.failed_at)}"
+                (d.job_id, "bold"),
+                f"  {d.function or '-'}  queue={d.queue}  tries={d.tries}{lost}  {fmt_when(d.failed_at)}",
             ),
             soft_wrap=True,
         )

@@ -183,7 +183,7 @@ def _request(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], retries:
         eta=h.get("eta"), expires=h.get("expires"), group=h.get("group"), group_index=h.get("group_index"),
         root_id=h.get("root_id", job.job_id), parent_id=h.get("parent_id"), hostname=job.worker_id,
         delivery_info={"exchange": "", "routing_key": job.queue, "priority": h.get("priority"),
-                       "redelivered": job.job_try > 1},
+                       "redelivered": job.job_try > 1 or job.recoveries > 0},
         headers=h.get("headers") or {}, callbacks=h.get("callbacks"), errbacks=h.get("errbacks"),
         chain=h.get("chain"), chord=h.get("chord"), timelimit=tuple(hard_soft) if hard_soft else (None, None),
         ignore_result=bool(h.get("ignore_result")), shadow=h.get("shadow"), origin=h.get("origin"),
@@ -200,7 +200,7 @@ async def execute(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     base = int(job.headers.get("celery", {}).get("retries") or 0)  # retries before a Celery message got here
     retried = int(await broker.get(retries_key) or 0) if job.job_try > 1 else 0
     request = _request(task, args, kwargs, base + retried)
-    lost = job.job_try - 1 - retried  # runs cut short by a lost worker, not by self.retry()
+    lost = job.recoveries  # runs cut short by a lost worker (the core counts them apart from tries)
     if lost > MAX_WORKER_LOSSES:
         gone = WorkerLostError(f"the worker running {task.name}[{job.job_id}] was lost {lost} times "
                                f"(more than {MAX_WORKER_LOSSES}); not running it again")

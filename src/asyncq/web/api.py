@@ -49,8 +49,8 @@ def http_errors() -> Iterator[None]:
 def _dead_letter(d: admin.DeadLetter) -> DeadLetterOut:
     return DeadLetterOut(
         job_id=d.job_id, task=d.function, queue=d.queue, reason=d.reason, error=d.error, traceback=d.traceback,
-        tries=d.tries, failed_at=d.failed_at, worker=d.worker, outcome=d.outcome, args=list(d.args),
-        kwargs=d.kwargs, payload_error=d.payload_error,
+        tries=d.tries, recoveries=d.recoveries, failed_at=d.failed_at, worker=d.worker, outcome=d.outcome,
+        args=list(d.args), kwargs=d.kwargs, payload_error=d.payload_error,
     )
 
 
@@ -111,6 +111,7 @@ def api_router(dash: "Dashboard") -> APIRouter:  # noqa: C901 - one small closur
             raise HTTPException(404, f"no job {job_id}: never enqueued, or its result expired")
         return JobDetail(
             job_id=info.job_id, task=info.function, queue=info.queue, status=info.status.value, tries=info.tries,
+            recoveries=info.recoveries,
             enqueued_at=info.enqueued_at, started_at=info.started_at, finished_at=info.finished_at,
             scheduled_for=info.scheduled_for, error=info.error, args=list(info.args), kwargs=info.kwargs or {},
             worker=info.worker, result=info.result, traceback=info.traceback,

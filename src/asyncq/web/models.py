@@ -55,6 +55,8 @@ class JobRow(BaseModel):
 
 
 class JobDetail(JobRow):
+    #: times the job was recovered after its worker was lost (not counted in tries)
+    recoveries: int = 0
     args: list[Any]
     kwargs: dict[str, Any]
     worker: str | None
@@ -71,6 +73,7 @@ class DeadLetterOut(BaseModel):
     error: str | None
     traceback: str | None
     tries: int
+    recoveries: int = 0
     failed_at: datetime | None
     worker: str | None
     outcome: str | None

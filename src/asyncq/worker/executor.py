@@ -141,7 +141,9 @@ class Executor:
         try:
             sig.bind(*payload.args, **payload.kwargs)
         except TypeError as exc:
-            return f"arguments do not fit {task.name}{sig}: {exc}"
+            bare = sig.replace(parameters=[p.replace(annotation=p.empty) for p in sig.parameters.values()],
+                               return_annotation=sig.empty)
+            return f"arguments do not fit {task.name}{bare}: {exc}"
         return ""
 
     async def _execute(self, rj: RunningJob, task: Task[Any, Any], payload: Payload, ctx: JobContext) -> None:
@@ -267,6 +269,7 @@ class Executor:
             queue=ctx.queue,
             worker_id=self.w.worker_id,
             outcome=outcome,
+            recoveries=ctx.recoveries,
         )
         ok = await self._settle(rj, lambda: self.w.finisher.finish(rj.lease, result, keep_ms), "finish")
         if ok == 0:
@@ -304,7 +307,7 @@ class Executor:
         result = encode_result(
             self.app.serializer, payload=stub, job_id=c.job_id, job_try=c.job_try, success=False, result=error,
             start_ms=rj.ctx.start_ms if rj.ctx else now_ms(), finish_ms=now_ms(), queue=c.queue,
-            worker_id=self.w.worker_id, outcome=outcome,
+            worker_id=self.w.worker_id, outcome=outcome, recoveries=c.recoveries,
         )
         keep_ms = int(self.app.settings.keep_result * 1000)
         await self._settle(

@@ -75,7 +75,7 @@
     $("#dlq-total").textContent = `(${page.total})`;
     rows("#dead-letters tbody", page.items.map((d) => `<tr data-dead="${esc(d.job_id)}">
       <td>${jobLink(d.job_id)}</td><td>${esc(d.task)}</td><td>${esc(d.queue)}</td><td>${esc(d.reason)}</td>
-      <td class="err">${esc(d.error)}</td><td class="num">${d.tries}</td><td>${when(d.failed_at)}</td>
+      <td class="err">${esc(d.error)}</td><td class="num" title="worker lost ${d.recoveries} time(s)">${d.tries}${d.recoveries ? " +" + d.recoveries + " lost" : ""}</td><td>${when(d.failed_at)}</td>
       <td><button class="small" data-action="retry" data-id="${esc(d.job_id)}">retry</button>
           <button class="small danger" data-action="purge" data-id="${esc(d.job_id)}">purge</button></td></tr>`),
       8, "no dead letters");
@@ -118,7 +118,7 @@
       const field = (k, v) => `<dt>${k}</dt><dd>${v}</dd>`;
       box.innerHTML = `<dl>${field("job", esc(j.job_id))}${field("state", state(j.status))}${field("task", esc(j.task))}
         ${field("queue", esc(j.queue))}${field("args", esc(JSON.stringify(j.args)))}${field("kwargs", esc(JSON.stringify(j.kwargs)))}
-        ${field("tries", j.tries)}${field("enqueued", when(j.enqueued_at))}${field("scheduled", when(j.scheduled_for))}
+        ${field("tries", j.tries)}${field("worker lost", j.recoveries)}${field("enqueued", when(j.enqueued_at))}${field("scheduled", when(j.scheduled_for))}
         ${field("started", when(j.started_at))}${field("finished", when(j.finished_at))}${field("worker", esc(j.worker))}
         ${j.status === "complete" ? field("result", esc(JSON.stringify(j.result))) : ""}
         ${j.error ? field("error", `<span class="err">${esc(j.error)}</span>`) : ""}
