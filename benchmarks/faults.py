@@ -211,6 +211,7 @@ class Run:
     done_before_stop: set[int] = field(default_factory=set)
     fuzz: list[FuzzEntry] = field(default_factory=list)
     end_reason: str = ""
+    alive_at_end: int = 0
 
 
 def job_seconds(rng: random.Random, args: argparse.Namespace) -> float:
@@ -339,9 +340,13 @@ class Driver:
         """A job whose outcome was not written is still in the lane and may run again: wait for that."""
         if self.outage_state == "down":  # ended (timeout) during the outage: bring Redis back to read it
             self.outage_step(float("inf"))
-        deadline = time.time() + self.args.settle
+        self.run.alive_at_end = sum(1 for slot in self.fleet.slots if slot.proc and slot.proc.poll() is None)
+        stuck = not self.run.end_reason.startswith("all jobs")
+        deadline = time.time() + (0 if stuck else self.args.settle)
         left = -1
-        while time.time() < deadline:
+        with contextlib.suppress(redis.RedisError):
+            left = good_left_in_queue(self.queue_r)
+        while left != 0 and time.time() < deadline:
             self.fleet.reap_crashed()
             with contextlib.suppress(redis.RedisError):
                 left = good_left_in_queue(self.queue_r)
@@ -377,6 +382,7 @@ def report(run: Run, queue: RedisProc, store: Store, fleet: Fleet, stop_codes: d
         "lost": len(lost),
         "lost_sample": lost[:20],
         "still_in_queue_at_end": run.outage.get("settled_left"),
+        "workers_alive_at_end": run.alive_at_end,
         "worker_crashes": len(fleet.crashes),
         "worker_crash_codes": dict(Counter(str(c["rc"]) for c in fleet.crashes)),
         "worker_crash_samples": fleet.crashes[:5],
@@ -469,6 +475,8 @@ def print_report(out: dict[str, Any]) -> None:
     print(f"  lost                 {out['lost']}" + (f"  e.g. {out['lost_sample'][:5]}" if out["lost"] else ""))
     print(f"  still queued at end  {out['still_in_queue_at_end']}")
     print(f"  worker crashes       {out['worker_crashes']}  exit codes {out['worker_crash_codes']}")
+    if out["end"].startswith("stalled"):
+        print(f"  workers alive but idle while jobs were queued (wedged): {out['workers_alive_at_end']}")
     for c in out["worker_crash_samples"][:3]:
         print(f"      +{c['at']}s worker {c['worker']} rc {c['rc']}: {c['log'][-300:]}")
     if "kills" in out:
