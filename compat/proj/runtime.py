@@ -47,9 +47,10 @@ else:
     raise SystemExit(f"COMPAT_RUNTIME must be 'celery' or 'asyncq', not {RUNTIME!r}")
 
 # Set by the repository's root conftest.py to database 8 of the test run's Redis (a private redis-server unless
-# ASYNCQ_TEST_REDIS names one); inherited by the worker processes. No default: never a Redis nobody chose.
-REDIS_URL = os.environ.get("COMPAT_REDIS_URL", "")
-if not REDIS_URL:
+# ASYNCQ_TEST_REDIS names one); inherited by the worker processes. Never a Redis nobody chose: unset, this
+# refuses to run (the default, port 1, is unreachable on purpose and only there for `asyncq migrate scan`).
+REDIS_URL = os.environ.get("COMPAT_REDIS_URL", "redis://127.0.0.1:1/8")
+if "COMPAT_REDIS_URL" not in os.environ:
     raise SystemExit(
         "COMPAT_REDIS_URL is not set: run the parity suite with `python compat/run.py` or pytest from the "
         "repository root, whose conftest.py starts a private Redis and sets it"
