@@ -111,7 +111,7 @@ async def test_dashboard_in_chromium(served: tuple[App, str], page: Any, workers
 
     await wait_until(drained, timeout=30, interval=0.2)
     assert any(0 < n < 400 for n in seen), f"never saw the queue part-drained: {sorted(seen)}"
-    await page.wait_for_selector('#workers td:has-text("alive")', timeout=5000)
+    await page.wait_for_selector('#workers td:has-text("serving")', timeout=5000)
 
     # A job that fails for good shows up as a dead letter.
     (dead,) = await app.enqueue_many([app.get_task("push.notify").s("phone-1")])

@@ -83,7 +83,7 @@ async def overview(app: App, meter: RateMeter) -> Overview:
             WorkerOut(
                 worker_id=w.worker_id, alive=w.alive, last_beat=w.last_beat, host=w.host, pid=w.pid,
                 queues=list(w.queues), concurrency=w.concurrency, in_flight=w.running, started_at=w.started_at,
-                stats=w.stats,
+                stats=w.stats, state=w.state, holding=w.holding,
             )
             for w in workers
         ],

@@ -31,6 +31,10 @@ class WorkerOut(BaseModel):
     in_flight: int | None
     started_at: datetime | None
     stats: dict[str, int]
+    #: serving, full, redis-down, wedged (restart it), stopping; None for workers of older versions
+    state: str | None = None
+    #: outcomes it holds because Redis did not answer when its jobs ended
+    holding: int = 0
 
 
 class Overview(BaseModel):

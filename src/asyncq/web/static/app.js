@@ -48,7 +48,7 @@
       <td><button class="small" data-action="${q.paused ? "resume" : "pause"}" data-queue="${esc(q.queue)}">${q.paused ? "resume" : "pause"}</button></td>
       </tr>`), 10, "no queues yet: nothing was enqueued to this Redis");
     rows("#workers tbody", o.workers.map((w) => `<tr data-worker="${esc(w.worker_id)}">
-      <td>${esc(w.worker_id)}</td><td>${state(w.alive ? "alive" : "gone")}</td><td>${esc(w.queues.join(", "))}</td>
+      <td>${esc(w.worker_id)}</td><td>${state(w.alive ? (w.state || "alive") : "gone")}</td><td>${esc(w.queues.join(", "))}</td>
       <td class="num">${w.in_flight ?? "-"}</td><td class="num">${w.concurrency ?? "-"}</td>
       <td class="num">${w.stats.complete || 0} / ${w.stats.failed || 0} / ${w.stats.retried || 0}</td>
       <td>${when(w.last_beat)}</td></tr>`), 7, "no worker has sent a heartbeat recently");
