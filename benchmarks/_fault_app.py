@@ -1,6 +1,7 @@
 """The worker app of the fault runs (``benchmarks/faults.py``) and fault tests (``tests/test_faults.py``).
 
-Run as ``python -m benchmarks._fault_app`` from the repository root: the worker reads ASYNCQ_REDIS_URL,
+Run as ``asyncq worker benchmarks._fault_app:app`` (what the runs and tests do) or ``python -m
+benchmarks._fault_app`` from the repository root: the worker reads ASYNCQ_REDIS_URL,
 ASYNCQ_MAX_RECOVERIES and ASYNCQ_WORKER_* like a deployed worker. Every start and every completion of a job
 is recorded in a SEPARATE Redis, ``ASYNCQ_FAULT_STORE`` (a URL), so the record survives whatever happens to
 the queue's Redis (a restart, a lost AOF tail) and a job that ran twice is visible. Jobs are numbered by the

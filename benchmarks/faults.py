@@ -69,7 +69,7 @@ class Fleet:
         log.write(f"\n=== start {slot.started} at +{time.time() - self.t0:.1f}s ===\n".encode())
         log.flush()
         slot.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks._fault_app"], cwd=ROOT, env=self.env,
+            [sys.executable, "-m", "asyncq", "worker", "benchmarks._fault_app:app"], cwd=ROOT, env=self.env,
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True, start_new_session=True,
         )
         log.close()

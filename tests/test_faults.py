@@ -1,6 +1,6 @@
 """Process-level faults (issue 10): SIGKILLed workers, a poison pill, a Redis restart, a hung Redis, a backlog.
 
-Real worker processes (``python -m benchmarks._fault_app``, the app of ``benchmarks/faults.py``) whose task
+Real worker processes (``asyncq worker benchmarks._fault_app:app``, the app of ``benchmarks/faults.py``), whose task
 records each start and each completion per job in a separate store, so a job that ran twice or never is
 visible. Tests that stop or freeze Redis run their own redis-server on a private port
 (``benchmarks/_redis_proc.py``); the others use database 13 of the test run's Redis.
@@ -70,7 +70,7 @@ class Harness:
     def worker(
         self, url: str, store_url: str, name: str, env: dict[str, str] | None = None, **settings: object
     ) -> subprocess.Popen[bytes]:
-        """``python -m benchmarks._fault_app`` with ASYNCQ_WORKER_<FIELD> settings, logging to <name>.log."""
+        """``asyncq worker benchmarks._fault_app:app`` (as deployed) with ASYNCQ_WORKER_<FIELD> settings."""
         full = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -84,8 +84,8 @@ class Harness:
             full[f"ASYNCQ_WORKER_{key.upper()}"] = str(value)
         with (self.tmp / f"{name}.log").open("ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "benchmarks._fault_app"], cwd=ROOT, env=full, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=log, close_fds=True, start_new_session=True,
+                [sys.executable, "-m", "asyncq", "worker", "benchmarks._fault_app:app"], cwd=ROOT, env=full,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True, start_new_session=True,
             )
         self.procs.append(proc)
         return proc
@@ -260,6 +260,7 @@ async def test_worker_exits_within_its_grace_period_when_redis_hangs(h: Harness)
         try:
             rc = w.wait(grace + 10)
         except subprocess.TimeoutExpired:
+            sigkill(w)
             pytest.fail(f"the worker did not exit within shutdown_grace + 10 s of SIGTERM while Redis hung; "
                         f"its log ends: {h.log('w')[-1500:]}")
     finally:
