@@ -238,13 +238,17 @@ def enqueue_all(app: App, queue_r: redis.Redis, rng: random.Random, run: Run) ->
 
 
 def dead_letters(queue_r: redis.Redis) -> dict[bytes, dict[str, Any]]:
+    """Dead letters by id; also by ``raw_id_hex`` when the meta has it (an id that is not UTF-8)."""
     out = {}
     for jid, raw in queue_r.hgetall(keys.DLQ_META).items():
         try:
             meta = orjson.loads(raw)
         except orjson.JSONDecodeError:
             meta = {"reason": "(meta is not JSON)"}
-        out[jid] = meta if isinstance(meta, dict) else {"reason": "(meta is not an object)"}
+        meta = meta if isinstance(meta, dict) else {"reason": "(meta is not an object)"}
+        out[jid] = meta
+        with contextlib.suppress(TypeError, ValueError):
+            out.setdefault(bytes.fromhex(meta["raw_id_hex"]), meta)
     return out
 
 
@@ -363,7 +367,7 @@ def report(run: Run, queue: RedisProc, store: Store, fleet: Fleet, stop_codes: d
     queue_r = redis.Redis.from_url(queue.url(), socket_timeout=10)
     starts, done = store.starts(), store.done()
     dlq = dead_letters(queue_r)
-    good_dead = {good_id(j): m for j, m in dlq.items() if good_id(j) is not None}
+    good_dead = {n: m for j, m in dlq.items() if (n := good_id(j)) is not None}
     completed = {n for n in range(jobs) if done.get(n, 0) >= 1}
     started_twice = [n for n in range(jobs) if starts.get(n, 0) > 1]
     completed_twice = [n for n in range(jobs) if done.get(n, 0) > 1]
