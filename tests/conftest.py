@@ -123,3 +123,31 @@ def stop_process(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def run_process_group(cmd: list[str], *, timeout: float, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run(cmd, capture_output=True, text=True)`` in a session of its own, for commands that start
+    processes (an example's demo starts workers): when it ends, and above all when it overruns ``timeout``,
+    whatever it left running is killed with it. A timeout fails the test with the output so far."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            text=True, start_new_session=True, **kwargs)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(
+            f"{' '.join(map(str, cmd))} did not finish within {timeout:g} s\n--- stdout\n{out[-6000:]}\n"
+            f"--- stderr\n{err[-3000:]}"
+        ) from None
+    finally:
+        _kill_group(proc.pid, signal.SIGKILL)  # anything it started and left behind
+        if proc.poll() is None:
+            proc.wait(5)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _kill_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+

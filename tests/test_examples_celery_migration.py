@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import redis
 
-from .conftest import flushed_url
+from .conftest import flushed_url, run_process_group
 
 pytest.importorskip("celery")
 pytestmark = pytest.mark.slow
@@ -25,8 +24,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "celery_migration"
 def test_demo_runs_both_runtimes_and_stops_them() -> None:
     url = flushed_url(6)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("ASYNCQ_")}, "PYTHONUNBUFFERED": "1"}
-    out = subprocess.run([sys.executable, "demo.py", "--redis-url", url], cwd=EXAMPLE, env=env,
-                         capture_output=True, text=True, timeout=110)
+    # in a process group of its own: if the demo overruns, its Celery and asyncq workers are killed with it
+    out = run_process_group([sys.executable, "demo.py", "--redis-url", url], cwd=EXAMPLE, env=env, timeout=110)
     assert out.returncode == 0, f"--- stdout\n{out.stdout}\n--- stderr\n{out.stderr}"
     text = out.stdout
     # strategy A: each call runs where the router sent it
