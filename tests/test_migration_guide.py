@@ -5,7 +5,9 @@ Markers (first line of the block):
 - ``# test: file=proj/tasks.py``: the block is written to that path in the page's project folder (not run);
 - ``# test: runnable``: the block is run as a script, with the page's project folder as working directory;
 - ``# test: runnable worker=proj.celery:app [--queues a,b]``: the same, while a real
-  ``python -m asyncq worker proj.celery:app ...`` runs in that folder (stopped with SIGTERM afterwards).
+  ``python -m asyncq worker proj.celery:app ...`` runs in that folder (stopped with SIGTERM afterwards);
+- ``# test: runnable python=arq ...``: the block runs with arq 0.28 installed (the ``asyncq[arq]`` venv of
+  ``tests/venvs.py``: arq pins redis-py < 6, so it is not in the project's environment); the worker does not.
 
 Blocks use ``redis://127.0.0.1:6379/<db>`` as a reader would; here every such URL is replaced by the test database's,
 so a block never reaches a Redis on 127.0.0.1:6379.
@@ -26,17 +28,18 @@ import pytest
 import redis
 
 from .conftest import redis_url
+from .venvs import ARQ028, ensure, venv_env
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "migration_guide"
 URL = redis_url(9)
 READER_URL = re.compile(r"redis://(?:127\.0\.0\.1|localhost):6379/\d+")
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
-MARKER = re.compile(r"^# test: (runnable|file=(\S+))(?: worker=(.+))?$")
+MARKER = re.compile(r"^# test: (runnable|file=(\S+))(?: python=(arq))?(?: worker=(.+))?$")
 
 
-def collect() -> list[tuple[str, str, list[tuple[str, str]], str | None]]:
-    """(test id, code, files written before it, worker command) for every runnable block."""
+def collect() -> list[tuple[str, str, list[tuple[str, str]], str | None, str | None]]:
+    """(test id, code, files written before it, worker command, python) for every runnable block."""
     out = []
     for page in sorted(GUIDE.glob("*.md")):
         files: list[tuple[str, str]] = []
@@ -52,7 +55,7 @@ def collect() -> list[tuple[str, str, list[tuple[str, str]], str | None]]:
                 files.append((marker.group(2), body))
                 continue
             n += 1
-            out.append((f"{page.stem}#{n}", body, list(files), marker.group(3)))
+            out.append((f"{page.stem}#{n}", body, list(files), marker.group(4), marker.group(3)))
     return out
 
 
@@ -71,8 +74,9 @@ def test_there_are_runnable_blocks() -> None:
     assert len(BLOCKS) >= 10
 
 
-@pytest.mark.parametrize(("code", "files", "worker"), [b[1:] for b in BLOCKS], ids=[b[0] for b in BLOCKS])
-def test_block_runs(code: str, files: list[tuple[str, str]], worker: str | None, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("code", "files", "worker", "python"), [b[1:] for b in BLOCKS], ids=[b[0] for b in BLOCKS])
+def test_block_runs(code: str, files: list[tuple[str, str]], worker: str | None, python: str | None,
+                    tmp_path: Path) -> None:
     client = redis.Redis.from_url(URL)
     client.flushdb()
     client.close()
@@ -97,9 +101,13 @@ def test_block_runs(code: str, files: list[tuple[str, str]], worker: str | None,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+    interpreter, snippet_env = sys.executable, env
+    if python == "arq":
+        interpreter = str(ensure(ARQ028).python)
+        snippet_env = venv_env([tmp_path], ASYNCQ_REDIS_URL=URL)
     try:
         run = subprocess.run(
-            [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=40
+            [interpreter, str(script)], cwd=tmp_path, env=snippet_env, capture_output=True, text=True, timeout=40
         )
     finally:
         if proc is not None:

@@ -22,7 +22,7 @@ import enum
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
@@ -83,7 +83,7 @@ async def queue_stats(app: App, queues: Sequence[str] | None = None) -> list[Que
     extra = {keys.check_queue_name(q) for q in queues or ()}
     broker = await app.broker()
     try:
-        members: set[bytes] = await broker.smembers(keys.QUEUES_SET)  # type: ignore[misc]
+        members: set[bytes] = await cast(Any, broker.smembers(keys.QUEUES_SET))
         known = {m.decode() for m in members}
         names = sorted(known | extra)
         now = now_ms()
@@ -194,7 +194,7 @@ async def list_workers(app: App) -> list[WorkerInfo]:
     """Workers that sent a heartbeat recently, newest heartbeat first (two round trips)."""
     broker = await app.broker()
     try:
-        members = await broker.zrevrange(keys.WORKERS_SET, 0, -1, withscores=True)
+        members: list[tuple[bytes, float]] = await cast(Any, broker.zrevrange(keys.WORKERS_SET, 0, -1, withscores=True))
         ids = [printable_id(m)[0] for m, _ in members]
         beats = await broker.mget([keys.worker_key(i) for i in ids]) if ids else []
     except REDIS_DOWN as exc:
@@ -341,7 +341,7 @@ async def list_dead_letters(
                     break
         payloads: list[bytes | None] = []
         if chosen:
-            payloads = await broker.hmget(keys.DLQ_PAYLOADS, [i for i, _ in chosen])  # type: ignore[misc]
+            payloads = await cast(Any, broker.hmget(keys.DLQ_PAYLOADS, [i for i, _ in chosen]))
     except REDIS_DOWN as exc:
         raise broker.unavailable(exc, "listing dead letters") from exc
     return [

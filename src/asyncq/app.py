@@ -135,9 +135,8 @@ class App:
                 self.settings.redis_url,
                 connect_timeout=self.settings.connect_timeout,
                 command_timeout=self.settings.command_timeout,
+                max_connections=self.settings.max_connections,
             )
-            broker.job_serializer = self.serializer.dumps
-            broker.job_deserializer = self.serializer.loads
             conn = self._conns[loop] = (broker, ResultWaiter(broker))
         return conn
 

@@ -1,8 +1,9 @@
-"""The one layer that talks to Redis: arq's ``ArqRedis`` plus asyncq's Lua scripts.
+"""The one layer that talks to Redis: redis-py's asyncio client plus asyncq's Lua scripts.
 
 Everything above (App, Job, Worker, CLI) calls these methods and never builds a key or a script call itself.
-Each method is one round trip. Keeping arq's client as the base means ``broker.enqueue_job`` (arq's own
-enqueue) still works on the same connection, and arq's ``Job(job_id, broker)`` can read what we wrote.
+Each method is one round trip. The keys and payloads are arq's (``keys.py``, ``codec.py``), so arq's own
+client (``pip install asyncq[arq]``) can enqueue to and read from the same database; arq itself is not
+imported here: its newest release pins redis-py < 6, which Celery 5.7 and many applications cannot accept.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import msgpack
-from arq.connections import ArqRedis
 from redis import ConnectionPool as SyncConnectionPool
 from redis import Redis as SyncRedis
-from redis.asyncio import ConnectionPool
+from redis.asyncio import BlockingConnectionPool
+from redis.asyncio import Redis as AsyncRedis
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
+from redis.retry import Retry
 
 from asyncq import keys
 from asyncq.celery_protocol import kombu_layout
@@ -27,6 +30,13 @@ from asyncq.exceptions import BrokerUnavailable
 from asyncq.scripts import Scripts, script_source
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def no_retry() -> Retry:
+    """No retries inside redis-py (whose default since 6.0 is three, with backoff): a script call retried after a
+    lost reply could run twice (a claim would take jobs nobody runs), and every caller here already retries with
+    its own backoff or reports the outage. Given explicitly so that redis-py 5 to 8 behave alike."""
+    return Retry(NoBackoff(), 0)
 
 
 def now_ms() -> int:
@@ -135,7 +145,7 @@ class SyncBroker:
 
     def __init__(self, url: str, *, connect_timeout: float = 5.0, command_timeout: float = 10.0) -> None:
         self._client = SyncRedis(connection_pool=SyncConnectionPool.from_url(
-            url, socket_connect_timeout=connect_timeout, socket_timeout=command_timeout))
+            url, socket_connect_timeout=connect_timeout, socket_timeout=command_timeout, retry=no_retry()))
         self._enqueue = self._client.register_script(script_source("enqueue"))
         self.url_for_humans = redact(url)
 
@@ -153,8 +163,8 @@ class SyncBroker:
         self._client.close()
 
 
-class Broker(ArqRedis):
-    """arq's Redis client with asyncq's scripts registered on it."""
+class Broker(AsyncRedis):
+    """redis-py's asyncio client with asyncq's scripts registered on it."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -162,14 +172,22 @@ class Broker(ArqRedis):
         self.url_for_humans = "redis"
 
     @classmethod
-    def connect(cls, url: str, *, connect_timeout: float = 5.0, command_timeout: float = 10.0) -> Broker:
-        pool = ConnectionPool.from_url(
+    def connect(
+        cls, url: str, *, connect_timeout: float = 5.0, command_timeout: float = 10.0, max_connections: int = 1000
+    ) -> Broker:
+        # A blocking pool with an explicit cap: redis-py 5's asyncio pool was unbounded, redis-py 8's refuses a
+        # 101st connection (MaxConnectionsError), which a worker running hundreds of tasks that use Redis reaches.
+        # Past the cap a command waits for a free connection (up to command_timeout), it does not fail.
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=command_timeout,
             socket_connect_timeout=connect_timeout,
             socket_timeout=command_timeout,
             health_check_interval=30,
+            retry=no_retry(),
         )
-        broker = cls(pool)
+        broker = cls(connection_pool=pool)
         broker.url_for_humans = redact(url)
         return broker
 
@@ -397,7 +415,7 @@ class Broker(ArqRedis):
 
     async def dlq_ids(self, offset: int = 0, count: int = 100) -> list[str]:
         """Dead-letter ids, newest first."""
-        raw = await self.zrevrange(keys.DLQ_INDEX, offset, offset + count - 1)
+        raw: list[bytes] = await cast(Any, self.zrevrange(keys.DLQ_INDEX, offset, offset + count - 1))
         return [printable_id(r)[0] for r in raw]
 
     async def dlq_meta(self, job_ids: Sequence[str]) -> list[bytes | None]:

@@ -123,7 +123,7 @@ class Job:
         if self.queue is not None:
             return keys.lane_key(self.queue, self.priority if self.priority is not None else keys.DEFAULT_PRIORITY)
         broker = await self.app.broker()
-        raw = await broker.get(keys.job_key(self.job_id))
+        raw: bytes | None = await cast(Any, broker.get(keys.job_key(self.job_id)))
         if raw is not None:
             try:
                 p = decode_payload(self.app.serializer, raw)

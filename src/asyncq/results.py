@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, cast
 
 from asyncq import keys
 from asyncq.broker import REDIS_DOWN, Broker
@@ -92,7 +92,8 @@ class ResultWaiter:
                 if raw is not None:
                     return raw
                 if not alive and not wait_if_missing:
-                    last: bytes | None = await self._broker.get(keys.result_key(job_id))  # it may have just finished
+                    # it may have just finished
+                    last: bytes | None = await cast(Any, self._broker.get(keys.result_key(job_id)))
                     return last
                 remaining = None if deadline is None else deadline - loop.time()
                 if remaining is not None and remaining <= 0:

@@ -167,11 +167,16 @@ class AppSettings:
     #: seconds to wait for Redis to accept a connection / answer a command
     connect_timeout: float = 5.0
     command_timeout: float = 10.0
+    #: Redis connections an App opens per event loop at most; more concurrent commands wait for a free one
+    #: (up to command_timeout) instead of failing
+    max_connections: int = 1000
 
     def __post_init__(self) -> None:
         check_queue_name(self.default_queue)
         if self.max_tries < 1:
             raise ConfigurationError(f"max_tries must be >= 1 (1 means no retry), got {self.max_tries}")
+        if self.max_connections < 1:
+            raise ConfigurationError(f"max_connections must be >= 1, got {self.max_connections}")
         if self.max_recoveries < 0:
             raise ConfigurationError(f"max_recoveries must be >= 0, got {self.max_recoveries}")
         if self.keep_result < 0 or self.payload_ttl <= 0:

@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, overload
+from typing import Any, cast, overload
 
 import orjson
 
@@ -387,13 +387,13 @@ class Celery:
         broker = await self.asyncq_app.broker()
         key = keys.CELERY_CHORD_PREFIX + chord["group_id"]
         async with broker.pipeline(transaction=True) as pipe:
-            pipe.hset(key, str(index), self.asyncq_app.serializer.dumps(retval))  # type: ignore[arg-type]
+            pipe.hset(key, str(index), cast(Any, self.asyncq_app.serializer.dumps(retval)))
             pipe.hlen(key)
             pipe.expire(key, 86_400)
             _, count, _ = await pipe.execute()
         if int(count) < int(chord["size"]) or not await broker.set(key + ":fired", 1, nx=True, ex=86_400):
             return
-        parts = await broker.hgetall(key)  # type: ignore[misc]
+        parts: dict[bytes, bytes] = await cast(Any, broker.hgetall(key))
         results = [self.asyncq_app.serializer.loads(parts[str(i).encode()]) for i in range(int(chord["size"]))]
         await from_dict(chord["body"], self).aapply_async((results,))
 

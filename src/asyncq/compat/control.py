@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
@@ -80,17 +80,17 @@ class Inspect:
 
     async def _workers(self) -> dict[str, dict[str, Any]]:
         broker = await self.app.asyncq_app.broker()
-        ids = [i.decode() for i in await broker.zrange(keys.WORKERS_SET, 0, -1)]
+        ids = [i.decode() for i in await cast(Any, broker.zrange(keys.WORKERS_SET, 0, -1))]
         out: dict[str, dict[str, Any]] = {}
         for wid in ids:
-            raw = await broker.get(keys.worker_key(wid))
+            raw = await cast(Any, broker.get(keys.worker_key(wid)))
             if raw:
                 out[wid] = orjson.loads(raw)
         return out
 
     async def _describe(self, job_id: str) -> dict[str, Any]:
         broker = await self.app.asyncq_app.broker()
-        raw = await broker.get(keys.job_key(job_id))
+        raw: bytes | None = await cast(Any, broker.get(keys.job_key(job_id)))
         d: dict[str, Any] = {"id": job_id}
         if raw is not None:
             try:
@@ -104,11 +104,11 @@ class Inspect:
         broker = await self.app.asyncq_app.broker()
         now = int(time.time() * 1000)
         out: dict[str, list[dict[str, Any]]] = {w: [] for w in await self._workers()}
-        queues = {m.decode() for m in await broker.smembers(keys.QUEUES_SET)}  # type: ignore[misc]
+        queues = {m.decode() for m in await cast(Any, broker.smembers(keys.QUEUES_SET))}
         for q in sorted(queues):
-            for raw_id in await broker.zrangebyscore(keys.running_key(q), now, "+inf"):
+            for raw_id in await cast(Any, broker.zrangebyscore(keys.running_key(q), now, "+inf")):
                 job_id = raw_id.decode()
-                lease = await broker.get(keys.in_progress_key(job_id))
+                lease = await cast(Any, broker.get(keys.in_progress_key(job_id)))
                 if lease is None:
                     continue
                 worker, _, rest = lease.decode().rpartition(":" + job_id)[0].rpartition(":")
@@ -121,10 +121,10 @@ class Inspect:
         broker = await self.app.asyncq_app.broker()
         now = int(time.time() * 1000)
         entries: list[dict[str, Any]] = []
-        queues = {m.decode() for m in await broker.smembers(keys.QUEUES_SET)}  # type: ignore[misc]
+        queues = {m.decode() for m in await cast(Any, broker.smembers(keys.QUEUES_SET))}
         for q in sorted(queues):
             for lane in keys.lanes_by_priority(q):
-                for raw_id, score in await broker.zrangebyscore(lane, f"({now}", "+inf", withscores=True):
+                for raw_id, score in await cast(Any, broker.zrangebyscore(lane, f"({now}", "+inf", withscores=True)):
                     job_id = raw_id.decode()
                     if await broker.exists(keys.in_progress_key(job_id)):
                         continue  # running: its score is its lease end

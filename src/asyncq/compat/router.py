@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis as AsyncRedis
@@ -180,7 +180,7 @@ class Router:
             assert self._rules is not None
             return self._rules
         try:
-            return self._store(self.sync_client().hgetall(keys.ROUTER_RULES))  # type: ignore[arg-type]
+            return self._store(cast(Any, self.sync_client().hgetall(keys.ROUTER_RULES)))
         except RedisError as exc:
             return self._stale(exc)
 
@@ -190,7 +190,7 @@ class Router:
             assert self._rules is not None
             return self._rules
         try:
-            raw: Mapping[Any, Any] = await client.hgetall(keys.ROUTER_RULES)  # type: ignore[misc]
+            raw: Mapping[Any, Any] = await cast(Any, client.hgetall(keys.ROUTER_RULES))
             return self._store(raw)
         except RedisError as exc:
             return self._stale(exc)
@@ -228,7 +228,7 @@ def remove_rule(client: SyncRedis, pattern: str) -> bool:
 
 
 def load_rules(client: SyncRedis) -> Rules:
-    return Rules.from_hash(client.hgetall(keys.ROUTER_RULES))  # type: ignore[arg-type]
+    return Rules.from_hash(cast(Any, client.hgetall(keys.ROUTER_RULES)))
 
 
 def explain(rules: Rules, task_name: str, default: str = CELERY) -> tuple[str, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from asyncq import admin, keys, stats
 from asyncq.broker import now_ms, redact
@@ -137,7 +137,7 @@ async def _finished_jobs(app: App, scan: int) -> list[JobRow]:
     ids = list(dict.fromkeys(await broker.recent_job_ids(scan)))
     if not ids:
         return []
-    results = await broker.mget([keys.result_key(i) for i in ids])
+    results: list[bytes | None] = await cast(Any, broker.mget([keys.result_key(i) for i in ids]))
     rows = []
     for jid, raw in zip(ids, results, strict=True):
         if raw is None:
@@ -169,7 +169,7 @@ async def list_jobs(
     if queue is not None:
         queues = [keys.check_queue_name(queue)]
     else:
-        queues = sorted(m.decode() for m in await broker.smembers(keys.QUEUES_SET))  # type: ignore[misc]
+        queues = sorted(m.decode() for m in await cast(Any, broker.smembers(keys.QUEUES_SET)))
     rows: list[JobRow] = []
     if state is None or state in ACTIVE:
         rows += await _active_jobs(app, queues, scan)
@@ -204,7 +204,7 @@ async def history(app: App, queues: list[str] | None = None, minutes: int = 60) 
     """Per queue, one point a minute over the last ``minutes``: jobs by outcome, queue-wait percentiles."""
     broker = await app.broker()
     if queues is None:
-        queues = sorted(m.decode() for m in await broker.smembers(keys.QUEUES_SET))  # type: ignore[misc]
+        queues = sorted(m.decode() for m in await cast(Any, broker.smembers(keys.QUEUES_SET)))
     raw = await stats.minute_history(broker, queues, minutes)
     return {
         q: [

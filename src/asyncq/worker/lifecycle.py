@@ -1,9 +1,9 @@
 """The worker process: claim jobs when a slot is free, keep their leases alive, stop gracefully.
 
-``Worker`` extends arq's ``Worker`` for what arq does well and keeps compatible (its health-check key and
-counters, its logging names) and replaces arq's poll loop with asyncq's: a Lua claim over several queues and
-priority lanes, a pub/sub wake-up instead of a 0.5 s poll, leases renewed while jobs run, and a SIGTERM path
-that hands unfinished jobs back instead of losing them.
+``Worker`` serves arq's data model with asyncq's loop: a Lua claim over several queues and priority lanes, a
+pub/sub wake-up instead of arq's 0.5 s poll, leases renewed while jobs run, and a SIGTERM path that hands
+unfinished jobs back instead of losing them. It writes arq's health-check key in arq's format, so arq tooling
+still reads it, without importing arq.
 
 Concurrency is a count of slots: a job is claimed only when a slot is free, so nothing waits in this
 process's memory behind a long job (no prefetch).
@@ -21,11 +21,10 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable
+from datetime import datetime
 from typing import Any
 
 import orjson
-from arq.worker import Worker as ArqWorker
-from arq.worker import func as arq_func
 
 from asyncq import keys
 from asyncq.app import App
@@ -42,9 +41,14 @@ from asyncq.worker.scheduler import run_schedules
 
 log = logging.getLogger("asyncq.worker")
 
-#: how long each shutdown step may take after its cancellation before it is abandoned (redis-py can swallow a
-#: cancellation that lands during a command with a socket timeout; a stopping worker must exit all the same)
-STOP_WAIT = 5.0
+# A stopping worker must exit even when Redis hangs (redis-py can also swallow a cancellation that lands during
+# a command with a socket timeout), so every step after the grace period has a budget and is then abandoned:
+# worst case, the process ends about shutdown_grace + HAND_BACK_WAIT + CLEANUP_WAIT + 3 x STOP_WAIT seconds
+# after SIGTERM (the claim wait overlaps the grace period).
+CLAIM_WAIT = 1.0  # a claim in flight when the stop comes (the grace period runs meanwhile)
+HAND_BACK_WAIT = 3.0  # handing unfinished jobs back after the grace period
+CLEANUP_WAIT = 2.0  # background tasks, listener, finisher and the sign-off, together
+STOP_WAIT = 1.5  # closing connections, and each later wait of the process runner
 
 
 async def bounded(aw: Awaitable[Any], seconds: float, what: str) -> None:
@@ -61,12 +65,15 @@ async def bounded(aw: Awaitable[Any], seconds: float, what: str) -> None:
             log.warning("shutdown: %s failed: %r", what, exc)
 
 
-async def _never_called(ctx: dict[str, Any]) -> None:  # pragma: no cover - arq wants a coroutine per name
-    raise RuntimeError("asyncq runs tasks itself; arq's function table is only for arq's bookkeeping")
+def arq_health_line(stats: Counter[str], ongoing: int, queued: int) -> str:
+    """The health-check text arq's workers write (``arq --check`` and arq dashboards read it)."""
+    return (f"{datetime.now():%b-%d %H:%M:%S} j_complete={stats['complete']} j_failed={stats['failed']} "
+            f"j_retried={stats['retried']} j_ongoing={ongoing} queued={queued}")
 
 
-class Worker(ArqWorker):
-    """Runs the tasks of one App. Create it and ``await worker.run()`` inside an event loop."""
+class Worker:
+    """Runs the tasks of one App. Create it and ``await worker.run()`` inside an event loop (or call
+    ``asyncq.run_worker``); ``asyncq worker`` runs it as a whole process."""
 
     def __init__(self, app: App, settings: WorkerSettings | None = None, **overrides: Any) -> None:
         if not app.tasks:
@@ -101,6 +108,7 @@ class Worker(ArqWorker):
         self._loop_state = "starting"
         self._wedged_logged = False
         self._broken_logged: dict[str, float] = {}
+        self._stop_at: float | None = None  # monotonic time of the stop request (the grace period starts there)
         self.queues = self.settings.queues or default_queues(app)
         if self.settings.celery_queues:  # adopted Celery messages wait in the asyncq queue of the same name
             if app.compat is None:
@@ -113,15 +121,6 @@ class Worker(ArqWorker):
         self._lane_queues = [q for q in self.queues for _ in keys.lanes_by_priority(q)]
         self._tasks: set[asyncio.Task[Any]] = set()
         self._background: list[asyncio.Task[Any]] = []
-        super().__init__(
-            functions=[arq_func(_never_called, name=name) for name in app.tasks],
-            queue_name=keys.queue_key(self.queues[0]),
-            handle_signals=False,
-            max_jobs=self.settings.concurrency,
-            health_check_interval=self.settings.heartbeat_interval,
-            job_serializer=app.serializer.dumps,
-            job_deserializer=app.serializer.loads,
-        )
         self.celery: Any = None  # the CeleryConsumer, with celery_queues
         self.broker: Broker = None  # type: ignore[assignment]  # set in run(), in the loop that uses it
         self.executor: Executor = None  # type: ignore[assignment]
@@ -186,13 +185,16 @@ class Worker(ArqWorker):
                           "repaired or deleted (redis-cli TYPE / DEL)", key, error)
 
     # --- run ---------------------------------------------------------------------------------------------
-    async def main(self) -> None:
-        """Serve until SIGTERM/SIGINT (or ``stop()``), or, in burst mode, until the queues are empty.
+    async def run(self) -> None:
+        """Serve (``main``), then release the App's connections."""
+        try:
+            await self.main()
+        finally:
+            await bounded(self.close(), STOP_WAIT, "closing the Redis connections")
 
-        Overrides arq's ``main``, so arq's ``run()`` / ``async_run()`` drive asyncq's loop too.
-        """
+    async def main(self) -> None:
+        """Serve until SIGTERM/SIGINT (or ``stop()``), or, in burst mode, until the queues are empty."""
         self.broker = await self.app.broker()
-        self._pool = self.broker  # arq's record_health and close() use it
         self.finisher = Finisher(self.broker)
         self.executor = Executor(self)
         loop = asyncio.get_running_loop()
@@ -235,7 +237,8 @@ class Worker(ArqWorker):
                                                             name="asyncq-celery-revokes"))
             await self._serve_until_stopped()
             if consumer is not None:  # it settles what it took before it stops: never cancel it mid-batch
-                await consumer
+                # it settles what it took before it stops; bounded all the same, for a Redis that hangs
+                await bounded(consumer, self.settings.shutdown_grace + HAND_BACK_WAIT, "the Celery consumer")
             await self._drain()
             await call_hooks(self.hooks, "on_worker_stop", self)
         finally:
@@ -243,12 +246,13 @@ class Worker(ArqWorker):
                 loop.remove_signal_handler(sig)
             for t in self._background:
                 t.cancel()
-            await bounded(asyncio.gather(*self._background, return_exceptions=True), STOP_WAIT, "background tasks")
-            await bounded(listener.stop(), STOP_WAIT, "the wake-up listener")
-            await bounded(self.finisher.stop(), STOP_WAIT, "the finisher")
             if metrics_server is not None:
                 metrics_server.close()
-            await bounded(self._sign_off(), STOP_WAIT, "the last statistics and the worker's sign-off")
+            await bounded(
+                asyncio.gather(asyncio.gather(*self._background, return_exceptions=True), listener.stop(),
+                               self.finisher.stop(), self._sign_off(), return_exceptions=True),
+                CLEANUP_WAIT, "background tasks, the listener, the finisher and the sign-off",
+            )
             log.info("worker %s stopped: %s", self.worker_id, dict(self.stats))
 
     async def _sign_off(self) -> None:
@@ -259,11 +263,13 @@ class Worker(ArqWorker):
             await self.broker.delete(keys.worker_key(self.worker_id))
 
     async def close(self) -> None:
-        """Release the App's connections (arq's ``run()`` calls this after ``main``)."""
+        """Release the App's connections."""
         await self.app.close()
 
     def stop(self) -> None:
         """Ask the worker to stop claiming and shut down gracefully (what SIGTERM does)."""
+        if self._stop_at is None:
+            self._stop_at = time.monotonic()
         self.stopping.set()
         self._wake.set()
         self._slot_free.set()
@@ -298,12 +304,12 @@ class Worker(ArqWorker):
 
     async def _serve_until_stopped(self) -> None:
         """Run the claim loop until it ends (burst mode) or a stop is asked for; a claim that Redis does not
-        answer gets ``STOP_WAIT`` seconds after the stop, then it is abandoned (shutdown stays bounded)."""
+        answer gets ``CLAIM_WAIT`` seconds after the stop, then it is abandoned (shutdown stays bounded)."""
         claim_loop = asyncio.create_task(self._claim_loop(), name="asyncq-claim")
         stop = asyncio.create_task(self.stopping.wait(), name="asyncq-stop")
         try:
             await asyncio.wait({claim_loop, stop}, return_when=asyncio.FIRST_COMPLETED)
-            await bounded(claim_loop, STOP_WAIT, "the claim loop")
+            await bounded(claim_loop, CLAIM_WAIT, "the claim loop")
         finally:
             stop.cancel()
 
@@ -435,6 +441,7 @@ class Worker(ArqWorker):
     async def _heartbeat_loop(self) -> None:
         started = now_ms()
         interval = self.settings.heartbeat_interval
+        queued = 0  # arq's health line counts the first queue's lane; read in each beat, written in the next
         while True:
             beat = {
                 "id": self.worker_id,
@@ -455,12 +462,10 @@ class Worker(ArqWorker):
                     pipe.set(keys.worker_key(self.worker_id), orjson.dumps(beat), px=int(interval * 3000))
                     pipe.zadd(keys.WORKERS_SET, {self.worker_id: now_ms()})
                     pipe.zremrangebyscore(keys.WORKERS_SET, "-inf", now_ms() - int(interval * 10_000))
-                    await pipe.execute()
-                self.jobs_complete = self.stats["complete"]
-                self.jobs_failed = self.stats["failed"]
-                self.jobs_retried = self.stats["retried"]
-                self.tasks = {rj.claimed.job_id: rj.task for rj in self.running.values() if rj.task}
-                await self.record_health()  # arq's health-check key for the first queue
+                    pipe.set(keys.health_key(self.queues[0]), arq_health_line(self.stats, len(self.running), queued),
+                             px=int((interval + 1) * 1000))
+                    pipe.zcard(keys.queue_key(self.queues[0]))
+                    *_, queued = await pipe.execute()
             except REDIS_DOWN as exc:
                 self.redis_down(exc)
             except Exception:
@@ -471,17 +476,18 @@ class Worker(ArqWorker):
     async def _drain(self) -> None:
         if not self._tasks:
             return
-        deadline = time.monotonic() + self.settings.shutdown_grace
+        # the grace period counts from the stop request, not from the end of a claim that Redis left hanging
+        deadline = (self._stop_at or time.monotonic()) + self.settings.shutdown_grace
         while self._tasks and time.monotonic() < deadline:
             await asyncio.wait(set(self._tasks), timeout=deadline - time.monotonic())
         if self._tasks:
             log.warning("grace period over: handing %d unfinished job(s) back to their queues", len(self._tasks))
             self._hand_back_all()
-            await asyncio.wait(set(self._tasks), timeout=STOP_WAIT)
+            await asyncio.wait(set(self._tasks), timeout=HAND_BACK_WAIT)
         self.stopped_hard = True
         if self._tasks:  # a hand-back Redis does not answer: the lease runs out and the job runs again
             log.warning("%d job(s) could not be handed back in %.0f s; their leases will expire and they run "
-                        "again", len(self._tasks), STOP_WAIT)
+                        "again", len(self._tasks), HAND_BACK_WAIT)
 
     def _hand_back_all(self) -> None:
         for rj in list(self.running.values()):
