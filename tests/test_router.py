@@ -73,6 +73,17 @@ def test_rule_values_are_checked() -> None:
         Router(default="both")
 
 
+def test_a_rule_written_by_hand_that_cannot_be_read_is_skipped(client: redis.Redis, url: str) -> None:
+    client.hset("asyncq:router:rules", mapping={b"\xff\xfe": "asyncq", "ok.*": "asyncq", "bad.*": b"\xff",
+                                                "odd": "rabbit"})
+    router = Router(url=url)
+    assert dict(router.rules().by_pattern) == {"ok.*": parse_rule("ok.*", "asyncq")}
+    client.delete("asyncq:router:rules")
+    client.set("asyncq:router:rules", "not a hash")
+    fresh = Router(url=url)
+    assert len(fresh.rules()) == 0  # a key of the wrong type reads as no rules (logged), never an exception
+
+
 def test_canary_uses_the_injected_draw() -> None:
     draws = iter([0.05, 0.099, 0.1, 0.5, 0.0, 0.999])
     router = Router(url="x", draw=lambda: next(draws))

@@ -32,7 +32,7 @@ from typing import Any, Final, cast
 
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis as AsyncRedis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from asyncq import keys
 
@@ -97,11 +97,11 @@ class Rules:
     def from_hash(cls, raw: Mapping[Any, Any]) -> Rules:
         rules: dict[str, Rule] = {}
         for k, v in raw.items():
-            pattern = k.decode() if isinstance(k, bytes) else str(k)
-            value = v.decode() if isinstance(v, bytes) else str(v)
-            try:
+            try:  # a rule written by hand may be anything: one bad rule is skipped, never fatal
+                pattern = k.decode() if isinstance(k, bytes) else str(k)
+                value = v.decode() if isinstance(v, bytes) else str(v)
                 rules[pattern] = parse_rule(pattern, value)
-            except ValueError as exc:
+            except ValueError as exc:  # UnicodeDecodeError included
                 log.warning("ignoring invalid route rule in %s: %s", keys.ROUTER_RULES, exc)
         return cls(rules)
 
@@ -167,6 +167,13 @@ class Router:
         self._rules, self._read_at = rules, self.clock()
         return rules
 
+    def _unreadable(self, exc: Exception) -> Rules:
+        """The rules key holds foreign data (another type): route by the default, and say how to fix it."""
+        log.error("%s cannot be read as route rules (%s); routing every task by the default (%s) until it is "
+                  "fixed: redis-cli DEL %s, then set the rules again (asyncq migrate route)", keys.ROUTER_RULES, exc,
+                  self.default, keys.ROUTER_RULES)
+        return self._store({})
+
     def _stale(self, exc: Exception) -> Rules:
         if self._rules is None:
             raise exc
@@ -181,6 +188,8 @@ class Router:
             return self._rules
         try:
             return self._store(cast(Any, self.sync_client().hgetall(keys.ROUTER_RULES)))
+        except ResponseError as exc:
+            return self._unreadable(exc)
         except RedisError as exc:
             return self._stale(exc)
 
@@ -192,6 +201,8 @@ class Router:
         try:
             raw: Mapping[Any, Any] = await cast(Any, client.hgetall(keys.ROUTER_RULES))
             return self._store(raw)
+        except ResponseError as exc:
+            return self._unreadable(exc)
         except RedisError as exc:
             return self._stale(exc)
 
