@@ -27,6 +27,7 @@ import redis
 
 from asyncq import App
 from asyncq.admin import retry_dead_letter
+from asyncq.celery_protocol.transport import CeleryTransport
 
 from .conftest import flushed_url, redis_url, stop_process
 
@@ -314,7 +315,7 @@ def test_a_claimed_but_unadopted_message_is_restored(env: tuple[Any, redis.Redis
         app = App(redis_url=redis_url(DB))
         try:
             broker = await app.broker()
-            return await broker.celery_claim([("celery", "celery")], 10)
+            return await CeleryTransport(broker).claim([("celery", "celery")], 10)
         finally:
             await app.close()
 

@@ -393,7 +393,7 @@ async def _retry_one(app: App, broker: Broker, job_id: str, raw_meta: bytes | No
     if raw_meta is None:
         raise missing
     if _meta_field(raw_meta, "kind") == "celery":  # a Celery message: back onto its kombu list, as it was
-        if await broker.dlq_retry_celery(job_id, _meta_field(raw_meta, "celery_list")):
+        if await broker.dlq_push_to_list(job_id, _meta_field(raw_meta, "celery_list")):
             return RetryOutcome.retried
         raise missing
     queue = _meta_field(raw_meta, "queue") or keys.DEFAULT_QUEUE

@@ -59,9 +59,6 @@ class App:
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.schedules: list[Schedule] = []
         self.hooks: list[Hooks] = list(hooks)
-        #: the asyncq.compat.Celery app built on this App, if any (the --celery-queues consumer maps Celery
-        #: messages with its configuration and task registry)
-        self.compat: Any = None
         # One connection (and result waiter) per event loop: an App may serve a web server's loop and a
         # background thread's loop at once (the Celery layer's sync API does exactly that).
         self._sync_broker: SyncBroker | None = None
@@ -180,7 +177,8 @@ class App:
         name = task if isinstance(task, str) else task.name
         return (await self.enqueue_many([JobSpec(name, tuple(args), dict(kwargs))]))[0]
 
-    def _new_job(self, spec: JobSpec, now: int, *, guard_key: str = "", guard_tick: int = 0) -> NewJob:
+    def new_job(self, spec: JobSpec, now: int, *, guard_key: str = "", guard_tick: int = 0) -> NewJob:
+        """The job ``spec`` becomes for ``Broker.enqueue``: id, queue, lane, run-at score and encoded payload."""
         task = self.tasks.get(spec.task_name)
         opts = spec.options
         queue = opts.queue or (task.options.queue if task else self.settings.default_queue)
@@ -214,7 +212,7 @@ class App:
         Every argument is serialized before anything is sent, so a bad argument enqueues nothing.
         """
         now = now_ms()
-        new = [self._new_job(spec, now) for spec in specs]
+        new = [self.new_job(spec, now) for spec in specs]
         broker = await self.broker()
         jobs: list[Job] = []
         for start in range(0, len(new), batch_size):
@@ -227,7 +225,7 @@ class App:
         """``enqueue_many`` for sync code (no event loop needed): same payloads, same script, same guarantees.
         The returned handles are for their ids; their methods are async."""
         now = now_ms()
-        new = [self._new_job(spec, now) for spec in specs]
+        new = [self.new_job(spec, now) for spec in specs]
         if self._sync_broker is None:
             self._sync_broker = SyncBroker(self.settings.redis_url, connect_timeout=self.settings.connect_timeout,
                                            command_timeout=self.settings.command_timeout)
@@ -251,7 +249,7 @@ class App:
         spec = JobSpec(schedule.task_name, tuple(schedule.args), dict(schedule.kwargs)).set(
             job_id=f"cron:{schedule.name}:{tick_ms}", queue=schedule.queue
         )
-        nj = self._new_job(spec, now_ms(), guard_key=keys.cron_last_key(schedule.name), guard_tick=tick_ms)
+        nj = self.new_job(spec, now_ms(), guard_key=keys.cron_last_key(schedule.name), guard_tick=tick_ms)
         broker = await self.broker()
         return (await broker.enqueue([nj]))[0] == 1
 

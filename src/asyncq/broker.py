@@ -25,7 +25,6 @@ from redis.exceptions import WatchError
 from redis.retry import Retry
 
 from asyncq import keys
-from asyncq.celery_protocol import kombu_layout
 from asyncq.exceptions import BrokerUnavailable
 from asyncq.scripts import Scripts, script_source
 
@@ -121,9 +120,13 @@ def printable_id(raw: bytes) -> tuple[str, bytes | None]:
         return raw.decode("utf-8", "backslashreplace"), raw
 
 
-def enqueue_args(jobs: Sequence[NewJob], adopt_tags: Sequence[str] | None = None) -> list[Any]:
+def enqueue_args(jobs: Sequence[NewJob], acknowledge: tuple[str, str, Sequence[str]] | None = None) -> list[Any]:
     """The enqueue script's arguments: the batch's metadata packed into one msgpack argument (lanes and
-    queues named once), then one argument per payload. Fewer arguments is most of the producer's speed."""
+    queues named once), then one argument per payload. Fewer arguments is most of the producer's speed.
+
+    ``acknowledge`` = (hash key, zset key, one member per job): each job is created only if its member is
+    still in the hash, and leaves hash and zset in the same step (the Celery transport's adoption of messages
+    from kombu's ``unacked``; the enqueue script returns -2 for a member already gone)."""
     lanes: dict[str, int] = {}
     queues: dict[str, int] = {}
     rows = []
@@ -132,8 +135,8 @@ def enqueue_args(jobs: Sequence[NewJob], adopt_tags: Sequence[str] | None = None
         queue_i = queues.setdefault(j.queue, len(queues) + 1)
         rows.append((j.job_id, lane_i, queue_i, j.score, j.ttl_ms, j.guard_key, j.guard_tick))
     parts: list[Any] = [list(lanes), list(queues), rows]
-    if adopt_tags is not None:  # Celery messages become these jobs and leave kombu's `unacked` in the same step
-        parts.append([kombu_layout.UNACKED, kombu_layout.UNACKED_INDEX, list(adopt_tags)])
+    if acknowledge is not None:
+        parts.append([acknowledge[0], acknowledge[1], list(acknowledge[2])])
     meta = msgpack.packb(parts, use_bin_type=False)
     return [now_ms(), keys.JOB_PREFIX, keys.RESULT_PREFIX, keys.WAKE_PREFIX, keys.QUEUES_SET, meta,
             *(j.payload for j in jobs)]
@@ -205,12 +208,6 @@ class Broker(AsyncRedis):
             out = await self.scripts.enqueue(args=enqueue_args(jobs))
         except REDIS_DOWN as exc:
             raise self.unavailable(exc, f"enqueueing {len(jobs)} job(s)", nothing_written=True) from exc
-        return [int(x) for x in out]
-
-    async def adopt(self, jobs: Sequence[NewJob], tags: Sequence[str]) -> list[int]:
-        """Enqueue the jobs that Celery messages became and acknowledge the messages, atomically; one status per
-        job as ``enqueue``, plus -2: the message had been restored meanwhile (nothing enqueued)."""
-        out = await self.scripts.enqueue(args=enqueue_args(jobs, tags))
         return [int(x) for x in out]
 
     async def abort(self, job_id: str, lane: str, aborted_result: bytes, keep_ms: int) -> int:
@@ -329,39 +326,6 @@ class Broker(AsyncRedis):
             _, first = await pipe.execute()
         return int(first or now)
 
-    # --- Celery's queues (the --celery-queues consumer) ------------------------------------------------------
-    async def celery_claim(self, lists: Sequence[tuple[str, str]], want: int) -> list[tuple[str, bytes, str]]:
-        """Take up to ``want`` messages off kombu lists ``(list key, queue)`` into ``unacked``; returns
-        ``(tag, message, queue)``, where an empty tag means the element was dead-lettered (message = its id)."""
-        now = time.time()
-        flat = [x for pair in lists for x in pair]
-        out = await self.scripts.celery_claim(args=[
-            repr(now), int(now * 1000), want, kombu_layout.UNACKED, kombu_layout.UNACKED_INDEX,
-            keys.DLQ_INDEX, keys.DLQ_PAYLOADS, keys.DLQ_META, *flat,
-        ])
-        return [(printable_id(out[i])[0], out[i + 1], printable_id(out[i + 2])[0]) for i in range(0, len(out), 3)]
-
-    async def celery_settle(self, actions: Sequence[tuple[str, str, bytes, str, str, bytes]]) -> list[int]:
-        """Put claimed Celery messages back or dead-letter them: ``(action, tag, message, list, dlq id, meta)``
-        with action ``back``, ``front`` or ``dead``; 0 for a message no longer in ``unacked``."""
-        if not actions:
-            return []
-        flat = [x for a in actions for x in a]
-        out = await self.scripts.celery_settle(args=[
-            now_ms(), kombu_layout.UNACKED, kombu_layout.UNACKED_INDEX, keys.DLQ_INDEX, keys.DLQ_PAYLOADS,
-            keys.DLQ_META, *flat,
-        ])
-        return [int(x) for x in out]
-
-    async def celery_restore(self, queues: Sequence[str], visibility_timeout: float, limit: int = 500) -> int:
-        """Restore messages of ``queues`` left in ``unacked`` longer than the visibility timeout; -1 when a
-        Celery worker is restoring right now."""
-        cutoff = time.time() - visibility_timeout
-        return int(await self.scripts.celery_restore(args=[
-            repr(cutoff), kombu_layout.UNACKED, kombu_layout.UNACKED_INDEX, kombu_layout.UNACKED_MUTEX,
-            kombu_layout.SEP, limit, *queues,
-        ]))
-
     # --- queue control ------------------------------------------------------------------------------------
     async def pause(self, queue: str) -> None:
         """Stop every worker claiming from ``queue``; its jobs stay queued; running jobs go on."""
@@ -394,8 +358,9 @@ class Broker(AsyncRedis):
             )
         )
 
-    async def dlq_retry_celery(self, dlq_id: str, list_key: str) -> bool:
-        """Put a dead-lettered Celery message back on its kombu list (the far end, like a new message)."""
+    async def dlq_push_to_list(self, dlq_id: str, list_key: str) -> bool:
+        """Retry a dead letter that came from a list (a Celery message, ``kind: celery``): LPUSH its payload back
+        onto ``list_key`` (the far end, like a new message) and remove the dead letter, atomically."""
         async with self.pipeline(transaction=True) as pipe:
             while True:
                 try:

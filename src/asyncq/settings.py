@@ -41,7 +41,7 @@ def _cast(name: str, raw: str, typ: Any) -> Any:
         raise ConfigurationError(f"environment variable {name}={raw!r} is not a valid {typ}") from None
 
 
-def _from_env(cls: type[T], prefix: str, env: Mapping[str, str] | None, overrides: dict[str, Any]) -> T:
+def from_env_fields(cls: type[T], prefix: str, env: Mapping[str, str] | None, overrides: dict[str, Any]) -> T:
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
@@ -95,11 +95,6 @@ class WorkerSettings:
     metrics_port: int = 0
     #: the address the metrics server binds to
     metrics_host: str = "127.0.0.1"
-    #: Celery (kombu) queues on the same Redis to consume Celery's own messages from (needs an
-    #: asyncq.compat.Celery app); each message becomes a job on the asyncq queue of the same name
-    celery_queues: tuple[str, ...] = ()
-    #: how often an idle worker looks at those lists (Celery producers send no wake-up)
-    celery_poll_interval: float = 0.05
     #: how long a worker keeps an outcome (result, retry, dead letter) it could not write because Redis was
     #: unreachable; it writes it as soon as Redis answers, before claiming new work. Past this the outcome is
     #: dropped and the job runs again after its lease (at least once)
@@ -114,13 +109,8 @@ class WorkerSettings:
     def __post_init__(self) -> None:
         if isinstance(self.queues, str):
             object.__setattr__(self, "queues", tuple(q.strip() for q in self.queues.split(",") if q.strip()))
-        if isinstance(self.celery_queues, str):
-            object.__setattr__(self, "celery_queues",
-                               tuple(q.strip() for q in self.celery_queues.split(",") if q.strip()))
-        for q in (*self.queues, *self.celery_queues):
+        for q in self.queues:
             check_queue_name(q)
-        if self.celery_poll_interval <= 0:
-            raise ConfigurationError(f"celery_poll_interval must be > 0, got {self.celery_poll_interval}")
         if self.concurrency < 1:
             raise ConfigurationError(f"concurrency must be >= 1, got {self.concurrency}")
         if self.threads < 1:
@@ -140,7 +130,7 @@ class WorkerSettings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerSettings:
         """Read ``ASYNCQ_WORKER_<FIELD>`` variables (e.g. ASYNCQ_WORKER_CONCURRENCY=500); overrides win."""
         check_fields(cls, overrides)
-        return _from_env(cls, "ASYNCQ_WORKER_", env, overrides)
+        return from_env_fields(cls, "ASYNCQ_WORKER_", env, overrides)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,4 +176,4 @@ class AppSettings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> AppSettings:
         """Read ``ASYNCQ_<FIELD>`` variables (ASYNCQ_REDIS_URL, ASYNCQ_SERIALIZER, ...); overrides win."""
         check_fields(cls, overrides)
-        return _from_env(cls, "ASYNCQ_", env, overrides)
+        return from_env_fields(cls, "ASYNCQ_", env, overrides)

@@ -121,6 +121,12 @@ def dumps(value: Any) -> str:
 
 def load_app(path: str) -> App:
     """Import ``module.path:attr`` (attr defaults to ``app``), with the current directory on sys.path."""
+    return load_target(path)[0]
+
+
+def load_target(path: str) -> tuple[App, Any]:
+    """The App at ``module.path:attr``, and the object found there (the App, or the asyncq.compat.Celery app
+    it runs on: ``asyncq worker --celery-queues`` needs that one)."""
     module_name, _, attr = path.partition(":")
     attr = attr or "app"
     if not module_name or not all(part.isidentifier() for part in module_name.split(".") + attr.split(".")):
@@ -147,22 +153,29 @@ def load_app(path: str) -> App:
         if not hasattr(obj, part):
             fail(f"module {module_name!r} has no attribute {attr!r}; point at your App: {module_name}:<name>", 2)
         obj = getattr(obj, part)
+    found = obj
     if not isinstance(obj, App) and isinstance(getattr(obj, "asyncq_app", None), App):
         obj = obj.asyncq_app  # a Celery-compatible app (asyncq.compat.Celery) runs on its asyncq App
     if not isinstance(obj, App):
         fail(f"{module_name}:{attr} is a {type(obj).__name__}, not an asyncq App (or asyncq.compat.Celery)", 2)
-    return obj
+    return obj, found
 
 
 def make_app(redis_url: str | None, app_path: str | None = None) -> App:
     """The user's App (``--app``) or a bare one; ``--redis-url`` wins over the App's own URL."""
+    return make_target(redis_url, app_path)[0]
+
+
+def make_target(redis_url: str | None, app_path: str | None = None) -> tuple[App, Any]:
+    """``make_app``, and the object the App was found as (see ``load_target``)."""
+    found: Any = None
     if app_path is None:
         try:
             application = App(redis_url=redis_url)
         except ConfigurationError as exc:
             fail(str(exc), 2)
     else:
-        application = load_app(app_path)
+        application, found = load_target(app_path)
         if redis_url is not None:
             application.settings = dataclasses.replace(application.settings, redis_url=redis_url)
     url = application.settings.redis_url
@@ -170,7 +183,7 @@ def make_app(redis_url: str | None, app_path: str | None = None) -> App:
         parse_url(url)  # type: ignore[no-untyped-call]
     except ValueError as exc:
         fail(f"{redact(url)!r} is not a Redis URL ({exc}); e.g. {DEFAULT_REDIS_URL}", 2)
-    return application
+    return application, found
 
 
 def fmt_compact(value: Any) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import sys
 from typing import Annotated, Any
 
@@ -29,6 +30,7 @@ from asyncq.cli._common import (
     fmt_when,
     guarded,
     make_app,
+    make_target,
     out,
     parse_json,
     run,
@@ -45,6 +47,7 @@ from asyncq.settings import WorkerSettings
 from asyncq.task import JobSpec
 from asyncq.worker.lifecycle import default_queues
 from asyncq.worker.process import serve
+from asyncq.worker.sources import JobSource
 
 
 # --- commands ----------------------------------------------------------------------------------------------
@@ -98,7 +101,7 @@ def worker(
     if level is None:
         fail(f"--log-level {log_level!r} is not one of debug, info, warning, error", 2)
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    application = make_app(redis_url, app_path)
+    application, found = make_target(redis_url, app_path)
     given: dict[str, Any] = {
         "queues": queues,
         "concurrency": concurrency,
@@ -106,24 +109,42 @@ def worker(
         "threads": threads,
         "shutdown_grace": shutdown_grace,
         "burst": True if burst else None,
-        "celery_queues": celery_queues,
     }
     try:
         settings = WorkerSettings.from_env(**{k: v for k, v in given.items() if v is not None})
     except (ConfigurationError, TypeError, ValueError) as exc:
         fail(str(exc), 2)
+    sources = celery_sources(found, app_path, celery_queues)
     served = settings.queues or default_queues(application)
-    if settings.celery_queues and application.compat is None:
-        fail(f"--celery-queues needs an asyncq.compat.Celery app; {app_path} is a plain asyncq App", 2)
-    if settings.celery_queues:
-        served = (*served, *(f"celery:{q}" for q in settings.celery_queues))
+    for source in sources:
+        served = (*served, *(f"celery:{q}" for q in source.queues))
     err.print(
         f"asyncq worker: {app_path} on {redact(application.settings.redis_url)}, queues {','.join(served)}",
         style="dim",
         markup=False,
         soft_wrap=True,
     )
-    guarded(lambda: serve(application, settings))
+    guarded(lambda: serve(application, settings, sources=sources))
+
+
+def celery_sources(found: Any, app_path: str, celery_queues: str | None) -> list[JobSource]:
+    """The Celery-queue consumer for ``--celery-queues`` (or ASYNCQ_WORKER_CELERY_QUEUES), if asked for: the
+    worker's one extra job source. The Celery layer is imported only then."""
+    given: dict[str, Any] = {"celery_queues": celery_queues} if celery_queues is not None else {}
+    if not (celery_queues or os.environ.get("ASYNCQ_WORKER_CELERY_QUEUES", "").strip(", ")):
+        return []
+    from asyncq.compat.app import Celery
+    from asyncq.compat.celery_consumer import CeleryConsumer, ConsumerSettings
+
+    try:
+        consumer_settings = ConsumerSettings.from_env(None, **given)
+    except (ConfigurationError, TypeError, ValueError) as exc:
+        fail(str(exc), 2)
+    if not consumer_settings.celery_queues:
+        return []
+    if not isinstance(found, Celery):
+        fail(f"--celery-queues needs an asyncq.compat.Celery app; {app_path} is a plain asyncq App", 2)
+    return [CeleryConsumer(found, consumer_settings)]
 
 
 @cli.command()

@@ -181,7 +181,6 @@ class Celery:
                       or 0, timeout=None, hooks=[_Lifecycle()])
             self.on_after_configure.send(sender=self, source=self.conf)  # receivers may add_periodic_task
             self._asyncq = app
-            app.compat = self
             for task in self.tasks.values():
                 self._register(task)
             for name, entry in (self.conf.beat_schedule or {}).items():

@@ -20,7 +20,7 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -36,8 +36,9 @@ from asyncq.settings import WorkerSettings
 from asyncq.stats import StatsRecorder
 from asyncq.worker.executor import Executor, RunningJob
 from asyncq.worker.finisher import Finisher
-from asyncq.worker.listener import Listener
+from asyncq.worker.listener import Listener, cancel_requested
 from asyncq.worker.scheduler import run_schedules
+from asyncq.worker.sources import JobSource, SourceHost
 
 log = logging.getLogger("asyncq.worker")
 
@@ -57,6 +58,7 @@ async def bounded(aw: Awaitable[Any], seconds: float, what: str) -> None:
     done, _ = await asyncio.wait({task}, timeout=seconds)
     if not done:
         task.cancel()
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no "never retrieved" noise
         log.warning("shutdown: %s did not stop within %.0f s; abandoned", what, seconds)
         return
     if not task.cancelled() and task.exception() is not None:
@@ -75,7 +77,8 @@ class Worker:
     """Runs the tasks of one App. Create it and ``await worker.run()`` inside an event loop (or call
     ``asyncq.run_worker``); ``asyncq worker`` runs it as a whole process."""
 
-    def __init__(self, app: App, settings: WorkerSettings | None = None, **overrides: Any) -> None:
+    def __init__(self, app: App, settings: WorkerSettings | None = None, *, sources: Sequence[JobSource] = (),
+                 **overrides: Any) -> None:
         if not app.tasks:
             raise ConfigurationError(
                 "this App has no tasks registered; import the module that defines them "
@@ -110,18 +113,14 @@ class Worker:
         self._broken_logged: dict[str, float] = {}
         self._stop_at: float | None = None  # monotonic time of the stop request (the grace period starts there)
         self.queues = self.settings.queues or default_queues(app)
-        if self.settings.celery_queues:  # adopted Celery messages wait in the asyncq queue of the same name
-            if app.compat is None:
-                raise ConfigurationError(
-                    "celery_queues needs an asyncq.compat.Celery app (asyncq worker proj.celery:app "
-                    "--celery-queues celery): Celery messages are mapped with its configuration and tasks"
-                )
-            self.queues = (*self.queues, *(q for q in self.settings.celery_queues if q not in self.queues))
+        #: extra job sources (asyncq worker --celery-queues): their jobs wait in asyncq queues served after ours
+        self.sources = tuple(sources)
+        for source in self.sources:
+            self.queues = (*self.queues, *(q for q in source.queues if q not in self.queues))
         self._lanes = [lane for q in self.queues for lane in keys.lanes_by_priority(q)]
         self._lane_queues = [q for q in self.queues for _ in keys.lanes_by_priority(q)]
         self._tasks: set[asyncio.Task[Any]] = set()
         self._background: list[asyncio.Task[Any]] = []
-        self.celery: Any = None  # the CeleryConsumer, with celery_queues
         self.broker: Broker = None  # type: ignore[assignment]  # set in run(), in the loop that uses it
         self.executor: Executor = None  # type: ignore[assignment]
         self.finisher: Finisher = None  # type: ignore[assignment]
@@ -227,18 +226,16 @@ class Worker:
                      ", ".join(self.queues), self.settings.concurrency, self.settings.lease,
                      len(self.app.tasks))
             await call_hooks(self.hooks, "on_worker_start", self)
-            consumer = None
-            if self.settings.celery_queues:
-                from asyncq.worker.celery_consumer import CeleryConsumer
-
-                self.celery = CeleryConsumer(self, self.app.compat, self.settings.celery_queues)
-                consumer = asyncio.create_task(self.celery.run(), name="asyncq-celery-consumer")
-                self._background.append(asyncio.create_task(self.celery.listen_revokes(),
-                                                            name="asyncq-celery-revokes"))
+            host = self._source_host()
+            feeding = []
+            for source in self.sources:
+                feeding.append((source.name, asyncio.create_task(source.run(host), name=f"asyncq-{source.name}")))
+                self._background.extend(asyncio.create_task(loop, name=f"asyncq-{name}")
+                                        for name, loop in source.side_loops(host).items())
             await self._serve_until_stopped()
-            if consumer is not None:  # it settles what it took before it stops: never cancel it mid-batch
-                # it settles what it took before it stops; bounded all the same, for a Redis that hangs
-                await bounded(consumer, self.settings.shutdown_grace + HAND_BACK_WAIT, "the Celery consumer")
+            for name, feed in feeding:  # a source settles what it took before it stops: never cancel it mid-batch
+                # bounded all the same, for a Redis that hangs
+                await bounded(feed, self.settings.shutdown_grace + HAND_BACK_WAIT, f"the job source {name}")
             await self._drain()
             await call_hooks(self.hooks, "on_worker_stop", self)
         finally:
@@ -249,11 +246,19 @@ class Worker:
             if metrics_server is not None:
                 metrics_server.close()
             await bounded(
-                asyncio.gather(asyncio.gather(*self._background, return_exceptions=True), listener.stop(),
-                               self.finisher.stop(), self._sign_off(), return_exceptions=True),
-                CLEANUP_WAIT, "background tasks, the listener, the finisher and the sign-off",
+                asyncio.gather(*self._background, listener.stop(), self.finisher.stop(), return_exceptions=True),
+                CLEANUP_WAIT, "background tasks, the listener and the finisher",
             )
+            # last, so that no heartbeat can write the worker's key again after it is deleted
+            await bounded(self._sign_off(), STOP_WAIT, "the last statistics and the worker's sign-off")
             log.info("worker %s stopped: %s", self.worker_id, dict(self.stats))
+
+    def _source_host(self) -> SourceHost:
+        return SourceHost(
+            broker=self.broker, settings=self.settings, worker_id=self.worker_id, stopping=self.stopping,
+            free_slots=lambda: self.settings.concurrency - len(self.running), redis_down=self.redis_down,
+            new_job=self.app.new_job,
+        )
 
     async def _sign_off(self) -> None:
         with contextlib.suppress(*REDIS_DOWN):
@@ -401,7 +406,7 @@ class Worker:
     # --- leases and aborts -------------------------------------------------------------------------------
     async def _renew_loop(self) -> None:
         period = self.settings.lease / 3
-        while True:
+        while not cancel_requested():
             await asyncio.sleep(period)
             try:
                 await self._renew_all()
@@ -442,7 +447,7 @@ class Worker:
         started = now_ms()
         interval = self.settings.heartbeat_interval
         queued = 0  # arq's health line counts the first queue's lane; read in each beat, written in the next
-        while True:
+        while not cancel_requested():
             beat = {
                 "id": self.worker_id,
                 "host": socket.gethostname(),
@@ -502,9 +507,10 @@ def default_queues(app: App) -> tuple[str, ...]:
     return (app.settings.default_queue, *others)
 
 
-async def run_worker(app: App, settings: WorkerSettings | None = None, **overrides: Any) -> Worker:
+async def run_worker(app: App, settings: WorkerSettings | None = None, *, sources: Sequence[JobSource] = (),
+                     **overrides: Any) -> Worker:
     """Create and run a worker in the current loop; returns it after it stopped (for its stats)."""
-    worker = Worker(app, settings, **overrides)
+    worker = Worker(app, settings, sources=sources, **overrides)
     try:
         await worker.main()
     finally:

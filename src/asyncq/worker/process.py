@@ -16,20 +16,23 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from asyncq.app import App
 from asyncq.settings import WorkerSettings
 from asyncq.worker.lifecycle import STOP_WAIT, run_worker
+from asyncq.worker.sources import JobSource
 
 log = logging.getLogger("asyncq.worker")
 
 
-def serve(app: App, settings: WorkerSettings | None = None, **overrides: Any) -> None:
+def serve(app: App, settings: WorkerSettings | None = None, *, sources: Sequence[JobSource] = (),
+          **overrides: Any) -> None:
     """Run a worker in a new event loop until it stops, then end the process's waits within a few seconds."""
     loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(run_worker(app, settings, **overrides))
+        loop.run_until_complete(run_worker(app, settings, sources=sources, **overrides))
     finally:
         _close(loop)
     _leave_stuck_threads(STOP_WAIT)
