@@ -69,31 +69,28 @@ for i = 1, #KEYS do
     local p = redis.pcall('SISMEMBER', paused_set, queue)
     paused[queue] = p == 1
     if failed(p) then note_broken(paused_set, p) end
-    if not paused[queue] then
-      for _, key in ipairs({running_prefix .. queue, claimed_prefix .. queue}) do
-        local t = redis.call('TYPE', key)['ok']
-        if t ~= 'none' and t ~= (key == running_prefix .. queue and 'zset' or 'hash') then
-          note_broken(key, {err = 'WRONGTYPE ' .. t})
-        end
-      end
-    end
   end
-end
-if failed(redis.pcall('HEXISTS', recoveries_key, '')) then
-  note_broken(recoveries_key, {err = 'WRONGTYPE'})
 end
 
 -- Lapsed leases go back to their original due time (ahead of newer work), once per queue.
 local function restore_lapsed(queue)
   local running, claimed = running_prefix .. queue, claimed_prefix .. queue
-  if broken[running] or broken[claimed] then return end
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', running, '-inf', now, 'LIMIT', 0, 500)) do
+  local lapsed = redis.pcall('ZRANGEBYSCORE', running, '-inf', now, 'LIMIT', 0, 500)
+  if failed(lapsed) then
+    note_broken(running, lapsed)
+    return
+  end
+  for _, id in ipairs(lapsed) do
     local pttl = redis.call('PTTL', ip_prefix .. id)
     if pttl > 0 then
       redis.call('ZADD', running, now + pttl, id)  -- still held (renewed late, or an arq worker): look later
     else
       redis.call('ZREM', running, id)
-      local v = redis.call('HGET', claimed, id)
+      local v = redis.pcall('HGET', claimed, id)
+      if failed(v) then
+        note_broken(claimed, v)
+        v = false
+      end
       local sep = v and string.find(v, '|', 1, true)
       if sep then  -- pcall: the lane may since have been broken by a foreign write; skipped below then
         redis.pcall('ZADD', string.sub(v, sep + 1), 'XX', string.sub(v, 1, sep - 1), id)
@@ -115,11 +112,14 @@ end
 
 local function claim_one(i, lane, queue, id, score)
   local claimed = claimed_prefix .. queue
-  local prev = false
-  if not broken[claimed] then prev = redis.call('HGET', claimed, id) end
-  if prev and not recovering then
-    redis.call('ZADD', lane, 'XX', hold, id)  -- its owner may be reconnecting: wait for the window to end
-    return
+  if not recovering and not broken[claimed] then
+    local prev = redis.pcall('HEXISTS', claimed, id)
+    if prev == 1 then
+      redis.call('ZADD', lane, 'XX', hold, id)  -- its owner may be reconnecting: wait for the window to end
+      return
+    elseif failed(prev) then
+      note_broken(claimed, prev)
+    end
   end
   local ip_key = ip_prefix .. id
   local token = token_prefix .. ':' .. ARGV[1] .. ':' .. id  -- ARGV[1]: the exact digits Python sent
@@ -150,21 +150,30 @@ local function claim_one(i, lane, queue, id, score)
     end
   end
   if problem == '' and not broken[claimed] then
-    local due, at = score, lane
-    local sep = prev and string.find(prev, '|', 1, true)
-    if sep then due, at = string.sub(prev, 1, sep - 1), string.sub(prev, sep + 1) end
-    redis.call('HSET', claimed, id, due .. '|' .. at)
-    if not broken[recoveries_key] then
-      if prev then
-        recoveries = redis.call('HINCRBY', recoveries_key, id, 1)
-      elseif gen > 1 then
-        recoveries = tonumber(redis.call('HGET', recoveries_key, id) or '0') or 0
+    -- The claimed hash keeps the due time (restore_lapsed has put a lapsed job back at its original one) and
+    -- lane. HSET answers 0 when the field was there: the job was claimed before and never settled, so this claim
+    -- is a recovery.
+    local fresh = redis.pcall('HSET', claimed, id, score .. '|' .. lane)
+    if failed(fresh) then
+      note_broken(claimed, fresh)
+    elseif not broken[recoveries_key] then
+      local r
+      if fresh == 0 then
+        r = redis.pcall('HINCRBY', recoveries_key, id, 1)
+      elseif gen > 1 then  -- only a job claimed before can have been recovered before
+        r = redis.pcall('HGET', recoveries_key, id)
+      end
+      if failed(r) then
+        note_broken(recoveries_key, r)
+      elseif r then
+        recoveries = tonumber(r) or 0
       end
     end
   end
   redis.call('ZADD', lane, 'XX', until_ms, id)
   if not broken[running_prefix .. queue] then
-    redis.call('ZADD', running_prefix .. queue, until_ms, id)
+    local added = redis.pcall('ZADD', running_prefix .. queue, until_ms, id)
+    if failed(added) then note_broken(running_prefix .. queue, added) end
   end
   out[#out + 1] = i
   out[#out + 1] = id

@@ -24,7 +24,9 @@ for i = 0, n - 1 do
     redis.pcall('ZREM', lane, id)
     redis.pcall('ZREM', running_prefix .. queue, id)
     redis.pcall('HDEL', claimed_prefix .. queue, id)
-    redis.pcall('HDEL', recoveries_key, id)
+    if gen > 1 then  -- only a job claimed more than once can have been recovered
+      redis.pcall('HDEL', recoveries_key, id)
+    end
     redis.pcall('ZREM', abort_set, id)
     if result ~= '' and keep > 0 then
       redis.call('SET', result_prefix .. id, result, 'PX', keep)

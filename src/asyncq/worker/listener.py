@@ -18,6 +18,13 @@ from asyncq.broker import REDIS_DOWN, Broker, printable_id
 log = logging.getLogger("asyncq.worker")
 
 
+def cancel_requested() -> bool:
+    """True inside a task that was asked to stop. Loops check it after catching a Redis error, because redis-py
+    can turn a cancellation that lands during a command into a ConnectionError, which the loop would survive."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class Listener:
     def __init__(
         self,
@@ -41,7 +48,7 @@ class Listener:
     async def _run(self) -> None:
         abort = keys.ABORT_CHANNEL.encode()
         delay = 0.1
-        while True:
+        while not cancel_requested():
             pubsub: Any = self._broker.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(*self._channels)
