@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import flushed_url
+from .conftest import flushed_url, run_process_group
 
 CLI_DB = 11
 UNREACHABLE = "redis://127.0.0.1:1/0"
@@ -62,10 +62,10 @@ def env_for(url: str | None, **extra: str) -> dict[str, str]:
 
 def asyncq(*args: str, url: str | None, cwd: Path | None = None, timeout: float = 60,
            **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "asyncq", *args], capture_output=True, text=True, cwd=cwd, env=env_for(url, **env),
-        stdin=subprocess.DEVNULL, timeout=timeout, check=False,
-    )
+    # in a process group of its own: a command that overruns (asyncq demo) is killed with the redis-server and
+    # worker it started, instead of leaving them running
+    return run_process_group([sys.executable, "-m", "asyncq", *args], cwd=cwd, env=env_for(url, **env),
+                             timeout=timeout)
 
 
 def ok(proc: subprocess.CompletedProcess[str]) -> str:
