@@ -133,6 +133,19 @@ class Store:
             out.append(Start(float(at), int(pid), int(job_try), int(rec) if rec else None))
         return out
 
+    def first_start_times(self, ns: list[int], chunk: int = 2000) -> dict[int, float]:
+        """n -> the time job n first started, for the jobs of ``ns`` that started (pipelined)."""
+        out: dict[int, float] = {}
+        for i in range(0, len(ns), chunk):
+            part = ns[i:i + chunk]
+            pipe = self.r.pipeline(transaction=False)
+            for n in part:
+                pipe.lindex(f"{START_LOG}{n}", 0)
+            for n, raw in zip(part, pipe.execute(), strict=True):
+                if raw is not None:
+                    out[n] = float(raw.split(b"|")[0])
+        return out
+
     def done_times(self, n: int) -> list[float]:
         return [float(raw.split(b"|")[0]) for raw in self.r.lrange(f"{DONE_LOG}{n}", 0, -1)]
 

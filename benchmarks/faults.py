@@ -3,6 +3,7 @@
     python benchmarks/faults.py kill   --jobs 50000 --workers 3      # SIGKILL a random worker every 2-5 s
     python benchmarks/faults.py outage --jobs 50000 --outage 20      # stop Redis (SHUTDOWN, AOF on), restart
     python benchmarks/faults.py calm   --jobs 5000 --fuzz 1000       # no faults; garbage written into the keys
+    python benchmarks/faults.py backlog --backlog 40000               # SIGKILL a worker ahead of 40,000 newer jobs
 
 Everything runs on redis-servers of its own (free ports, temp directories; never the shared one on 6379):
 the queue's, and a second one where the task records each start and completion (``_fault_app.py``), which
@@ -37,7 +38,7 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks._fault_app import STORE_ENV, Store  # noqa: E402
+from benchmarks._fault_app import DONE_LOG, STORE_ENV, Store  # noqa: E402
 from benchmarks._redis_proc import RedisProc  # noqa: E402
 
 from asyncq import App, JobSpec, keys  # noqa: E402
@@ -53,6 +54,7 @@ class Slot:
     index: int
     proc: subprocess.Popen[bytes] | None = None
     started: int = 0
+    env: dict[str, str] = field(default_factory=dict)  # on top of the fleet's (e.g. its own concurrency)
 
 
 class Fleet:
@@ -63,13 +65,20 @@ class Fleet:
         self.crashes: list[dict[str, Any]] = []
         self.t0 = time.time()
 
+    def add(self, env: dict[str, str]) -> Slot:
+        """One more slot (not started) whose worker gets ``env`` on top of the fleet's."""
+        slot = Slot(len(self.slots), env=env)
+        self.slots.append(slot)
+        return slot
+
     def start(self, slot: Slot) -> None:
         slot.started += 1
         log = (self.log_dir / f"worker{slot.index}.log").open("ab")
         log.write(f"\n=== start {slot.started} at +{time.time() - self.t0:.1f}s ===\n".encode())
         log.flush()
         slot.proc = subprocess.Popen(
-            [sys.executable, "-m", "asyncq", "worker", "benchmarks._fault_app:app"], cwd=ROOT, env=self.env,
+            [sys.executable, "-m", "asyncq", "worker", "benchmarks._fault_app:app"], cwd=ROOT,
+            env={**self.env, **slot.env},
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True, start_new_session=True,
         )
         log.close()
@@ -212,6 +221,8 @@ class Run:
     fuzz: list[FuzzEntry] = field(default_factory=list)
     end_reason: str = ""
     alive_at_end: int = 0
+    backlog: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
 
 
 def job_seconds(rng: random.Random, args: argparse.Namespace) -> float:
@@ -271,6 +282,85 @@ def progress(store: Store, queue_r: redis.Redis | None, jobs: int) -> tuple[int,
 def good_left_in_queue(queue_r: redis.Redis) -> int:
     """Good jobs still in the lane (queued, running, or finished without their outcome written)."""
     return sum(1 for jid in queue_r.zrange(LANE, 0, -1) if good_id(jid) is not None)
+
+
+def backlog_setup(app: App, store: Store, fleet: Fleet, run: Run, rng: random.Random) -> None:
+    """backlog mode, up to the kill: the victim worker (concurrency = --held) starts the --held jobs, whose
+    first run sleeps --hold-first s (they are still running at the kill; a second run sleeps --held-seconds);
+    then --backlog newer jobs are enqueued, the --workers other workers start on them, and once they have
+    completed --kill-after-done backlog jobs the victim is SIGKILLed (and not restarted). The rest of the run is
+    the usual loop: it ends when every job has completed or been dead-lettered."""
+    args = run.args
+    held = range(args.held)
+    app.enqueue_many_sync([
+        JobSpec("work", (n, args.held_seconds), {"first_seconds": args.hold_first}).set(job_id=f"j{n}") for n in held
+    ])
+    victim = fleet.add({"ASYNCQ_WORKER_CONCURRENCY": str(args.held)})
+    fleet.start(victim)
+    deadline = time.time() + 60
+    while set(store.starts()) != set(held):
+        if time.time() > deadline or (victim.proc is not None and victim.proc.poll() is not None):
+            raise RuntimeError(f"the victim worker did not start the {args.held} held jobs within 60 s; "
+                               f"log: {fleet.log_tail(victim)}")
+        time.sleep(0.1)
+    t = time.time()
+    for start in range(args.held, args.jobs, 1000):
+        app.enqueue_many_sync([JobSpec("work", (n, job_seconds(rng, args)), {}).set(job_id=f"j{n}")
+                               for n in range(start, min(start + 1000, args.jobs))])
+    run.backlog["enqueue_s"] = round(time.time() - t, 1)
+    if set(store.starts()) != set(held):
+        raise RuntimeError("the victim worker started backlog jobs: its slots were not all taken by held jobs")
+    run.t0 = fleet.t0 = time.time()
+    for slot in fleet.slots:
+        if slot is not victim:
+            fleet.start(slot)
+    while sum(1 for n in store.done() if n >= args.held) < args.kill_after_done:
+        if time.time() - run.t0 > 120:
+            raise RuntimeError("the workers completed no backlog job within 120 s")
+        fleet.reap_crashed()
+        time.sleep(0.05)
+    assert victim.proc is not None
+    running = store.running_on(victim.proc.pid)
+    pid = fleet.kill(victim)
+    killed_at = time.time()
+    started = store.starts()
+    run.kills.append(Kill(killed_at - run.t0, victim.index, pid, running))
+    run.backlog["not_started_at_kill"] = sum(1 for n in range(args.held, args.jobs) if n not in started)
+    print(f"  +{killed_at - run.t0:6.1f}s  SIGKILL victim (pid {pid}, {len(running)} held jobs in flight); "
+          f"{run.backlog['not_started_at_kill']} backlog jobs not started yet", file=sys.stderr)
+
+
+def backlog_report(run: Run, store: Store) -> dict[str, Any]:
+    """When the victim's jobs started again and completed, and how much of the backlog went before them."""
+    args = run.args
+    t_kill = run.t0 + run.kills[0].at
+    held = list(run.kills[0].in_flight)
+    restarts: list[float] = []
+    completions: list[float] = []
+    for n in held:
+        later = [s.at for s in store.start_log(n) if s.at > t_kill]
+        if later:
+            restarts.append(min(later))
+        ends = [t for t in store.done_times(n) if t > t_kill]
+        if ends:
+            completions.append(min(ends))
+    firsts = store.first_start_times(list(range(args.held, args.jobs)))
+    last_restart = max(restarts) if len(restarts) == len(held) and held else None
+    last_done = max(completions) if len(completions) == len(held) and held else None
+    out: dict[str, Any] = {
+        "backlog": args.jobs - args.held, "held_in_flight_at_kill": len(held), "lease_s": args.lease,
+        "enqueue_s": run.backlog.get("enqueue_s"),
+        "backlog_not_started_at_kill": run.backlog.get("not_started_at_kill"),
+        "held_first_started_again_s": _r(min(restarts) - t_kill) if restarts else None,
+        "held_all_started_again_s": _r(last_restart - t_kill) if last_restart else None,
+        "held_all_completed_s": _r(last_done - t_kill) if last_done else None,
+        "held_never_started_again": len(held) - len(restarts),
+    }
+    if last_restart is not None:
+        out["backlog_started_after_kill_before_held"] = sum(1 for t in firsts.values() if t_kill < t < last_restart)
+        out["backlog_not_started_when_held_restarted"] = (args.jobs - args.held) - sum(
+            1 for t in firsts.values() if t < last_restart)
+    return out
 
 
 class Driver:
@@ -375,7 +465,7 @@ def report(run: Run, queue: RedisProc, store: Store, fleet: Fleet, stop_codes: d
     reasons = Counter(str(m.get("reason") or "(no reason)")[:120] for m in good_dead.values())
     out: dict[str, Any] = {
         "mode": args.mode, "jobs": jobs, "workers": args.workers, "concurrency": args.concurrency,
-        "lease": args.lease, "seed": args.seed, "end": run.end_reason,
+        "lease": args.lease, "seed": args.seed, "asyncq": run.source, "end": run.end_reason,
         "duration_s": round(time.time() - run.t0, 1),
         "completed": len(completed),
         "dead_lettered": len(good_dead),
@@ -394,6 +484,8 @@ def report(run: Run, queue: RedisProc, store: Store, fleet: Fleet, stop_codes: d
     }
     if args.mode == "kill":
         out["kills"] = kill_report(run, store)
+    if args.mode == "backlog" and run.kills:
+        out["backlog"] = backlog_report(run, store)
     if args.mode == "outage":
         before = run.done_before_stop
         restarted = run.outage.get("restarted_at")
@@ -427,14 +519,20 @@ def report(run: Run, queue: RedisProc, store: Store, fleet: Fleet, stop_codes: d
 
 def kill_report(run: Run, store: Store) -> dict[str, Any]:
     """Per kill: how long until the killed worker's in-flight jobs started again / completed elsewhere."""
-    per_kill = []
+    per_kill: list[dict[str, Any]] = []
+    late_bound = 2 * run.args.lease
     for k in run.kills:
         t_kill = run.t0 + k.at
         restart_after, done_after = [], []
+        late: list[dict[str, Any]] = []
         for n in k.in_flight:
             later = [s.at - t_kill for s in store.start_log(n) if s.at > t_kill]
             if later:
                 restart_after.append(min(later))
+                if min(later) > late_bound:
+                    late.append({"n": n, "started_again_s": _r(min(later)), "starts": [
+                        f"+{s.at - run.t0:.2f}s pid {s.pid} try {s.job_try} recoveries {s.recoveries}"
+                        for s in store.start_log(n)]})
             ends = [t - t_kill for t in store.done_times(n) if t > t_kill]
             if ends:
                 done_after.append(min(ends))
@@ -445,14 +543,30 @@ def kill_report(run: Run, store: Store) -> dict[str, Any]:
             else None,
             "never_restarted": len(k.in_flight) - len(restart_after),
             "first_completion_s": _r(min(done_after, default=None)),
+            "started_again_later_than_2_leases": len(late),
+            "late_sample": late[:5],
         })
 
     def dist(name: str) -> dict[str, float | None]:
         xs = [p[name] for p in per_kill if p[name] is not None]
         return {"n": len(xs), "p50": _r(statistics.median(xs)) if xs else None, "max": _r(max(xs, default=None))}
 
+    # completed > once: how long before the kill of its process the first completion was recorded (the window
+    # between the task's end and its outcome reaching Redis)
+    kill_at = {k.pid: run.t0 + k.at for k in run.kills}
+    gaps = []
+    for n, count in store.done().items():
+        if count > 1:
+            first = store.r.lindex(f"{DONE_LOG}{n}", 0)
+            if isinstance(first, bytes):
+                at, pid = first.decode().split("|")
+                if int(pid) in kill_at:
+                    gaps.append(kill_at[int(pid)] - float(at))
     with_jobs = [p for p in per_kill if p["in_flight"]]
     return {
+        "late_restarts": sum(p["started_again_later_than_2_leases"] for p in per_kill),
+        "completed_twice_first_completion_before_kill_s": {
+            "n": len(gaps), "p50": _r(statistics.median(gaps)) if gaps else None, "max": _r(max(gaps, default=None))},
         "count": len(per_kill),
         "with_jobs_in_flight": len(with_jobs),
         "all_restarted_s": dist("all_restarted_s"),
@@ -462,13 +576,67 @@ def kill_report(run: Run, store: Store) -> dict[str, Any]:
     }
 
 
+def asyncq_source() -> dict[str, Any]:
+    """Which asyncq the run measured (the workers import the same): its directory, and the git commit and
+    uncommitted changes of the tree it lives in, so a run of a half-edited working tree is visible."""
+    import asyncq
+
+    pkg = Path(asyncq.__file__).resolve().parent
+    out: dict[str, Any] = {"path": str(pkg), "version": getattr(asyncq, "__version__", None)}
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        git = ["git", "-C", str(pkg)]
+        out["commit"] = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                       timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run([*git, "status", "--porcelain", "--", "."], capture_output=True, text=True,
+                               timeout=10, check=True).stdout.split("\n")
+        out["uncommitted"] = [line[3:] for line in dirty if line.strip()]
+    return out
+
+
 def _r(x: float | None) -> float | None:
     return None if x is None else round(x, 2)
+
+
+def print_kills(out: dict[str, Any]) -> None:
+    if "kills" not in out:
+        return
+    k = out["kills"]
+    print(f"  kills                {k['count']} ({k['with_jobs_in_flight']} with jobs in flight)")
+    print(f"  recovery: all in-flight jobs started again  p50 {k['all_restarted_s']['p50']} s  "
+          f"max {k['all_restarted_s']['max']} s  (over {k['all_restarted_s']['n']} kills)")
+    print(f"  recovery: first of them completed           p50 {k['first_completion_s']['p50']} s  "
+          f"max {k['first_completion_s']['max']} s")
+    print(f"  in-flight jobs started again later than 2 leases after their kill: {k['late_restarts']}")
+    g = k["completed_twice_first_completion_before_kill_s"]
+    if g["n"]:
+        print(f"  completed > once: first completion recorded before the kill of its process by p50 {g['p50']} s, "
+              f"max {g['max']} s ({g['n']} jobs)")
+    if k["never_restarted_jobs"]:
+        print(f"  in-flight jobs never started again: {k['never_restarted_jobs']}")
+
+
+def print_backlog(out: dict[str, Any]) -> None:
+    if "backlog" not in out:
+        return
+    b = out["backlog"]
+    print(f"  backlog              {b['backlog']} jobs ({b['backlog_not_started_at_kill']} not started at the "
+          f"kill); victim held {b['held_in_flight_at_kill']} jobs; lease {b['lease_s']} s")
+    print(f"  after the SIGKILL:   first held job started again {b['held_first_started_again_s']} s, all "
+          f"{b['held_all_started_again_s']} s, all completed {b['held_all_completed_s']} s")
+    if "backlog_started_after_kill_before_held" in b:
+        print(f"  backlog jobs started between the kill and the last held restart: "
+              f"{b['backlog_started_after_kill_before_held']}; not started yet then: "
+              f"{b['backlog_not_started_when_held_restarted']}")
+    if b["held_never_started_again"]:
+        print(f"  held jobs never started again: {b['held_never_started_again']}")
 
 
 def print_report(out: dict[str, Any]) -> None:
     print(f"\nfault run: {out['mode']}, {out['jobs']} jobs, {out['workers']} workers x {out['concurrency']}, "
           f"lease {out['lease']} s, seed {out['seed']}")
+    src = out["asyncq"]
+    print(f"  asyncq {src['path']} at {src.get('commit', '?')}"
+          + (f", UNCOMMITTED CHANGES in {len(src['uncommitted'])} files" if src.get("uncommitted") else ""))
     print(f"  ended: {out['end']} after {out['duration_s']} s")
     print(f"  completed            {out['completed']}")
     print(f"  dead-lettered        {out['dead_lettered']}")
@@ -483,15 +651,8 @@ def print_report(out: dict[str, Any]) -> None:
         print(f"  workers alive but idle while jobs were queued (wedged): {out['workers_alive_at_end']}")
     for c in out["worker_crash_samples"][:3]:
         print(f"      +{c['at']}s worker {c['worker']} rc {c['rc']}: {c['log'][-300:]}")
-    if "kills" in out:
-        k = out["kills"]
-        print(f"  kills                {k['count']} ({k['with_jobs_in_flight']} with jobs in flight)")
-        print(f"  recovery: all in-flight jobs started again  p50 {k['all_restarted_s']['p50']} s  "
-              f"max {k['all_restarted_s']['max']} s  (over {k['all_restarted_s']['n']} kills)")
-        print(f"  recovery: first of them completed           p50 {k['first_completion_s']['p50']} s  "
-              f"max {k['first_completion_s']['max']} s")
-        if k["never_restarted_jobs"]:
-            print(f"  in-flight jobs never started again: {k['never_restarted_jobs']}")
+    print_kills(out)
+    print_backlog(out)
     if "outage" in out:
         o = out["outage"]
         print(f"  Redis stopped at +{o['stopped_at_s']} s, restarted at +{o['restarted_at_s']} s "
@@ -506,7 +667,7 @@ def print_report(out: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["kill", "outage", "calm"])
+    p.add_argument("mode", choices=["kill", "outage", "calm", "backlog"])
     p.add_argument("--jobs", type=int, default=50_000)
     p.add_argument("--workers", type=int, default=3)
     p.add_argument("--concurrency", type=int, default=100, help="per worker (ASYNCQ_WORKER_CONCURRENCY)")
@@ -522,6 +683,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="outage: stop Redis this many seconds into the run (default: see --outage-after)")
     p.add_argument("--outage-after", type=float, default=0.4,
                    help="outage: stop Redis once this share of the jobs completed (default 0.4)")
+    p.add_argument("--backlog", type=int, default=40_000,
+                   help="backlog: newer jobs queued behind the victim's (the run has --held + --backlog jobs)")
+    p.add_argument("--held", type=int, default=20, help="backlog: jobs the victim is running (its concurrency)")
+    p.add_argument("--hold-first", type=float, default=600.0,
+                   help="backlog: the held jobs' first run sleeps this long (still running at the kill)")
+    p.add_argument("--held-seconds", type=float, default=0.5, help="backlog: the held jobs' second run")
+    p.add_argument("--kill-after-done", type=int, default=500,
+                   help="backlog: SIGKILL the victim once the other workers completed this many backlog jobs")
     p.add_argument("--fuzz", type=int, default=0, help="bad entries written into asyncq's keys among the jobs")
     p.add_argument("--max-recoveries", type=int, default=None, help="sets ASYNCQ_MAX_RECOVERIES for the workers")
     p.add_argument("--seed", type=int, default=1)
@@ -533,11 +702,27 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.jobs < 1 or args.workers < 1:
         p.error("--jobs and --workers must be >= 1")
+    if args.mode == "backlog":
+        if args.held < 1 or args.backlog < 1 or args.fuzz:
+            p.error("backlog: --held and --backlog must be >= 1, and --fuzz is not supported")
+        args.jobs = args.held + args.backlog  # held jobs are 0 .. held-1, the backlog follows
 
     rng = random.Random(args.seed)
     log_dir = args.logs or Path(os.environ.get("TMPDIR", "/tmp")) / f"asyncq-faults-{os.getpid()}"
     log_dir.mkdir(parents=True, exist_ok=True)
     run = Run(args)
+    run.source = asyncq_source()
+    if run.source.get("uncommitted"):
+        print(f"warning: asyncq in {run.source['path']} has uncommitted changes "
+              f"({', '.join(run.source['uncommitted'][:5])}): the run measures that working tree", file=sys.stderr)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    # SIGTERM, and SIGINT even where it was ignored (a background job of a non-interactive shell), end the run
+    # through the cleanup below, so no worker or redis-server is left behind
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     queue = RedisProc(appendonly=args.mode == "outage", name="asyncq-faults-queue")
     store_server = RedisProc(name="asyncq-faults-store")
     fleet: Fleet | None = None
@@ -558,11 +743,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"enqueueing {args.jobs} jobs" + (f" and {args.fuzz} fuzz entries" if args.fuzz else "")
               + f" on redis-server :{queue.port}; records on :{store_server.port}; logs in {log_dir}",
               file=sys.stderr)
-        enqueue_all(app, queue_r, rng, run)
-        queue_r.close()
         fleet = Fleet(args.workers, env, log_dir)
-        run.t0 = fleet.t0 = time.time()
-        fleet.start_all()
+        if args.mode == "backlog":
+            backlog_setup(app, store, fleet, run, rng)
+        else:
+            enqueue_all(app, queue_r, rng, run)
+            run.t0 = fleet.t0 = time.time()
+            fleet.start_all()
+        queue_r.close()
         driver = Driver(run, queue, store, fleet, rng)
         driver.loop()
         driver.settle()
