@@ -68,7 +68,11 @@ def root(
 
 @cli.command()
 def worker(
-    app_path: Annotated[str, typer.Argument(metavar="MODULE:APP", help="Your App: module.path:app (or module).")],
+    app_path: Annotated[
+        str | None,
+        typer.Argument(metavar="[MODULE:APP]", help="Your App: module.path:app (or module). Leave it out with "
+                       "--django."),
+    ] = None,
     queues: Annotated[
         str | None,
         typer.Option(
@@ -91,6 +95,11 @@ def worker(
             "asyncq.compat.Celery app; results go to Celery's result backend."
         ),
     ] = None,
+    django: Annotated[
+        bool,
+        typer.Option("--django", help="Serve the django.tasks of DJANGO_SETTINGS_MODULE's asyncq task backend "
+                     "(the default when MODULE:APP is left out and DJANGO_SETTINGS_MODULE is set)."),
+    ] = False,
     redis_url: RedisUrl = None,
 ) -> None:
     """Run a worker for your App until SIGTERM/SIGINT (or, with --burst, until the queues are empty).
@@ -101,7 +110,13 @@ def worker(
     if level is None:
         fail(f"--log-level {log_level!r} is not one of debug, info, warning, error", 2)
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    application, found = make_target(redis_url, app_path)
+    served: tuple[str, ...] = ()
+    if django or (app_path is None and os.environ.get("DJANGO_SETTINGS_MODULE")):
+        application, found, served, app_path = django_target(redis_url)
+    elif app_path is None:
+        fail("give your App as MODULE:APP, or --django (with DJANGO_SETTINGS_MODULE) for django.tasks", 2)
+    else:
+        application, found = make_target(redis_url, app_path)
     given: dict[str, Any] = {
         "queues": queues,
         "concurrency": concurrency,
@@ -114,6 +129,8 @@ def worker(
         settings = WorkerSettings.from_env(**{k: v for k, v in given.items() if v is not None})
     except (ConfigurationError, TypeError, ValueError) as exc:
         fail(str(exc), 2)
+    if served and not settings.queues:  # --django: the backend's QUEUES, even those no task names yet
+        settings = dataclasses.replace(settings, queues=served)
     sources = celery_sources(found, app_path, celery_queues)
     served = settings.queues or default_queues(application)
     for source in sources:
@@ -125,6 +142,17 @@ def worker(
         soft_wrap=True,
     )
     guarded(lambda: serve(application, settings, sources=sources))
+
+
+def django_target(redis_url: str | None) -> tuple[App, Any, tuple[str, ...], str]:
+    """``asyncq worker --django``: the App serving the project's django.tasks, and the backend's queues."""
+    try:
+        from asyncq.integrations.django_worker import django_app
+
+        application, served = django_app(redis_url=redis_url)
+    except ConfigurationError as exc:
+        fail(str(exc), 2)
+    return application, application, served, f"django:{os.environ.get('DJANGO_SETTINGS_MODULE', '?')}"
 
 
 def celery_sources(found: Any, app_path: str, celery_queues: str | None) -> list[JobSource]:

@@ -53,4 +53,12 @@ def enqueue_spec_on_commit(app: App, spec: JobSpec, *, using: str | None = None)
     transaction.on_commit(lambda: _enqueue_now(app, spec), using=using)
 
 
-__all__ = ["enqueue_on_commit", "enqueue_spec_on_commit"]
+def __getattr__(name: str) -> Any:
+    if name == "AsyncqBackend":
+        from asyncq.integrations.django_backend import AsyncqBackend
+
+        return AsyncqBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["AsyncqBackend", "enqueue_on_commit", "enqueue_spec_on_commit"]  # noqa: F822  (AsyncqBackend: __getattr__)
