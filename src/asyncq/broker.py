@@ -261,7 +261,7 @@ class Broker(AsyncRedis):
                     job_id=jid,
                     lane=lanes[lane_idx],
                     queue=lane_queues[lane_idx],
-                    payload=payload or None,
+                    payload=payload,  # None: expired (b"" is a payload, an empty one)
                     generation=int(generation),
                     recoveries=int(recoveries),
                     token=prefix + jid if raw is None else prefix.encode() + raw,  # as claim.lua builds it

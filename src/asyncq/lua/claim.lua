@@ -82,8 +82,11 @@ local function restore_lapsed(queue)
   end
   for _, id in ipairs(lapsed) do
     local pttl = redis.call('PTTL', ip_prefix .. id)
-    if pttl > 0 then
-      redis.call('ZADD', running, now + pttl, id)  -- still held (renewed late, or an arq worker): look later
+    if pttl >= 0 then
+      -- Still held (renewed late, or an arq worker): look later. 0 counts as held: a key that expires while this
+      -- script runs still exists for the script (Redis freezes its clock for key expiry), so SET NX below would
+      -- fail and the job, taken out of the running set, would lose its place for good.
+      redis.call('ZADD', running, now + pttl, id)
     else
       redis.call('ZREM', running, id)
       local v = redis.pcall('HGET', claimed, id)
