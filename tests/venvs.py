@@ -56,6 +56,9 @@ class VenvSpec:
     requirements: tuple[str, ...]
     report: tuple[str, ...]  # distribution names, read with importlib.metadata
     check: Callable[[dict[str, str]], str | None] = field(default=lambda v: None, compare=False)
+    #: the interpreter the venv is built from (e.g. pyenv's 3.12 for Django 6); None: the one running the tests.
+    #: A venv whose base interpreter is missing makes its tests skip, with the reason
+    python: str | None = None
 
     @property
     def root(self) -> Path:
@@ -129,8 +132,9 @@ def _ready(spec: VenvSpec) -> dict[str, str] | None:
         data = json.loads((spec.root / MARKER_NAME).read_text())
     except (OSError, ValueError):
         return None
-    if data.get("requirements") != list(spec.requirements) or not (spec.root / "bin" / "python").exists():
-        return None  # other requirements, or the base interpreter the venv points at is gone
+    if (data.get("requirements") != list(spec.requirements) or data.get("base") != spec.python
+            or not (spec.root / "bin" / "python").exists()):
+        return None  # other requirements or base interpreter, or the base interpreter the venv points at is gone
     versions: dict[str, str] = data["versions"]
     return versions
 
@@ -147,8 +151,11 @@ def run(cmd: Sequence[str | Path], timeout: float, cwd: Path | None = None) -> s
 def _build(spec: VenvSpec) -> dict[str, str]:
     """Build the venv from scratch; ``pytest.skip`` with the tool's last lines when that fails."""
     root = spec.root
+    base = spec.python or sys.executable
+    if not Path(base).exists():
+        pytest.skip(f"cannot create {root}: its base interpreter {base} is not on this machine")
     shutil.rmtree(root, ignore_errors=True)
-    made = run([sys.executable, "-m", "venv", root], VENV_TIMEOUT)
+    made = run([base, "-m", "venv", root], VENV_TIMEOUT)
     if made.returncode != 0:
         pytest.skip(f"cannot create {root} (python -m venv, exit {made.returncode}):\n"
                     f"{_tail(made.stdout + made.stderr)}")
@@ -169,7 +176,7 @@ def _build(spec: VenvSpec) -> dict[str, str]:
         raise RuntimeError(f"{root}: {problem} (installed: {versions})")
     tmp = root / f"{MARKER_NAME}.tmp"
     tmp.write_text(json.dumps({"requirements": list(spec.requirements), "versions": versions,
-                               "python": sys.version}))
+                               "python": sys.version, "base": spec.python}))
     os.replace(tmp, root / MARKER_NAME)  # the marker appears whole, and only after everything above
     return versions
 

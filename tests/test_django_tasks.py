@@ -1,0 +1,118 @@
+"""django.tasks on asyncq: Django's task-backend behaviour against a real ``asyncq worker --django`` process.
+
+tests/djt_proj/scenario.py runs every step once per environment (enqueue from a sync and an async view,
+run_after, priorities, a failing task, get_result before and after, the ORM from def and async def tasks,
+on-commit enqueue dropped on rollback, the JSON argument rule) and prints a report; the tests below read it.
+Two environments: this one (Django 4.2-5.x with the django-tasks backport) and Django 6 under Python 3.12 in a
+venv of its own (tests/venvs.py). Redis database 12, shared with tests/test_test_redis.py: each run flushes it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import flushed_url
+from .venvs import REPO, VenvSpec, ensure, repo_req, venv_env
+
+pytest.importorskip("django")
+
+PROJECT = Path(__file__).resolve().parent / "djt_proj"
+DB = 12
+PY312 = "/root/.pyenv/versions/3.12.1/bin/python"
+DJANGO6 = VenvSpec("django6", (repo_req(), "django>=6.0,<7"), ("asyncq", "django"),
+                   check=lambda v: None if v["django"].startswith("6.") else "expected Django 6.x", python=PY312)
+
+
+def _scenario(python: str | Path, tmp: Path, env: dict[str, str]) -> dict[str, Any]:
+    env = {**env, "DJT_REDIS_URL": flushed_url(DB), "DJT_DB": str(tmp / "shop.sqlite3"), "PYTHONUNBUFFERED": "1"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    done = subprocess.run([str(python), str(PROJECT / "scenario.py")], cwd=PROJECT, env=env, capture_output=True,
+                          text=True, timeout=150, stdin=subprocess.DEVNULL)
+    lines = done.stdout.strip().splitlines()
+    assert done.returncode == 0 and lines, f"scenario failed ({done.returncode}):\n{done.stdout[-3000:]}\n" \
+                                           f"{done.stderr[-5000:]}"
+    report: dict[str, Any] = json.loads(lines[-1])
+    return report
+
+
+@pytest.fixture(scope="module", params=["backport", "django6"])
+def report(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp(request.param)
+    if request.param == "backport":
+        pytest.importorskip("django_tasks")
+        return _scenario(sys.executable, tmp, venv_env([PROJECT, REPO / "src"]))
+    venv = ensure(DJANGO6)
+    return _scenario(venv.python, tmp, venv_env([PROJECT]))
+
+
+pytestmark = pytest.mark.timeout(420)
+
+
+def test_versions(report: dict[str, Any]) -> None:
+    if report["package"] == "django.tasks":
+        assert report["django"].startswith("6.")
+    else:
+        assert report["package"] == "django_tasks" and not report["django"].startswith("6.")
+    assert report["unfinished"] == [], report["worker_log"]
+    assert report["worker_exit"] == 0, report["worker_log"]
+
+
+def test_get_result_before_and_after(report: dict[str, Any]) -> None:
+    before, after = report["before"], report["high"]
+    assert before["type"] == "TaskResult" and before["status"] == "READY" and before["worker_ids"] == []
+    assert before["enqueued_at"] and before["started_at"] is None and before["finished_at"] is None
+    assert after["status"] == "SUCCESSFUL" and after["return_value"] == "high" and after["id"] == before["id"]
+    assert len(after["worker_ids"]) == 1 and after["worker_ids"][0]
+    assert after["enqueued_at"] <= after["started_at"] <= after["finished_at"]
+
+
+def test_priority_order(report: dict[str, Any]) -> None:
+    events = report["events"]
+    assert events.index("high") < events.index("mid") < events.index("low"), events
+
+
+def test_sync_view_and_orm(report: dict[str, Any]) -> None:
+    r = report["sync_view"]
+    assert r["status"] == "SUCCESSFUL", r
+    assert r["return_value"] == {"item": "lamp", "thread": True}  # a def task runs in a worker thread
+    assert report["order_processed"] is True
+
+
+def test_async_view_and_async_task(report: dict[str, Any]) -> None:
+    assert report["async_view"]["status"] == "SUCCESSFUL" and "from-async-view" in report["events"]
+    assert report["async"]["return_value"] == 5 and report["async"]["queue"] == "reports"
+    assert "async:2+3" in report["events"]  # the async ORM from an async def task
+    assert report["async_aget"]["return_value"] == 5
+
+
+def test_run_after(report: dict[str, Any]) -> None:
+    r = report["later"]
+    assert r["status"] == "SUCCESSFUL"
+    assert datetime.fromisoformat(r["started_at"]) >= datetime.fromisoformat(report["run_after"])
+
+
+def test_failing_task_errors(report: dict[str, Any]) -> None:
+    r = report["boom"]
+    assert r["status"] == "FAILED" and len(r["errors"]) == 1
+    assert r["errors"][0]["path"] == "builtins.ValueError"
+    assert "ValueError: boom: on purpose" in r["errors"][0]["traceback"]
+    assert "shop/tasks.py" in r["errors"][0]["traceback"]
+
+
+def test_on_commit(report: dict[str, Any]) -> None:
+    assert report["rolled_back_result"] == "does-not-exist"
+    assert "rolled-back" not in report["events"] and "kept" in report["events"]
+
+
+def test_context_json_rule_and_queues(report: dict[str, Any]) -> None:
+    assert report["ctx"]["status"] == "SUCCESSFUL", report["ctx"]
+    assert report["ctx"]["return_value"] == {"id": report["ctx"]["id"], "attempt": 1}
+    assert "args[0]" in report["json_error"] and "datetime" in report["json_error"]
+    assert "nope" in report["bad_queue"]
