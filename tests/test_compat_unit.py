@@ -451,3 +451,24 @@ def test_a_job_whose_workers_keep_dying_fails_with_worker_lost(celery_app: Celer
     client.close()
     with ThreadWorker(celery_app), pytest.raises(WorkerLostError, match="lost 4 times"):
         r.get(timeout=10)
+
+
+def test_def_tasks_share_the_workers_thread_limit(celery_app: Celery) -> None:
+    """Celery-style ``def`` tasks run under the worker's one thread limiter (``threads``), not a fixed pool."""
+    lock = threading.Lock()
+    active = [0, 0]  # now, most at once
+
+    @celery_app.task(name="unit.hold")
+    def hold(i: int) -> int:
+        with lock:
+            active[0] += 1
+            active[1] = max(active[1], active[0])
+        time.sleep(0.3)
+        with lock:
+            active[0] -= 1
+        return i
+
+    with ThreadWorker(celery_app, threads=2):
+        results = [hold.delay(i) for i in range(6)]
+        assert [r.get(timeout=20) for r in results] == list(range(6))
+    assert active[1] <= 2

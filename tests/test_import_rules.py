@@ -40,8 +40,6 @@ KNOWN_LOOP_EDGES: set[tuple[str, str]] = {
     ("asyncq.compat.task", "asyncq.compat.app"),
     # eager apply() lives in the worker-side runtime
     ("asyncq.compat.task", "asyncq.compat.runtime"),
-    # the executor is typed against the Worker
-    ("asyncq.worker.executor", "asyncq.worker.lifecycle"),
 }
 #: function-level imports of asyncq modules inside compat still open: (importer, imported)
 KNOWN_LATE_IMPORTS: set[tuple[str, str]] = {

@@ -263,7 +263,3 @@ def _lane_priority(lane: str, given: int | None) -> int:
 
 def _fields(s: AppSettings) -> dict[str, Any]:
     return {name: getattr(s, name) for name in AppSettings.__dataclass_fields__}
-
-
-def utcnow() -> datetime:
-    return datetime.now(tz=UTC)

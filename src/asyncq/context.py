@@ -10,6 +10,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+
 from asyncq.exceptions import AsyncqError
 
 
@@ -55,3 +57,23 @@ def set_current(ctx: JobContext | None) -> Any:
 
 def reset_current(token: Any) -> None:
     _current.reset(token)
+
+
+#: threads for plain ``def`` bodies outside a worker (and before one sets its own): anyio's default size
+DEFAULT_THREADS = 40
+_default_limiter = anyio.CapacityLimiter(DEFAULT_THREADS)
+_limiter: ContextVar[anyio.CapacityLimiter | None] = ContextVar("asyncq_thread_limiter", default=None)
+
+
+def thread_limiter() -> anyio.CapacityLimiter:
+    """The limiter for plain ``def`` bodies: the running worker's (sized by its ``threads`` setting), so that
+    asyncq tasks and Celery-style tasks share one pool; outside a worker, a process-wide one of 40."""
+    return _limiter.get() or _default_limiter
+
+
+def set_thread_limiter(limiter: anyio.CapacityLimiter | None) -> Any:
+    return _limiter.set(limiter)
+
+
+def reset_thread_limiter(token: Any) -> None:
+    _limiter.reset(token)

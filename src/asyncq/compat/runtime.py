@@ -35,13 +35,12 @@ from asyncq.compat.exceptions import (
 )
 from asyncq.compat.request import Context, current_request
 from asyncq.compat.result import IGNORED_MARK, EagerResult
-from asyncq.context import current_job
+from asyncq.context import current_job, thread_limiter
 from asyncq.exceptions import Retry as AsyncqRetry
 
 if TYPE_CHECKING:
     from asyncq.compat.task import Task
 
-_THREADS = anyio.CapacityLimiter(40)
 #: runs of one job cut short by a lost worker (SIGKILL, OOM) before it fails with WorkerLostError
 MAX_WORKER_LOSSES = 3
 
@@ -126,7 +125,7 @@ async def _call_sync(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], sof
     if soft is not None:
         handle = asyncio.get_running_loop().call_later(soft, body.interrupt, SoftTimeLimitExceeded)
     try:
-        return await anyio.to_thread.run_sync(body, limiter=_THREADS, abandon_on_cancel=True)
+        return await anyio.to_thread.run_sync(body, limiter=thread_limiter(), abandon_on_cancel=True)
     except asyncio.CancelledError:
         body.interrupt(TimeLimitExceeded)  # best effort: stop the abandoned thread
         raise

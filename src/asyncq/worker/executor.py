@@ -31,10 +31,10 @@ from asyncq.exceptions import (
     TaskTimeout,
 )
 from asyncq.hooks import call_hooks
+from asyncq.worker.state import WorkerState
 
 if TYPE_CHECKING:
     from asyncq.task import Task
-    from asyncq.worker.lifecycle import Worker
 
 log = logging.getLogger("asyncq.worker")
 
@@ -65,10 +65,10 @@ class RunningJob:
 
 
 class Executor:
-    def __init__(self, worker: Worker) -> None:
-        self.w = worker
-        self.app = worker.app
-        self.limiter = anyio.CapacityLimiter(worker.settings.threads)
+    def __init__(self, state: WorkerState) -> None:
+        self.state = state
+        self.app = state.app
+        self.limiter = state.limiter
         self._signatures: dict[str, inspect.Signature | None] = {}
 
     # --- entry ---------------------------------------------------------------------------------------------
@@ -112,7 +112,7 @@ class Executor:
             max_tries=max_tries,
             enqueue_ms=payload.enqueue_ms,
             start_ms=now_ms(),
-            worker_id=self.w.worker_id,
+            worker_id=self.state.worker_id,
             args=payload.args,
             kwargs=payload.kwargs,
             headers=payload.headers or {},
@@ -147,7 +147,7 @@ class Executor:
         return ""
 
     async def _execute(self, rj: RunningJob, task: Task[Any, Any], payload: Payload, ctx: JobContext) -> None:
-        await call_hooks(self.w.hooks, "on_start", ctx)
+        await call_hooks(self.state.hooks, "on_start", ctx)
         token = set_current(ctx)
         rj.started = True
         try:
@@ -155,12 +155,12 @@ class Executor:
         except asyncio.CancelledError:
             if rj.hand_back:
                 await self._settle(
-                    rj, lambda: self.w.broker.requeue(rj.lease, now_ms(), give_back_try=True), "hand back"
+                    rj, lambda: self.state.broker.requeue(rj.lease, now_ms(), give_back_try=True), "hand back"
                 )
                 return
             if rj.abort_requested:
                 await self._finish(rj, payload, ctx, False, JobAborted("aborted while running"), "aborted")
-                await call_hooks(self.w.hooks, "on_failure", ctx, JobAborted("aborted"))
+                await call_hooks(self.state.hooks, "on_failure", ctx, JobAborted("aborted"))
                 return
             if rj.lease_lost:
                 return  # another worker owns it now; nothing of ours to write
@@ -169,13 +169,13 @@ class Executor:
             await self._failed(rj, task, payload, ctx, exc, forced_delay=exc.defer)
         except JobAborted as exc:  # the task aborted itself (e.g. the Celery layer's revoked or expired job)
             await self._finish(rj, payload, ctx, False, exc, "aborted")
-            await call_hooks(self.w.hooks, "on_failure", ctx, exc)
+            await call_hooks(self.state.hooks, "on_failure", ctx, exc)
         except Exception as exc:
             await self._failed(rj, task, payload, ctx, exc, forced_delay=None)
         else:
             await self._finish(rj, payload, ctx, True, result, "success")
-            self.w.stats["complete"] += 1
-            await call_hooks(self.w.hooks, "on_success", ctx, result)
+            self.state.stats["complete"] += 1
+            await call_hooks(self.state.hooks, "on_success", ctx, result)
         finally:
             reset_current(token)
 
@@ -215,22 +215,22 @@ class Executor:
             log.info("job %s %s try %d/%d failed (%r); retry in %.2fs",
                      ctx.job_id, task.name, ctx.job_try, ctx.max_tries, exc, delay)
             run_at = now_ms() + int(delay * 1000)
-            await self._settle(rj, lambda: self.w.broker.requeue(rj.lease, run_at, give_back_try=False), "retry")
-            self.w.stats["retried"] += 1
-            await call_hooks(self.w.hooks, "on_retry", ctx, exc, delay)
+            await self._settle(rj, lambda: self.state.broker.requeue(rj.lease, run_at, give_back_try=False), "retry")
+            self.state.stats["retried"] += 1
+            await call_hooks(self.state.hooks, "on_retry", ctx, exc, delay)
             return
         why = "retries exhausted" if retryable else "not retryable"
         log.warning("job %s %s failed on try %d/%d (%s): %r", ctx.job_id, task.name, ctx.job_try,
                     ctx.max_tries, why, exc)
-        self.w.stats["failed"] += 1
+        self.state.stats["failed"] += 1
         await self._dead_letter(rj, payload, f"failed: {why}", exc, "failed")
-        await call_hooks(self.w.hooks, "on_failure", ctx, exc)
+        await call_hooks(self.state.hooks, "on_failure", ctx, exc)
 
     async def _unknown_task(self, rj: RunningJob, payload: Payload) -> None:
         c = rj.claimed
-        first = await self._settle(rj, lambda: self.w.broker.unknown_since(c.job_id), "note unknown task")
+        first = await self._settle(rj, lambda: self.state.broker.unknown_since(c.job_id), "note unknown task")
         waited = max(0.0, (now_ms() - int(first or now_ms())) / 1000)
-        limit = self.w.settings.unknown_task_wait
+        limit = self.state.settings.unknown_task_wait
         if waited >= limit:
             exc = JobDeadLettered(
                 f"no worker knew task {payload.function!r} for {waited:.0f} s (unknown_task_wait={limit:g} s); "
@@ -240,7 +240,7 @@ class Executor:
             await self._dead_letter(rj, payload, f"unknown task {payload.function!r}", exc)
             return
         delay = min(UNKNOWN_TASK_MAX_DELAY, 1.0 + waited / 10)
-        self.w.stats["unknown"] += 1
+        self.state.stats["unknown"] += 1
         log.warning(
             "job %s: task %r is not registered on this worker (rolling deploy?); put back for a worker "
             "that knows it, next look in %.1fs; dead-lettered after %g s",
@@ -248,7 +248,7 @@ class Executor:
         )
         run_at = now_ms() + int(delay * 1000)
         await self._settle(
-            rj, lambda: self.w.broker.requeue(rj.lease, run_at, give_back_try=True), "put back unknown task"
+            rj, lambda: self.state.broker.requeue(rj.lease, run_at, give_back_try=True), "put back unknown task"
         )
 
     async def _finish(
@@ -267,11 +267,11 @@ class Executor:
             start_ms=ctx.start_ms,
             finish_ms=now_ms(),
             queue=ctx.queue,
-            worker_id=self.w.worker_id,
+            worker_id=self.state.worker_id,
             outcome=outcome,
             recoveries=ctx.recoveries,
         )
-        ok = await self._settle(rj, lambda: self.w.finisher.finish(rj.lease, result, keep_ms), "finish")
+        ok = await self._settle(rj, lambda: self.state.finisher.finish(rj.lease, result, keep_ms), "finish")
         if ok == 0:
             log.warning("job %s finished after its lease was lost; another worker re-ran it, result dropped",
                         ctx.job_id)
@@ -299,7 +299,7 @@ class Executor:
                 "recoveries": c.recoveries,
                 "raw_id_hex": c.raw_id.hex() if c.raw_id is not None else None,
                 "failed_at": now_ms(),
-                "worker": self.w.worker_id,
+                "worker": self.state.worker_id,
                 "outcome": outcome,
             }
         )
@@ -307,17 +307,18 @@ class Executor:
         result = encode_result(
             self.app.serializer, payload=stub, job_id=c.job_id, job_try=c.job_try, success=False, result=error,
             start_ms=rj.ctx.start_ms if rj.ctx else now_ms(), finish_ms=now_ms(), queue=c.queue,
-            worker_id=self.w.worker_id, outcome=outcome, recoveries=c.recoveries,
+            worker_id=self.state.worker_id, outcome=outcome, recoveries=c.recoveries,
         )
         keep_ms = int(self.app.settings.keep_result * 1000)
         await self._settle(
             rj,
-            lambda: self.w.broker.dead_letter(rj.lease, meta, result, keep_ms, self.w.settings.max_dead_letters),
+            lambda: self.state.broker.dead_letter(rj.lease, meta, result, keep_ms,
+                                                  self.state.settings.max_dead_letters),
             "dead-letter",
         )
-        self.w.stats["dead_lettered"] += 1
+        self.state.stats["dead_lettered"] += 1
         log.error("job %s (%s) dead-lettered: %s; %s", c.job_id, c.lane, reason, DLQ_HELP)
-        await call_hooks(self.w.hooks, "on_dead_letter", rj.ctx, c.job_id, reason)
+        await call_hooks(self.state.hooks, "on_dead_letter", rj.ctx, c.job_id, reason)
 
     async def _settle(self, rj: RunningJob, op: Callable[[], Awaitable[T]], what: str) -> T | None:
         """Run a Redis write that records an outcome, holding it through an outage (the outcome is real).
@@ -334,16 +335,16 @@ class Executor:
                 try:
                     done = await op()
                 except REDIS_DOWN as exc:
-                    self.w.redis_down(exc)
+                    self.state.redis_down(exc)
                     if held_since is None:
                         held_since = time.monotonic()
-                        self.w.holding.add(rj.claimed.job_id)
+                        self.state.holding.add(rj.claimed.job_id)
                     held = time.monotonic() - held_since
-                    if self.w.stopped_hard or held > self.w.settings.outcome_hold:
+                    if self.state.flags.stopped_hard or held > self.state.settings.outcome_hold:
                         log.error("job %s: could not %s for %.0f s (Redis unreachable); dropping the outcome, the "
                                   "job runs again after its lease", rj.claimed.job_id, what, held)
                         return None
-                    await self.w.wait_for_redis(delay)
+                    await self.state.wait_for_redis(delay)
                     delay = min(delay * 2, 2.0)
                     continue
                 if held_since is not None:
@@ -352,4 +353,4 @@ class Executor:
                 return done
         finally:
             rj.settling = False
-            self.w.holding.discard(rj.claimed.job_id)
+            self.state.holding.discard(rj.claimed.job_id)

@@ -24,11 +24,13 @@ from collections.abc import Awaitable, Sequence
 from datetime import datetime
 from typing import Any
 
+import anyio
 import orjson
 
 from asyncq import keys
 from asyncq.app import App
 from asyncq.broker import REDIS_DOWN, Broker, Claimed, now_ms
+from asyncq.context import reset_thread_limiter, set_thread_limiter
 from asyncq.exceptions import ConfigurationError
 from asyncq.hooks import Hooks, call_hooks
 from asyncq.metrics import WorkerMetrics, serve_metrics
@@ -39,6 +41,7 @@ from asyncq.worker.finisher import Finisher
 from asyncq.worker.listener import Listener, cancel_requested
 from asyncq.worker.scheduler import run_schedules
 from asyncq.worker.sources import JobSource, SourceHost
+from asyncq.worker.state import WorkerFlags, WorkerState
 
 log = logging.getLogger("asyncq.worker")
 
@@ -98,7 +101,7 @@ class Worker:
         self.stats: Counter[str] = Counter()
         self.running: dict[str, RunningJob] = {}
         self.stopping = asyncio.Event()
-        self.stopped_hard = False
+        self.flags = WorkerFlags()
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._redis_ok = True
@@ -195,7 +198,14 @@ class Worker:
         """Serve until SIGTERM/SIGINT (or ``stop()``), or, in burst mode, until the queues are empty."""
         self.broker = await self.app.broker()
         self.finisher = Finisher(self.broker)
-        self.executor = Executor(self)
+        self.state = WorkerState(
+            app=self.app, settings=self.settings, worker_id=self.worker_id, broker=self.broker,
+            finisher=self.finisher, hooks=self.hooks, stats=self.stats, holding=self.holding,
+            limiter=anyio.CapacityLimiter(self.settings.threads), redis_down=self.redis_down,
+            wait_for_redis=self.wait_for_redis, flags=self.flags,
+        )
+        self.executor = Executor(self.state)
+        limiter_token = set_thread_limiter(self.state.limiter)  # inherited by every job task created below
         loop = asyncio.get_running_loop()
         installed = []
         if self.settings.handle_signals:
@@ -252,6 +262,7 @@ class Worker:
             # last, so that no heartbeat can write the worker's key again after it is deleted
             await bounded(self._sign_off(), STOP_WAIT, "the last statistics and the worker's sign-off")
             log.info("worker %s stopped: %s", self.worker_id, dict(self.stats))
+            reset_thread_limiter(limiter_token)
 
     def _source_host(self) -> SourceHost:
         return SourceHost(
@@ -489,7 +500,7 @@ class Worker:
             log.warning("grace period over: handing %d unfinished job(s) back to their queues", len(self._tasks))
             self._hand_back_all()
             await asyncio.wait(set(self._tasks), timeout=HAND_BACK_WAIT)
-        self.stopped_hard = True
+        self.flags.stopped_hard = True
         if self._tasks:  # a hand-back Redis does not answer: the lease runs out and the job runs again
             log.warning("%d job(s) could not be handed back in %.0f s; their leases will expire and they run "
                         "again", len(self._tasks), HAND_BACK_WAIT)

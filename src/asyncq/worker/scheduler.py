@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("asyncq.scheduler")
 
 
-async def run_schedules(app: App, stopping: asyncio.Event, on_redis_down: object = None) -> None:
+async def run_schedules(app: App, stopping: asyncio.Event) -> None:
     if not app.schedules:
         return
     start = datetime.now(tz=UTC)
