@@ -8,9 +8,6 @@ checker sees is still a loop in the design). ``from asyncq.p import name`` is an
   both (``cli``, ``demo``) and the wing's own tools (``migrate``) may.
 - No import loops among the modules of ``asyncq.compat`` or among those of ``asyncq.worker``.
 - No function-level imports of asyncq modules inside ``asyncq.compat`` (they hide loops).
-
-Each rule has an allowlist of the cases known today, which may only shrink: a case that is fixed must leave its
-list (the test says so), and a new case fails.
 """
 
 from __future__ import annotations
@@ -27,36 +24,6 @@ PACKAGE = SRC / "asyncq"
 WING = ("asyncq.compat", "asyncq.celery_protocol")
 EDGES = ("asyncq.cli", "asyncq.demo", "asyncq.migrate")  # may import both the core and the wing
 LOOP_FREE = ("asyncq.compat", "asyncq.worker")
-
-#: loops still open (issue 12): (importer, imported) edges left out of the loop check
-KNOWN_LOOP_EDGES: set[tuple[str, str]] = {
-    # compat's lower modules reach back for the Celery app (its type or current_app)
-    ("asyncq.compat.canvas", "asyncq.compat.app"),
-    ("asyncq.compat.celery_receive", "asyncq.compat.app"),
-    ("asyncq.compat.celery_send", "asyncq.compat.app"),
-    ("asyncq.compat.control", "asyncq.compat.app"),
-    ("asyncq.compat.publish", "asyncq.compat.app"),
-    ("asyncq.compat.result", "asyncq.compat.app"),
-    ("asyncq.compat.task", "asyncq.compat.app"),
-    # eager apply() lives in the worker-side runtime
-    ("asyncq.compat.task", "asyncq.compat.runtime"),
-}
-#: function-level imports of asyncq modules inside compat still open: (importer, imported)
-KNOWN_LATE_IMPORTS: set[tuple[str, str]] = {
-    ("asyncq.compat.app", "asyncq.compat.celery_send"),
-    ("asyncq.compat.app", "asyncq.compat.request"),
-    ("asyncq.compat.app", "asyncq.compat.routes"),
-    ("asyncq.compat.app", "asyncq.compat.runtime"),
-    ("asyncq.compat.app", "asyncq.compat.signals"),
-    ("asyncq.compat.canvas", "asyncq.compat.app"),
-    ("asyncq.compat.canvas", "asyncq.compat.result"),
-    ("asyncq.compat.result", "asyncq.compat.app"),
-    ("asyncq.compat.result", "asyncq.keys"),
-    ("asyncq.compat.runtime", "asyncq.compat.task"),
-    ("asyncq.compat.task", "asyncq.compat.app"),
-    ("asyncq.compat.task", "asyncq.compat.runtime"),
-    ("asyncq.compat.task", "asyncq.compat.transactions"),
-}
 
 
 @dataclass(frozen=True)
@@ -156,21 +123,14 @@ def test_no_import_loops_inside(package: str) -> None:
     graph: dict[str, set[str]] = {}
     for i in ALL_IMPORTS:
         inside = within(i.importer, (package,)) and within(i.imported, (package,)) and i.importer != i.imported
-        if inside and (i.importer, i.imported) not in KNOWN_LOOP_EDGES:
+        if inside:
             graph.setdefault(i.importer, set()).add(i.imported)
     cycle = find_cycle(graph)
     assert cycle is None, f"import loop in {package}: {' -> '.join(cycle or [])}"
 
 
 def test_no_function_level_imports_inside_compat() -> None:
-    late = sorted({(i.importer, i.imported) for i in ALL_IMPORTS if i.late and within(i.importer, ("asyncq.compat",))})
-    new = [pair for pair in late if pair not in KNOWN_LATE_IMPORTS]
-    assert not new, f"function-level imports in asyncq.compat (import at module level; break the loop): {new}"
-
-
-def test_the_allowlists_only_shrink() -> None:
-    """An allowed case that no longer exists must leave its list, so the lists say what is still open."""
-    pairs = {(i.importer, i.imported) for i in ALL_IMPORTS}
-    late = {(i.importer, i.imported) for i in ALL_IMPORTS if i.late}
-    assert not KNOWN_LOOP_EDGES - pairs, f"fixed, remove from KNOWN_LOOP_EDGES: {sorted(KNOWN_LOOP_EDGES - pairs)}"
-    assert not KNOWN_LATE_IMPORTS - late, f"fixed, remove from KNOWN_LATE_IMPORTS: {sorted(KNOWN_LATE_IMPORTS - late)}"
+    late = [f"{MODULES[i.importer].relative_to(SRC)}:{i.line} imports {i.imported}" for i in ALL_IMPORTS
+            if i.late and within(i.importer, ("asyncq.compat",))]
+    assert not late, "function-level imports in asyncq.compat (import at module level; a loop needs a lower " \
+        "module, see ARCHITECTURE.md):\n" + "\n".join(late)

@@ -19,16 +19,21 @@ import orjson
 
 from asyncq import keys
 from asyncq.app import App
-from asyncq.compat import states
+from asyncq.compat import signals, states
+from asyncq.compat._state import current_app, get_current_app, set_current_app, set_default_app_factory, shared_tasks
 from asyncq.compat.bridge import LoopThread
 from asyncq.compat.canvas import Signature, from_dict
+from asyncq.compat.celery_send import asend, send_if_routed
 from asyncq.compat.config import Settings, seconds
 from asyncq.compat.control import Control
 from asyncq.compat.exceptions import ImproperlyConfigured, NotRegistered
 from asyncq.compat.publish import Prepared, after_publish, before_publish, prepare
 from asyncq.compat.ratelimit import RateLimiter, parse_rate
+from asyncq.compat.request import current_request
 from asyncq.compat.result import AsyncResult as _AsyncResult
 from asyncq.compat.result import GroupResult as _GroupResult
+from asyncq.compat.routes import route
+from asyncq.compat.runtime import call_body, execute
 from asyncq.compat.schedules import to_trigger
 from asyncq.compat.signals import Signal
 from asyncq.compat.task import Task as _Task
@@ -46,46 +51,13 @@ TASK_OPTIONS = frozenset({
 })
 UNLIMITED_TRIES = 1_000_000_000
 
-_current: Celery | None = None
-_shared: list[tuple[Callable[..., Any], dict[str, Any]]] = []
-
-
-def get_current_app() -> Celery:
-    """The most recently created app (Celery's default app), created on demand."""
-    global _current
-    if _current is None:
-        _current = Celery("default")
-    return _current
-
-
-class _CurrentApp:
-    """Celery's ``current_app`` proxy: ``current_app.conf``, ``@current_app.task`` reach the current app;
-    calling it (``current_app()``) returns the app itself."""
-
-    def __call__(self) -> Celery:
-        return get_current_app()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(get_current_app(), name)
-
-    def __repr__(self) -> str:
-        return f"<current_app: {get_current_app()!r}>"
-
-
-current_app = _CurrentApp()
-
-
 class _Lifecycle(Hooks):
     """Celery's worker signals, sent from asyncq's worker hooks."""
 
     async def on_worker_start(self, worker: Any) -> None:
-        from asyncq.compat import signals
-
         signals.worker_ready.send(sender=worker)
 
     async def on_worker_stop(self, worker: Any) -> None:
-        from asyncq.compat import signals
-
         signals.worker_shutdown.send(sender=worker)
 
 
@@ -97,7 +69,6 @@ class Celery:
     def __init__(self, main: str | None = None, loader: Any = None, backend: str | None = None, *,
                  broker: str | None = None, include: Sequence[str] | None = None, task_cls: Any = None,
                  set_as_current: bool = True, namespace: str | None = None, **conf: Any) -> None:
-        global _current
         self.main = main
         self.conf = Settings()
         #: side-by-side with Celery: True or a compat.router.Router sends each call where the route rules say
@@ -121,8 +92,8 @@ class Celery:
         self._limiters: dict[str, RateLimiter] = {}
         self.bridge.on_stop(self._close_async)
         if set_as_current:
-            _current = self
-        for fun, opts in _shared:
+            set_current_app(self)
+        for fun, opts in shared_tasks:
             self._create_task(fun, dict(opts))
         self._create_builtins()
 
@@ -235,9 +206,6 @@ class Celery:
 
     def _register(self, task: _Task) -> None:
         """The asyncq task that runs this Celery task in the worker."""
-        from asyncq.compat.routes import route
-        from asyncq.compat.runtime import execute
-
         async def runner(*args: Any, **kwargs: Any) -> Any:
             return await execute(task, args, kwargs)
 
@@ -252,19 +220,13 @@ class Celery:
                           retry=False, keep_result=0 if ignore else None)(runner)
 
     def _create_builtins(self) -> None:
-        from asyncq.compat.runtime import call_body
-
         app = self
 
         async def _map(task: str, it: list[Any]) -> list[Any]:
-            from asyncq.compat.request import current_request
-
             t, req = app.tasks[task], current_request.get()
             return [await call_body(t, (item,), {}, req) for item in it]  # type: ignore[arg-type]
 
         async def _starmap(task: str, it: list[Any]) -> list[Any]:
-            from asyncq.compat.request import current_request
-
             t, req = app.tasks[task], current_request.get()
             return [await call_body(t, tuple(item), {}, req) for item in it]  # type: ignore[arg-type]
 
@@ -292,11 +254,9 @@ class Celery:
                 options[key] = value
         prepared = prepare(self, name, args, kwargs, options)
         before_publish(prepared)
-        if self.asyncq_router:  # side by side with Celery: this call may go to a Celery worker
-            from asyncq.compat.celery_send import send_if_routed
-
-            if (sent := send_if_routed(self, prepared)) is not None:
-                return sent
+        # side by side with Celery: this call may go to a Celery worker
+        if self.asyncq_router and (sent := send_if_routed(self, prepared)) is not None:
+            return sent
         job = self.asyncq_app.enqueue_many_sync([prepared.spec])[0]
         return self._published(prepared, job)
 
@@ -316,8 +276,6 @@ class Celery:
         for p in prepared:
             before_publish(p)
         if self.asyncq_router:  # side by side with Celery: some calls may go to Celery workers
-            from asyncq.compat.celery_send import asend
-
             return await asend(self, prepared, self._enqueue_prepared)
         return await self._enqueue_prepared(prepared)
 
@@ -418,8 +376,9 @@ def shared_task(*args: Any, **opts: Any) -> Any:
     """``@shared_task``: registered on every app, the current one and those created later."""
 
     def create(fun: Callable[..., Any]) -> Any:
-        _shared.append((fun, dict(opts)))
-        app = current_app()
+        shared_tasks.append((fun, dict(opts)))
+        app = get_current_app()
+        assert isinstance(app, Celery)  # the only CeleryApp there is
         name = opts.get("name") or f"{fun.__module__}.{fun.__name__}"
         if name not in app.tasks:
             return app._create_task(fun, dict(opts))
@@ -430,9 +389,12 @@ def shared_task(*args: Any, **opts: Any) -> Any:
     return create
 
 
+set_default_app_factory(lambda: Celery("default"))
+
+
 def _import(path: str) -> Any:
     module, _, attr = path.rpartition(".") if ":" not in path else path.partition(":")
     return getattr(importlib.import_module(module), attr)
 
 
-__all__ = ["Celery", "NotRegistered", "current_app", "shared_task", "states"]
+__all__ = ["Celery", "NotRegistered", "current_app", "get_current_app", "shared_task", "states"]

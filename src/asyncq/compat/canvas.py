@@ -14,18 +14,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from asyncq.compat._state import CeleryApp, current_app
 from asyncq.compat.exceptions import ImproperlyConfigured
-
-if TYPE_CHECKING:
-    from asyncq.compat.app import Celery
-    from asyncq.compat.result import AsyncResult, GroupResult
+from asyncq.compat.result import AsyncResult, GroupResult
 
 
-def _app(app: Celery | None) -> Celery:
-    from asyncq.compat.app import current_app
-
+def _app(app: CeleryApp | None) -> CeleryApp:
     return app or current_app()
 
 
@@ -40,7 +36,7 @@ class Signature(dict[str, Any]):
         options: dict[str, Any] | None = None,
         subtask_type: str | None = None,
         immutable: bool = False,
-        app: Celery | None = None,
+        app: CeleryApp | None = None,
         **extra: Any,
     ) -> None:
         if isinstance(task, dict):  # from its dict form
@@ -65,7 +61,7 @@ class Signature(dict[str, Any]):
     id = property(lambda self: self["options"].get("task_id"))
 
     @property
-    def app(self) -> Celery:
+    def app(self) -> CeleryApp:
         return _app(self._app)
 
     @property
@@ -89,8 +85,6 @@ class Signature(dict[str, Any]):
         return self
 
     def freeze(self, _id: str | None = None) -> AsyncResult:
-        from asyncq.compat.result import AsyncResult
-
         task_id = self["options"].setdefault("task_id", _id or str(uuid.uuid4()))
         return AsyncResult(task_id, app=self.app, task_name=self["task"])
 
@@ -145,7 +139,7 @@ def signature(varies: Any, *args: Any, **kwargs: Any) -> Signature:
 subtask = signature
 
 
-def maybe_signature(d: Any, app: Celery | None = None) -> Signature | None:
+def maybe_signature(d: Any, app: CeleryApp | None = None) -> Signature | None:
     if d is None:
         return None
     if isinstance(d, Signature):
@@ -156,7 +150,7 @@ def maybe_signature(d: Any, app: Celery | None = None) -> Signature | None:
 class chain(Signature):
     """``chain(a.s(1), b.s(), c.s())`` or ``a.s(1) | b.s() | c.s()``: each result feeds the next step."""
 
-    def __init__(self, *tasks: Any, app: Celery | None = None, **options: Any) -> None:
+    def __init__(self, *tasks: Any, app: CeleryApp | None = None, **options: Any) -> None:
         flat: list[Any] = []
         for t in tasks[0] if len(tasks) == 1 and not isinstance(tasks[0], dict) else tasks:
             flat.extend(t.tasks if isinstance(t, chain) else [t])
@@ -224,8 +218,6 @@ class chain(Signature):
 
     async def aapply_async(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
                            **options: Any) -> AsyncResult:
-        from asyncq.compat.result import AsyncResult
-
         steps = [s.clone() for s in self._steps()]
         if not steps:
             raise ImproperlyConfigured("an empty chain has nothing to run")
@@ -267,7 +259,7 @@ def _as_dict(s: Signature) -> dict[str, Any]:
     return dict(s)
 
 
-def from_dict(d: dict[str, Any], app: Celery | None = None) -> Signature:
+def from_dict(d: dict[str, Any], app: CeleryApp | None = None) -> Signature:
     if d.get("subtask_type") == "chord":
         return chord(group(*[Signature(dict(h), app=app) for h in d["header"]]), Signature(dict(d["body"]), app=app))
     return Signature(dict(d), app=app)
@@ -276,7 +268,7 @@ def from_dict(d: dict[str, Any], app: Celery | None = None) -> Signature:
 class group(Signature):
     """``group(a.s(i) for i in range(10))``: run in parallel; ``get()`` returns the results in order."""
 
-    def __init__(self, *tasks: Any, app: Celery | None = None, **options: Any) -> None:
+    def __init__(self, *tasks: Any, app: CeleryApp | None = None, **options: Any) -> None:
         items = list(tasks[0]) if len(tasks) == 1 and not isinstance(tasks[0], dict) else list(tasks)
         self.tasks: list[Signature] = [t if isinstance(t, Signature) else Signature(t, app=app) for t in items]
         dict.__init__(self, task="celery.group", args=[], kwargs={}, options=dict(options),
@@ -302,14 +294,10 @@ class group(Signature):
 
     def apply(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
               **options: Any) -> GroupResult:
-        from asyncq.compat.result import GroupResult
-
         return GroupResult(str(uuid.uuid4()), [t.clone(args, kwargs).apply() for t in self.tasks], app=self.app)
 
     async def aapply_async(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
                            **options: Any) -> GroupResult:
-        from asyncq.compat.result import GroupResult
-
         gid = options.pop("group_id", None) or str(uuid.uuid4())
         results: list[Any] = [None] * len(self.tasks)
         plain: list[tuple[int, Signature]] = []
@@ -335,7 +323,7 @@ class group(Signature):
 class chord(Signature):
     """``chord(header_group, body)`` or ``group(...) | body``: the body gets the list of header results."""
 
-    def __init__(self, header: Any, body: Any = None, app: Celery | None = None, **options: Any) -> None:
+    def __init__(self, header: Any, body: Any = None, app: CeleryApp | None = None, **options: Any) -> None:
         self.header = header if isinstance(header, group) else group(*header, app=app)
         self.body: Signature | None = maybe_signature(body, app) if body is not None else None
         dict.__init__(self, task="celery.chord", args=[], kwargs={}, options=dict(options),

@@ -29,6 +29,7 @@ from redis.asyncio import Redis as AsyncRedis
 from asyncq.broker import Broker
 from asyncq.celery_protocol.decode import CeleryMessage
 from asyncq.celery_protocol.kombu_layout import meta_key
+from asyncq.compat._state import CeleryApp
 from asyncq.compat.config import seconds
 from asyncq.compat.publish import Prepared, prepare
 from asyncq.exceptions import MalformedMessage
@@ -37,7 +38,6 @@ from asyncq.scripts import script_source
 if TYPE_CHECKING:
     import asyncio
 
-    from asyncq.compat.app import Celery
 
 REPLY = "celery"
 #: asyncq.compat's exceptions that stand for Celery's own: a Celery producer rebuilds them from celery.exceptions
@@ -53,7 +53,7 @@ def chord_size_key(group_id: str) -> str:
     return f"{TASKSET_PREFIX}{group_id}.s"
 
 
-def adoption(app: Celery, msg: CeleryMessage, chord_size: int | None = None) -> Prepared:
+def adoption(app: CeleryApp, msg: CeleryMessage, chord_size: int | None = None) -> Prepared:
     """The asyncq job a Celery message becomes. Raises ``MalformedMessage`` (dead-lettered with its text) or
     ``TypeError`` / ``ValueError`` for a call that cannot run (arguments that do not fit the task)."""
     h, embed = msg.headers, msg.embed
@@ -92,7 +92,7 @@ def adoption(app: Celery, msg: CeleryMessage, chord_size: int | None = None) -> 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AsyncRedis]] = weakref.WeakKeyDictionary()
 
 
-async def backend_client(app: Celery) -> AsyncRedis:
+async def backend_client(app: CeleryApp) -> AsyncRedis:
     """The Redis of the app's ``result_backend`` (when that is another Redis URL), else the broker's."""
     import asyncio
 
@@ -141,7 +141,7 @@ def meta_document(task_id: str, status: str, result: Any, traceback: str | None,
         return orjson.dumps(doc)
 
 
-async def store_outcome(app: Celery, request: Any, status: str, value: Any = None,
+async def store_outcome(app: CeleryApp, request: Any, status: str, value: Any = None,
                         exc: BaseException | None = None) -> None:
     """Write ``celery-task-meta-<id>`` and PUBLISH it (``celery_store.lua``: one round trip, never replacing a
     SUCCESS), for a job a Celery producer may be waiting on."""

@@ -16,21 +16,19 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from asyncq.celery_protocol.encode import encode_message, message_bytes
 from asyncq.celery_protocol.kombu_layout import meta_key, queue_list_key
 from asyncq.celery_protocol.results import CeleryMeta, read_meta, rebuild_celery_exception, wait_meta
 from asyncq.compat import exceptions as compat_exceptions
 from asyncq.compat import states
+from asyncq.compat._state import CeleryApp
 from asyncq.compat.celery_receive import backend_client
 from asyncq.compat.exceptions import ImproperlyConfigured, TaskRevokedError, TimeoutError
 from asyncq.compat.publish import Prepared, after_publish
 from asyncq.compat.result import AsyncResult
 from asyncq.compat.router import CELERY, Router
-
-if TYPE_CHECKING:
-    from asyncq.compat.app import Celery
 
 #: Celery's exception names mapped to asyncq.compat's, so ``except asyncq.compat.exceptions.X`` catches them
 ALIASES: dict[str, type[BaseException]] = {
@@ -39,7 +37,7 @@ ALIASES: dict[str, type[BaseException]] = {
 }
 
 
-def router_of(app: Celery) -> Router:
+def router_of(app: CeleryApp) -> Router:
     """The app's Router (``asyncq_router=True`` builds one on first use, on the app's broker URL)."""
     router = app.asyncq_router
     if not isinstance(router, Router):
@@ -48,7 +46,7 @@ def router_of(app: Celery) -> Router:
     return router
 
 
-def envelope(app: Celery, p: Prepared, reply_to: str | None = None) -> dict[str, Any]:
+def envelope(app: CeleryApp, p: Prepared, reply_to: str | None = None) -> dict[str, Any]:
     """The Celery message of a prepared call."""
     assert p.spec.options.headers is not None
     c: dict[str, Any] = p.spec.options.headers["celery"]
@@ -68,17 +66,17 @@ def envelope(app: Celery, p: Prepared, reply_to: str | None = None) -> dict[str,
     )
 
 
-def _list_and_message(app: Celery, p: Prepared) -> tuple[str, bytes]:
+def _list_and_message(app: CeleryApp, p: Prepared) -> tuple[str, bytes]:
     env = envelope(app, p)
     return queue_list_key(p.queue, env["properties"]["priority"]), message_bytes(env)
 
 
-def _result(app: Celery, p: Prepared) -> CeleryBackendResult:
+def _result(app: CeleryApp, p: Prepared) -> CeleryBackendResult:
     after_publish(p)
     return CeleryBackendResult(p.task_id, app=app, task_name=p.spec.task_name, ignored=p.ignore_result)
 
 
-def send_if_routed(app: Celery, p: Prepared) -> AsyncResult | None:
+def send_if_routed(app: CeleryApp, p: Prepared) -> AsyncResult | None:
     """Sync path: publish to Celery and return its result if the router says so, else None (go to asyncq)."""
     router = router_of(app)
     if router.route(p.spec.task_name) != CELERY:
@@ -88,7 +86,7 @@ def send_if_routed(app: Celery, p: Prepared) -> AsyncResult | None:
     return _result(app, p)
 
 
-async def asend(app: Celery, prepared: Sequence[Prepared],
+async def asend(app: CeleryApp, prepared: Sequence[Prepared],
                 to_asyncq: Callable[[list[Prepared]], Awaitable[list[AsyncResult]]]) -> list[AsyncResult]:
     """Async path for a batch: route each call, publish the Celery ones in one pipeline, enqueue the rest in one
     batch, and return the results in call order."""

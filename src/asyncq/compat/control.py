@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import orjson
 
 from asyncq import keys
 from asyncq.codec import decode_payload
+from asyncq.compat._state import CeleryApp
 from asyncq.exceptions import DeserializationError
-
-if TYPE_CHECKING:
-    from asyncq.compat.app import Celery
 
 REVOKE_KEEP = 3 * 86_400
 ANY_REVOKED_CACHE = 1.0  # seconds a process trusts "nothing is revoked"
 
 
 class Control:
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: CeleryApp) -> None:
         self.app = app
         self._any_revoked = True
         self._any_checked_until = 0.0
@@ -72,7 +70,7 @@ class Control:
 class Inspect:
     """Answers from Redis (heartbeats, leases, lanes) rather than a broadcast to every worker."""
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: CeleryApp) -> None:
         self.app = app
 
     def _run(self, coro: Any) -> Any:

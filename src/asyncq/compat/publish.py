@@ -12,18 +12,16 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from asyncq.compat import signals
+from asyncq.compat._state import CeleryApp
 from asyncq.compat.config import seconds
 from asyncq.compat.exceptions import ImproperlyConfigured
 from asyncq.compat.request import current_request
 from asyncq.compat.routes import route
 from asyncq.keys import MAX_PRIORITY
 from asyncq.task import CallOptions, JobSpec
-
-if TYPE_CHECKING:
-    from asyncq.compat.app import Celery
 
 #: every apply_async option asyncq understands; anything else raises
 OPTIONS = frozenset({
@@ -73,7 +71,7 @@ def check_arguments(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
         raise TypeError(f"{task.name}{sig}: {exc}") from None
 
 
-def prepare(app: Celery, name: str, args: Any, kwargs: Any, options: dict[str, Any]) -> Prepared:
+def prepare(app: CeleryApp, name: str, args: Any, kwargs: Any, options: dict[str, Any]) -> Prepared:
     unknown = sorted(set(options) - OPTIONS)
     if unknown:
         raise TypeError(f"apply_async() got unknown option(s) {', '.join(unknown)} for {name}; "

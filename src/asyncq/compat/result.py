@@ -12,19 +12,18 @@ import asyncio
 import contextlib
 from collections.abc import Generator, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
+from asyncq import keys
 from asyncq.compat import states
+from asyncq.compat._state import CeleryApp, current_app
 from asyncq.compat.exceptions import TaskRevokedError, TimeoutError
 from asyncq.compat.request import current_request
 from asyncq.context import _current as current_job_var
 from asyncq.exceptions import JobAborted, JobDeadLettered, JobTimeout
 from asyncq.job import JobInfo, JobStatus
-
-if TYPE_CHECKING:
-    from asyncq.compat.app import Celery
 
 IGNORED_MARK = "__celery_ignored__"
 
@@ -43,13 +42,11 @@ class AsyncResult:
         id: str,
         backend: Any = None,
         task_name: str | None = None,
-        app: Celery | None = None,
+        app: CeleryApp | None = None,
         parent: AsyncResult | None = None,
         *,
         ignored: bool = False,
     ) -> None:
-        from asyncq.compat.app import current_app
-
         self.id = id
         self.app = app or current_app()
         self.parent = parent
@@ -225,8 +222,6 @@ class AsyncResult:
 
         async def forget() -> None:
             broker = await self.app.asyncq_app.broker()
-            from asyncq import keys
-
             await broker.delete(keys.result_key(self.id), self.app.state_key(self.id))
 
         self.app.bridge.run(forget())
@@ -245,10 +240,8 @@ class AsyncResult:
 class GroupResult:
     """The results of a group, in order. ``get()`` returns their values as a list."""
 
-    def __init__(self, id: str | None = None, results: Sequence[AsyncResult] = (), app: Celery | None = None,
+    def __init__(self, id: str | None = None, results: Sequence[AsyncResult] = (), app: CeleryApp | None = None,
                  parent: AsyncResult | None = None) -> None:
-        from asyncq.compat.app import current_app
-
         self.id = id
         self.results = list(results)
         self.app = app or current_app()
@@ -305,9 +298,7 @@ class GroupResult:
         self.app.bridge.run(self.app.save_group(self.id or "", [r.id for r in self.results]))
 
     @classmethod
-    def restore(cls, id: str, app: Celery | None = None) -> GroupResult | None:
-        from asyncq.compat.app import current_app
-
+    def restore(cls, id: str, app: CeleryApp | None = None) -> GroupResult | None:
         the_app = app or current_app()
         ids = the_app.bridge.run(the_app.load_group(id))
         return None if ids is None else cls(id, [AsyncResult(i, app=the_app) for i in ids], app=the_app)
@@ -317,7 +308,7 @@ class EagerResult(AsyncResult):
     """The result of ``apply()`` / eager mode: already known, nothing to wait for."""
 
     def __init__(self, id: str, ret_value: Any, state: str, traceback: str | None = None,
-                 app: Celery | None = None, name: str | None = None) -> None:
+                 app: CeleryApp | None = None, name: str | None = None) -> None:
         super().__init__(id, app=app, task_name=name)
         self._value = ret_value
         self._state = state

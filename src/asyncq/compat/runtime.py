@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import ctypes
-import functools
 import inspect
 import threading
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
@@ -34,12 +33,11 @@ from asyncq.compat.exceptions import (
     WorkerLostError,
 )
 from asyncq.compat.request import Context, current_request
-from asyncq.compat.result import IGNORED_MARK, EagerResult
+from asyncq.compat.result import IGNORED_MARK
+from asyncq.compat.retry import ExceptionInfo, autoretries, backoff
+from asyncq.compat.task import Task
 from asyncq.context import current_job, thread_limiter
 from asyncq.exceptions import Retry as AsyncqRetry
-
-if TYPE_CHECKING:
-    from asyncq.compat.task import Task
 
 #: runs of one job cut short by a lost worker (SIGKILL, OOM) before it fails with WorkerLostError
 MAX_WORKER_LOSSES = 3
@@ -139,9 +137,7 @@ async def call_body(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], r
 
     A base class that overrides ``__call__`` (to open a DB session around every run, say) is honoured: the
     worker calls the task, as Celery does, and ``Task.__call__`` calls ``run``."""
-    from asyncq.compat.task import Task as BaseTask
-
-    overridden = type(task).__call__ is not BaseTask.__call__
+    overridden = type(task).__call__ is not Task.__call__
     fn = task.__call__ if overridden else task.run
     hard, soft = request.timelimit if request.timelimit else (None, None)
     conf = task.app.conf
@@ -160,11 +156,7 @@ async def call_body(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], r
     except (Retry, Ignore, Reject):
         raise
     except Exception as exc:
-        if task.autoretry_for and isinstance(exc, task.autoretry_for) and not (
-            task.dont_autoretry_for and isinstance(exc, task.dont_autoretry_for)
-        ):
-            from asyncq.compat.task import backoff
-
+        if autoretries(task, exc):
             opts = dict(task.retry_kwargs)
             if task.retry_backoff and "countdown" not in opts:
                 opts["countdown"] = backoff(task.retry_backoff, request.retries, task.retry_backoff_max,
@@ -268,9 +260,7 @@ def _delay(when: Any) -> float:
     return float(when or 0)
 
 
-def _einfo(exc: BaseException) -> Any:
-    from asyncq.compat.task import ExceptionInfo
-
+def _einfo(exc: BaseException) -> ExceptionInfo:
     return ExceptionInfo(exc)
 
 
@@ -300,86 +290,3 @@ async def _after_success(task: Task, request: Context, retval: Any) -> None:
             await nxt.aapply_async((retval,))
     if request.chord:
         await app.chord_part_done(request.chord, request.group_index or 0, retval)
-
-
-def run_eagerly(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], task_id: str, *, link: Any = None,
-                link_error: Any = None, throw: bool = False) -> EagerResult:
-    """``apply()``: run the body in this process, retrying in place as Celery's eager mode does."""
-    retries = 0
-    while True:
-        request = Context(id=task_id, args=args, kwargs=kwargs, retries=retries, is_eager=True,
-                          called_directly=False, root_id=task_id, delivery_info={"is_eager": True})
-        token = current_request.set(request)
-        try:
-            signals.task_prerun.send(sender=task, task_id=task_id, task=task, args=args, kwargs=kwargs)
-            value = _run_sync(functools.partial(_eager_body, task, args, kwargs, request))
-        except Retry:
-            retries += 1
-            continue
-        except Exception as exc:
-            signals.task_failure.send(sender=task, task_id=task_id, exception=exc, args=args, kwargs=kwargs,
-                                      traceback=exc.__traceback__, einfo=_einfo(exc))
-            signals.task_postrun.send(sender=task, task_id=task_id, task=task, args=args, kwargs=kwargs,
-                                      retval=exc, state=states.FAILURE)
-            if throw:
-                raise
-            for errback in _as_list(link_error):
-                Signature(dict(errback), app=task.app).apply((task_id,))
-            return EagerResult(task_id, exc, states.FAILURE, _einfo(exc).traceback, app=task.app, name=task.name)
-        finally:
-            current_request.reset(token)
-        signals.task_success.send(sender=task, result=value)
-        signals.task_postrun.send(sender=task, task_id=task_id, task=task, args=args, kwargs=kwargs,
-                                  retval=value, state=states.SUCCESS)
-        for callback in _as_list(link):
-            Signature(dict(callback), app=task.app).apply((value,))
-        return EagerResult(task_id, value, states.SUCCESS, app=task.app, name=task.name)
-
-
-def _as_list(value: Any) -> list[Any]:
-    if not value:
-        return []
-    return list(value) if isinstance(value, list | tuple) else [value]
-
-
-def _eager_body(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], request: Context) -> Any:
-    try:
-        result = task.run(*args, **kwargs)
-    except Exception as exc:
-        if task.autoretry_for and isinstance(exc, task.autoretry_for) and not (
-            task.dont_autoretry_for and isinstance(exc, task.dont_autoretry_for)
-        ):
-            raise task.retry(exc=exc, countdown=0) from exc
-        raise
-    if inspect.isawaitable(result):
-        return asyncio.run(_await(result))
-    return result
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
-
-
-def _run_sync(fn: Any) -> Any:
-    """Run ``fn`` here, or in a helper thread when this thread already runs an event loop (async bodies need
-    their own loop, and ``asyncio.run`` refuses to nest)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return fn()
-    out: list[Any] = []
-    err: list[BaseException] = []
-    ctx = __import__("contextvars").copy_context()
-
-    def target() -> None:
-        try:
-            out.append(ctx.run(fn))
-        except BaseException as exc:
-            err.append(exc)
-
-    t = threading.Thread(target=target)
-    t.start()
-    t.join()
-    if err:
-        raise err[0]
-    return out[0]

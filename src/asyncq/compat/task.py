@@ -8,37 +8,28 @@ Calling works as in Celery (``delay``, ``apply_async``, ``apply``, ``s``/``si``,
 from __future__ import annotations
 
 import functools
-import random
 import sys
-import traceback
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from asyncq.compat import states
+from asyncq.compat._state import CeleryApp, current_app
 from asyncq.compat.canvas import Signature, group
+from asyncq.compat.eager import run_eagerly
 from asyncq.compat.exceptions import MaxRetriesExceededError, Retry
 from asyncq.compat.request import DIRECT, Context, current_request
 from asyncq.compat.result import AsyncResult, EagerResult
-
-if TYPE_CHECKING:
-    from asyncq.compat.app import Celery
-
-
-def backoff(factor: Any, retries: int, maximum: float, jitter: bool) -> float:
-    """Celery's exponential backoff: ``min(max, factor * 2**retries)``, jittered uniformly over [0, n]."""
-    factor = int(max(1.0, float(factor)))
-    countdown = min(maximum, factor * (2**retries))
-    if jitter:
-        countdown = random.randrange(int(countdown) + 1)
-    return float(max(0, countdown))
+from asyncq.compat.retry import ExceptionInfo as ExceptionInfo
+from asyncq.compat.retry import backoff as backoff
+from asyncq.compat.transactions import on_sqlalchemy_commit
 
 
 class Task:
     """A Celery-style task. Class attributes are the options; ``run`` is the body."""
 
     name: str = ""
-    _app: Celery | None = None
+    _app: CeleryApp | None = None
     bind: bool = False
     typing: bool = True
     max_retries: int | None = 3
@@ -68,9 +59,7 @@ class Task:
 
     # --- identity -----------------------------------------------------------------------------------------
     @property
-    def app(self) -> Celery:
-        from asyncq.compat.app import current_app
-
+    def app(self) -> CeleryApp:
         return self._app or current_app()
 
     def __repr__(self) -> str:
@@ -112,8 +101,6 @@ class Task:
     def apply(self, args: Any = None, kwargs: Any = None, task_id: str | None = None, link: Any = None,
               link_error: Any = None, throw: bool | None = None, **options: Any) -> EagerResult:
         """Run the task here and now (eager), returning an EagerResult; ``throw`` re-raises its exception."""
-        from asyncq.compat.runtime import run_eagerly
-
         return run_eagerly(self, tuple(args or ()), dict(kwargs or {}), task_id or str(uuid.uuid4()),
                            link=link, link_error=link_error,
                            throw=self.app.conf.task_eager_propagates if throw is None else throw)
@@ -133,8 +120,6 @@ class Task:
 
             transaction.on_commit(send)
             return
-        from asyncq.compat.transactions import on_sqlalchemy_commit
-
         on_sqlalchemy_commit(session, send)
 
     # --- signatures ---------------------------------------------------------------------------------------
@@ -221,18 +206,6 @@ class Task:
 
     def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:
         return AsyncResult(task_id, app=self.app, task_name=self.name, **kwargs)
-
-
-class ExceptionInfo:
-    """Celery's ``einfo``: the exception, its type and traceback text."""
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exception = exc
-        self.type = type(exc)
-        self.traceback = "".join(traceback.format_exception(exc))
-
-    def __str__(self) -> str:
-        return self.traceback
 
 
 def _options(task_id: str | None, link: Any, link_error: Any, shadow: str | None,
