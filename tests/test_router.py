@@ -21,6 +21,7 @@ from asyncq.compat.router import ASYNCQ, CELERY, Router, Rules, explain, load_ru
 from .conftest import flushed_url
 
 DB = 15
+BACKEND_DB = 14  # a result backend apart from the broker
 
 
 class Clock:
@@ -178,6 +179,27 @@ def test_router_true_uses_the_apps_broker(client: redis.Redis, url: str) -> None
         assert client.zcard("arq:queue:celery") == 2 and not client.llen("celery")
     finally:
         off.close()
+
+
+def test_forget_deletes_celerys_result_on_the_result_backend(client: redis.Redis, url: str) -> None:
+    """``forget()`` of a Celery-run task deletes ``celery-task-meta-<id>`` where it is read: the result backend,
+    which may be another Redis than the broker (it used to delete on the broker's)."""
+    backend_url = flushed_url(BACKEND_DB)
+    backend = redis.Redis.from_url(backend_url)
+    app = Celery("proj", broker=url, backend=backend_url, set_as_current=False, asyncq_router=True)
+    try:
+        doc = json.dumps({"status": "SUCCESS", "result": 3, "traceback": None, "children": [],
+                          "date_done": None, "task_id": "f1"})
+        backend.set("celery-task-meta-f1", doc)
+        client.set("celery-task-meta-f1", doc)  # the broker's Redis: not where this app reads results
+        result = CeleryBackendResult("f1", app=app)
+        assert result.get(timeout=5) == 3
+        result.forget()
+        assert not backend.exists("celery-task-meta-f1")
+        assert client.exists("celery-task-meta-f1")
+    finally:
+        app.close()
+        backend.close()
 
 
 def test_cli_set_rm_show(client: redis.Redis, url: str) -> None:

@@ -143,9 +143,9 @@ class CeleryBackendResult(AsyncResult):
         return meta.result
 
     def forget(self) -> None:
-        async def forget() -> None:
-            broker = await self.app.asyncq_app.broker()
-            await broker.delete(meta_key(self.id))
+        async def forget() -> None:  # where the result is read: the result backend, not the broker
+            client = await backend_client(self.app)
+            await client.delete(meta_key(self.id))
 
         self.app.bridge.run(forget())
 
