@@ -450,3 +450,35 @@ def test_fuzz_random_bytes_in_every_key_the_worker_reads(entries: list[tuple[str
     asyncio.run(scenario())
     r.flushdb()
     r.close()
+
+
+async def test_a_worker_that_reclaims_its_own_running_job_keeps_one_run(
+    url: str, workers: WorkerRunner, sync_redis: redis.Redis
+) -> None:
+    """A worker whose loop stalled past the lease may claim its own running job back (the lease lapsed, nobody
+    else took it): it must keep the one run it has, under the new lease, and not start a second copy."""
+    app = make_app(url)
+    started = asyncio.Event()
+    release = asyncio.Event()
+    runs: list[int] = []
+
+    @app.task(name="long")
+    async def long() -> str:
+        runs.append(current_job().job_try)
+        started.set()
+        await release.wait()
+        return "done"
+
+    w = await workers.start(app, lease=30.0)
+    job = await long.enqueue()
+    await asyncio.wait_for(started.wait(), 10)
+    # What a stall past the lease leaves in Redis: the lease key gone, the running entry due.
+    sync_redis.delete(keys.in_progress_key(job.job_id))
+    sync_redis.zadd(keys.running_key("default"), {job.job_id: now_ms() - 1000})
+    await app.tasks["echo"].enqueue("wake")  # a wake-up: the worker claims, and gets its own job back
+    await wait_until(lambda: sync_redis.get(keys.in_progress_key(job.job_id)) is not None)
+    release.set()
+    assert await job.result(timeout=20) == "done"
+    assert runs == [1] and serving(w)
+    info = await job.info()
+    assert info.recoveries == 1 and info.tries == 1

@@ -272,8 +272,9 @@ class Executor:
             recoveries=ctx.recoveries,
         )
         ok = await self._settle(rj, lambda: self.state.finisher.finish(rj.lease, result, keep_ms), "finish")
-        if ok == 0:
-            log.warning("job %s finished after its lease was lost; another worker re-ran it, result dropped",
+        if ok == 0:  # after an outage the first try of this write may have landed with its reply lost: say both
+            log.warning("job %s: its outcome was not written now: another worker claimed the job again (this run's "
+                        "result is dropped), or an earlier attempt of this write succeeded and its reply was lost",
                         ctx.job_id)
 
     async def _dead_letter(

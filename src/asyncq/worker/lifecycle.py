@@ -392,6 +392,17 @@ class Worker:
                 await self._wake.wait()
 
     def _start(self, c: Claimed) -> None:
+        running = self.running.get(c.job_id)
+        if running is not None and running.task is not None and not running.task.done():
+            # This worker's own lease on a job it is still running lapsed (its loop stalled past the lease, e.g.
+            # on an overloaded machine) and the claim handed the job back to it: keep the run, take the new lease,
+            # never start a second copy next to the first.
+            log.warning("job %s: its lease lapsed while it ran here (this worker stalled > %.1fs); keeping the run "
+                        "under the new lease", c.job_id, self.settings.lease)
+            running.claimed = c
+            if running.ctx is not None:
+                running.ctx.recoveries = c.recoveries
+            return
         rj = RunningJob(claimed=c)
         self.running[c.job_id] = rj
         task = asyncio.create_task(self._run_one(rj), name=f"asyncq-job-{c.job_id}")
