@@ -12,9 +12,7 @@ tests/test_arq_interop.py runs asyncq on redis-py 5).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,37 +20,12 @@ import pytest
 from asyncq import App, BrokerUnavailable, keys
 from asyncq.broker import REDIS_DOWN, Broker, NewJob, SyncBroker, now_ms
 
-
-class Dropper:
-    """Accepts connections, reads what the client sends, then closes: every command fails mid-flight."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            conn.settimeout(2)
-            with contextlib.suppress(OSError):
-                conn.recv(65536)
-            conn.close()
-
-    def close(self) -> None:
-        self.sock.close()
+from .bad_servers import BadServer
 
 
 @pytest.fixture
-def dropper() -> Dropper:
-    d = Dropper()
+def dropper() -> Iterator[BadServer]:
+    d = BadServer(hang=False)
     yield d
     d.close()
 
@@ -61,7 +34,7 @@ def job() -> NewJob:
     return NewJob("r1", keys.lane_key("default"), "default", now_ms(), 60_000, b"{}")
 
 
-async def test_the_async_broker_does_not_retry_inside_redis_py(dropper: Dropper) -> None:
+async def test_the_async_broker_does_not_retry_inside_redis_py(dropper: BadServer) -> None:
     broker = Broker.connect(f"redis://127.0.0.1:{dropper.port}/0", connect_timeout=1, command_timeout=1)
     try:
         with pytest.raises(BrokerUnavailable):
@@ -72,7 +45,7 @@ async def test_the_async_broker_does_not_retry_inside_redis_py(dropper: Dropper)
         await broker.aclose()
 
 
-def test_the_sync_broker_does_not_retry_inside_redis_py(dropper: Dropper) -> None:
+def test_the_sync_broker_does_not_retry_inside_redis_py(dropper: BadServer) -> None:
     broker = SyncBroker(f"redis://127.0.0.1:{dropper.port}/0", connect_timeout=1, command_timeout=1)
     try:
         with pytest.raises(BrokerUnavailable):
@@ -82,7 +55,7 @@ def test_the_sync_broker_does_not_retry_inside_redis_py(dropper: Dropper) -> Non
         broker.close()
 
 
-async def test_a_worker_claim_against_a_dropping_server_fails_once_and_fast(dropper: Dropper) -> None:
+async def test_a_worker_claim_against_a_dropping_server_fails_once_and_fast(dropper: BadServer) -> None:
     broker = Broker.connect(f"redis://127.0.0.1:{dropper.port}/0", connect_timeout=1, command_timeout=1)
     try:
         with pytest.raises(REDIS_DOWN):

@@ -8,9 +8,7 @@ and the bad entry sits in the dead-letter store with a reason a person can act o
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +23,7 @@ from asyncq import App, JobSpec, JobStatus, TaskExited, WorkerSettings, admin, c
 from asyncq.broker import Lease, now_ms
 from asyncq.worker.lifecycle import Worker
 
+from .bad_servers import BadServer
 from .conftest import WorkerRunner, redis_url, wait_until
 
 LANE = keys.lane_key("default")
@@ -326,34 +325,8 @@ async def test_no_lapsed_lease_is_recovered_inside_a_reconnect_window(url: str) 
 
 
 # --- a worker whose Redis hangs ---------------------------------------------------------------------------------
-class BlackHole:
-    """A TCP server that accepts connections and never answers: Redis commands to it hang until they time out."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.conns: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-
-    def close(self) -> None:
-        self.sock.close()
-        for c in self.conns:
-            c.close()
-
-
 async def test_a_worker_whose_redis_hangs_reports_wedged_and_still_stops_in_bounded_time() -> None:
-    hole = BlackHole()
+    hole = BadServer(hang=True)
     try:
         app = make_app(f"redis://127.0.0.1:{hole.port}/0", command_timeout=60, connect_timeout=2)
         w = Worker(app, WorkerSettings(handle_signals=False, wedged_after=1.0, heartbeat_interval=0.5,
