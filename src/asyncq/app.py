@@ -18,7 +18,7 @@ from asyncq.broker import REDIS_DOWN, Broker, NewJob, SyncBroker, now_ms
 from asyncq.codec import encode_payload
 from asyncq.cron import Schedule, parse_schedule
 from asyncq.exceptions import ConfigurationError, SerializationError, UnknownTaskError
-from asyncq.hooks import Hooks
+from asyncq.hooks import Hooks, SendHooks, run_sending, run_sent
 from asyncq.job import Job
 from asyncq.results import ResultWaiter
 from asyncq.serializers import Serializer, get_serializer
@@ -59,12 +59,18 @@ class App:
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.schedules: list[Schedule] = []
         self.hooks: list[Hooks] = list(hooks)
+        #: producer-side hooks around every enqueue (tracing adds one)
+        self.send_hooks: list[SendHooks] = []
         # One connection (and result waiter) per event loop: an App may serve a web server's loop and a
         # background thread's loop at once (the Celery layer's sync API does exactly that).
         self._sync_broker: SyncBroker | None = None
         self._conns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Broker, ResultWaiter]] = (
             weakref.WeakKeyDictionary()
         )
+        if self.settings.tracing:  # asyncq[otel]: imported only when asked for, it needs opentelemetry-api
+            from asyncq.integrations.opentelemetry import instrument
+
+            instrument(self)
 
     def __repr__(self) -> str:
         return f"<asyncq App {len(self.tasks)} tasks>"
@@ -211,29 +217,41 @@ class App:
 
         Every argument is serialized before anything is sent, so a bad argument enqueues nothing.
         """
-        now = now_ms()
-        new = [self.new_job(spec, now) for spec in specs]
-        broker = await self.broker()
-        jobs: list[Job] = []
-        for start in range(0, len(new), batch_size):
-            chunk = new[start : start + batch_size]
-            statuses = await broker.enqueue(chunk)
-            jobs += self._handles(chunk, statuses, specs[start : start + batch_size])
+        specs, tokens = run_sending(self.send_hooks, specs) if self.send_hooks else (specs, [])
+        try:
+            now = now_ms()
+            new = [self.new_job(spec, now) for spec in specs]
+            broker = await self.broker()
+            jobs: list[Job] = []
+            for start in range(0, len(new), batch_size):
+                chunk = new[start : start + batch_size]
+                statuses = await broker.enqueue(chunk)
+                jobs += self._handles(chunk, statuses, specs[start : start + batch_size])
+        except BaseException as exc:
+            run_sent(self.send_hooks, tokens, [], exc)
+            raise
+        run_sent(self.send_hooks, tokens, [j.job_id for j in jobs], None)
         return jobs
 
     def enqueue_many_sync(self, specs: Sequence[JobSpec], *, batch_size: int = ENQUEUE_BATCH) -> list[Job]:
         """``enqueue_many`` for sync code (no event loop needed): same payloads, same script, same guarantees.
         The returned handles are for their ids; their methods are async."""
-        now = now_ms()
-        new = [self.new_job(spec, now) for spec in specs]
-        if self._sync_broker is None:
-            self._sync_broker = SyncBroker(self.settings.redis_url, connect_timeout=self.settings.connect_timeout,
-                                           command_timeout=self.settings.command_timeout)
-        jobs: list[Job] = []
-        for start in range(0, len(new), batch_size):
-            chunk = new[start : start + batch_size]
-            statuses = self._sync_broker.enqueue(chunk)
-            jobs += self._handles(chunk, statuses, specs[start : start + batch_size])
+        specs, tokens = run_sending(self.send_hooks, specs) if self.send_hooks else (specs, [])
+        try:
+            now = now_ms()
+            new = [self.new_job(spec, now) for spec in specs]
+            if self._sync_broker is None:
+                self._sync_broker = SyncBroker(self.settings.redis_url, connect_timeout=self.settings.connect_timeout,
+                                               command_timeout=self.settings.command_timeout)
+            jobs: list[Job] = []
+            for start in range(0, len(new), batch_size):
+                chunk = new[start : start + batch_size]
+                statuses = self._sync_broker.enqueue(chunk)
+                jobs += self._handles(chunk, statuses, specs[start : start + batch_size])
+        except BaseException as exc:
+            run_sent(self.send_hooks, tokens, [], exc)
+            raise
+        run_sent(self.send_hooks, tokens, [j.job_id for j in jobs], None)
         return jobs
 
     def _handles(self, chunk: Sequence[NewJob], statuses: Sequence[int], specs: Sequence[JobSpec]) -> list[Job]:

@@ -95,6 +95,9 @@ class WorkerSettings:
     metrics_port: int = 0
     #: the address the metrics server binds to
     metrics_host: str = "127.0.0.1"
+    #: the metrics server also answers with celery-exporter's names and labels (celery_task_succeeded_total
+    #: {name,hostname,queue_name}, ...), so dashboards built for Celery keep working during a migration
+    metrics_celery_names: bool = False
     #: how long a worker keeps an outcome (result, retry, dead letter) it could not write because Redis was
     #: unreachable; it writes it as soon as Redis answers, before claiming new work. Past this the outcome is
     #: dropped and the job runs again after its lease (at least once)
@@ -160,6 +163,9 @@ class AppSettings:
     #: Redis connections an App opens per event loop at most; more concurrent commands wait for a free one
     #: (up to command_timeout) instead of failing
     max_connections: int = 1000
+    #: OpenTelemetry traces and metrics for every enqueue and every run (needs asyncq[otel]; the SDK and its
+    #: exporters are yours to set up): the same as ``asyncq.integrations.opentelemetry.instrument(app)``
+    tracing: bool = False
 
     def __post_init__(self) -> None:
         check_queue_name(self.default_queue)

@@ -31,6 +31,7 @@ from asyncq.exceptions import (
     TaskTimeout,
 )
 from asyncq.hooks import call_hooks
+from asyncq.logs import job_finished
 from asyncq.worker.state import WorkerState
 
 if TYPE_CHECKING:
@@ -150,34 +151,47 @@ class Executor:
         await call_hooks(self.state.hooks, "on_start", ctx)
         token = set_current(ctx)
         rj.started = True
+        # how the run ended, for its log line and the on_end hooks (a tracing span closes there)
+        outcome: str = "cancelled"
+        error: BaseException | None = None
+        retry_in: float | None = None
         try:
             result = await self._call(task, payload)
         except asyncio.CancelledError:
             if rj.hand_back:
+                outcome = "handed back"
                 await self._settle(
                     rj, lambda: self.state.broker.requeue(rj.lease, now_ms(), give_back_try=True), "hand back"
                 )
                 return
             if rj.abort_requested:
-                await self._finish(rj, payload, ctx, False, JobAborted("aborted while running"), "aborted")
+                outcome, error = "aborted", JobAborted("aborted while running")
+                await self._finish(rj, payload, ctx, False, error, "aborted")
                 await call_hooks(self.state.hooks, "on_failure", ctx, JobAborted("aborted"))
                 return
             if rj.lease_lost:
+                outcome = "lease lost"
                 return  # another worker owns it now; nothing of ours to write
             raise
         except Retry as exc:
-            await self._failed(rj, task, payload, ctx, exc, forced_delay=exc.defer)
+            error = exc
+            outcome, retry_in = await self._failed(rj, task, payload, ctx, exc, forced_delay=exc.defer)
         except JobAborted as exc:  # the task aborted itself (e.g. the Celery layer's revoked or expired job)
+            outcome, error = "aborted", exc
             await self._finish(rj, payload, ctx, False, exc, "aborted")
             await call_hooks(self.state.hooks, "on_failure", ctx, exc)
         except Exception as exc:
-            await self._failed(rj, task, payload, ctx, exc, forced_delay=None)
+            error = exc
+            outcome, retry_in = await self._failed(rj, task, payload, ctx, exc, forced_delay=None)
         else:
+            outcome = "success"
             await self._finish(rj, payload, ctx, True, result, "success")
             self.state.stats["complete"] += 1
             await call_hooks(self.state.hooks, "on_success", ctx, result)
         finally:
             reset_current(token)
+            job_finished(ctx, outcome, error, retry_in=retry_in)
+            await call_hooks(self.state.hooks, "on_end", ctx, outcome, error)
 
     async def _call(self, task: Task[Any, Any], payload: Payload) -> Any:
         timeout = task.options.timeout if task.options.timeout is not None else self.app.settings.timeout
@@ -207,24 +221,22 @@ class Executor:
         ctx: JobContext,
         exc: BaseException,
         forced_delay: float | None,
-    ) -> None:
+    ) -> tuple[str, float | None]:
+        """Retry or dead-letter a failed run; returns the outcome ("retry" or "failed") and the retry delay."""
         policy = task.options.retry
         retryable = isinstance(exc, Retry) or policy.should_retry(exc)
         if retryable and ctx.job_try < ctx.max_tries:
             delay = forced_delay if forced_delay is not None else policy.delay_for(ctx.job_try)
-            log.info("job %s %s try %d/%d failed (%r); retry in %.2fs",
-                     ctx.job_id, task.name, ctx.job_try, ctx.max_tries, exc, delay)
             run_at = now_ms() + int(delay * 1000)
             await self._settle(rj, lambda: self.state.broker.requeue(rj.lease, run_at, give_back_try=False), "retry")
             self.state.stats["retried"] += 1
             await call_hooks(self.state.hooks, "on_retry", ctx, exc, delay)
-            return
+            return "retry", delay
         why = "retries exhausted" if retryable else "not retryable"
-        log.warning("job %s %s failed on try %d/%d (%s): %r", ctx.job_id, task.name, ctx.job_try,
-                    ctx.max_tries, why, exc)
         self.state.stats["failed"] += 1
         await self._dead_letter(rj, payload, f"failed: {why}", exc, "failed")
         await call_hooks(self.state.hooks, "on_failure", ctx, exc)
+        return "failed", None
 
     async def _unknown_task(self, rj: RunningJob, payload: Payload) -> None:
         c = rj.claimed

@@ -1,0 +1,259 @@
+"""OpenTelemetry traces across real worker processes (asyncq.integrations.opentelemetry).
+
+The producer side runs here with the real SDK and its in-memory exporter; the worker is a real
+``asyncq worker`` process whose SDK appends every span to a file (tests/otel_app.py), the collector stand-in
+read back here. Each test checks one trace: the producer's span, the worker's CONSUMER span parented by (and
+linked to) it, and a span made inside the task as the CONSUMER span's child.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from asyncq import App
+from asyncq.integrations.opentelemetry import instrument
+
+from .conftest import flushed_url, stop_process
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+TRACE_DB = 8
+
+
+@pytest.fixture
+def turl() -> str:
+    return flushed_url(TRACE_DB)
+
+
+@pytest.fixture
+def memory() -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def worker_env(url: str, spans: Path) -> dict[str, str]:
+    return {**os.environ, "ASYNCQ_REDIS_URL": url, "OTEL_TEST_SPANS": str(spans), "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+def run_burst(url: str, spans: Path, target: str = "tests.otel_app:app") -> str:
+    """Run a burst worker until the queues are empty; its stderr."""
+    proc = subprocess.run([sys.executable, "-m", "asyncq", "worker", target, "--burst"], cwd=ROOT,
+                          env=worker_env(url, spans), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stderr
+
+
+@pytest.fixture
+def background() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for p in started:
+        stop_process(p)
+
+
+def read_spans(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def hexid(span: Any) -> str:
+    return f"{span.context.span_id:016x}"
+
+
+def trace_hex(span: Any) -> str:
+    return f"{span.context.trace_id:032x}"
+
+
+def only(spans: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    found = [s for s in spans if s["name"] == name]
+    assert len(found) == 1, (name, [s["name"] for s in spans])
+    return found[0]
+
+
+async def test_one_trace_from_the_request_through_the_worker_into_the_task(
+    turl: str, memory: tuple[TracerProvider, InMemorySpanExporter], tmp_path: Path
+) -> None:
+    provider, exporter = memory
+    app = App(redis_url=turl)
+    instrument(app, tracer_provider=provider)
+    with provider.get_tracer("test").start_as_current_span("POST /signup") as request:
+        job = await app.enqueue("otel.work", 21)
+    await app.close()
+    send = next(s for s in exporter.get_finished_spans() if s.name == "send default")
+    assert send.kind is SpanKind.PRODUCER
+    assert send.parent is not None and send.parent.span_id == request.get_span_context().span_id
+    assert dict(send.attributes or {}) == {
+        "messaging.system": "asyncq", "messaging.destination.name": "default", "messaging.operation.type": "send",
+        "messaging.operation.name": "send", "asyncq.task.name": "otel.work", "messaging.message.id": job.job_id,
+    }
+
+    spans_file = tmp_path / "spans.jsonl"
+    stderr = run_burst(turl, spans_file)
+    spans = read_spans(spans_file)
+    process = only(spans, "process default")
+    inside = only(spans, "inside the task")
+    assert process["kind"] == "CONSUMER"
+    assert process["trace_id"] == trace_hex(send) == inside["trace_id"]
+    assert process["parent_id"] == hexid(send)
+    assert process["links"] == [hexid(send)]
+    assert inside["parent_id"] == process["span_id"]
+    attrs = process["attributes"]
+    assert attrs["messaging.system"] == "asyncq" and attrs["messaging.destination.name"] == "default"
+    assert attrs["messaging.operation.type"] == "process" and attrs["messaging.message.id"] == job.job_id
+    assert attrs["asyncq.task.name"] == "otel.work" and attrs["asyncq.job.try"] == 1
+    assert attrs["asyncq.job.outcome"] == "success" and process["status"] == "UNSET"
+    assert f"otel.work[{job.job_id}] succeeded" in stderr
+
+
+async def test_a_batch_is_one_send_span_with_a_creation_context_per_job(
+    turl: str, memory: tuple[TracerProvider, InMemorySpanExporter], tmp_path: Path
+) -> None:
+    provider, exporter = memory
+    app = App(redis_url=turl)
+    instrument(app, tracer_provider=provider)
+    jobs = await app.enqueue_many([app_spec(i) for i in range(3)])
+    await app.close()
+    finished = exporter.get_finished_spans()
+    creates = [s for s in finished if s.name == "create default"]
+    (send,) = [s for s in finished if s.name == "send default"]
+    assert len(creates) == 3 and all(c.kind is SpanKind.PRODUCER for c in creates)
+    assert send.kind is SpanKind.CLIENT
+    assert (send.attributes or {})["messaging.batch.message_count"] == 3
+    assert sorted(hexid(link) for link in send.links) == sorted(hexid(c) for c in creates)
+
+    spans_file = tmp_path / "spans.jsonl"
+    run_burst(turl, spans_file)
+    processes = [s for s in read_spans(spans_file) if s["name"] == "process default"]
+    by_id = {p["attributes"]["messaging.message.id"]: p for p in processes}
+    assert sorted(by_id) == sorted(j.job_id for j in jobs)
+    assert sorted(p["parent_id"] for p in processes) == sorted(hexid(c) for c in creates)
+
+
+def app_spec(i: int) -> Any:
+    from asyncq.task import JobSpec
+
+    return JobSpec("otel.work", (i,), {})
+
+
+async def test_every_try_is_a_process_span_under_the_same_producer_and_failures_are_recorded(
+    turl: str, memory: tuple[TracerProvider, InMemorySpanExporter], tmp_path: Path
+) -> None:
+    provider, exporter = memory
+    app = App(redis_url=turl)
+    instrument(app, tracer_provider=provider)
+    await app.enqueue("otel.flaky", 7)
+    await app.enqueue("otel.boom")
+    await app.close()
+    sends = {(s.attributes or {})["asyncq.task.name"]: s for s in exporter.get_finished_spans()}
+
+    spans_file = tmp_path / "spans.jsonl"
+    deadline = time.monotonic() + 30
+    spans: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:  # the retry is due 50 ms later: a burst worker may end before it
+        run_burst(turl, spans_file)
+        spans = [s for s in read_spans(spans_file) if s["name"] == "process default"]
+        if len(spans) == 3:
+            break
+    flaky = sorted((s for s in spans if s["attributes"]["asyncq.task.name"] == "otel.flaky"),
+                   key=lambda s: s["attributes"]["asyncq.job.try"])
+    assert [s["attributes"]["asyncq.job.outcome"] for s in flaky] == ["retry", "success"]
+    assert {s["parent_id"] for s in flaky} == {hexid(sends["otel.flaky"])}
+    assert flaky[0]["status"] == "ERROR" and flaky[0]["events"] == ["exception"]
+    assert flaky[0]["attributes"]["error.type"] == "ValueError"
+    (boom,) = [s for s in spans if s["attributes"]["asyncq.task.name"] == "otel.boom"]
+    assert boom["status"] == "ERROR" and boom["attributes"]["asyncq.job.outcome"] == "failed"
+    assert boom["attributes"]["error.type"] == "RuntimeError" and boom["events"] == ["exception"]
+    assert boom["parent_id"] == hexid(sends["otel.boom"])
+
+
+def test_a_chain_of_three_steps_is_one_trace_each_step_under_its_predecessor(
+    turl: str, memory: tuple[TracerProvider, InMemorySpanExporter], tmp_path: Path,
+    background: list[subprocess.Popen[bytes]],
+) -> None:
+    from asyncq.compat import Celery, chain
+
+    provider, exporter = memory
+    celery = Celery("otel", broker=turl)
+
+    @celery.task(name="otel.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    instrument(celery.asyncq_app, tracer_provider=provider)
+    with provider.get_tracer("test").start_as_current_span("checkout") as root:
+        result = chain(add.s(1, 2), add.s(3), add.s(4)).apply_async()
+    spans_file = tmp_path / "spans.jsonl"
+    background.append(subprocess.Popen(
+        [sys.executable, "-m", "asyncq", "worker", "tests.otel_celery_app:celery_app"], cwd=ROOT,
+        env=worker_env(turl, spans_file), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    assert result.get(timeout=30) == 10
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len([s for s in read_spans(spans_file) if s["name"] == "inside add"]) < 3:
+        time.sleep(0.05)
+    spans = read_spans(spans_file)
+    by_id = {s["span_id"]: s for s in spans}
+    (first_send,) = [s for s in exporter.get_finished_spans() if s.name.startswith("send")]
+    processes = [s for s in spans if s["name"].startswith("process")]
+    assert len(processes) == 3
+    assert {s["trace_id"] for s in spans} == {trace_hex(root)}
+    # step 1 under the producer's send span; steps 2 and 3 under a send span made inside the step before
+    steps = [next(p for p in processes if p["parent_id"] == hexid(first_send))]
+    for _ in range(2):
+        send = next(s for s in spans if s["name"].startswith("send") and s["parent_id"] == steps[-1]["span_id"])
+        steps.append(next(p for p in processes if p["parent_id"] == send["span_id"]))
+    assert len({s["span_id"] for s in steps}) == 3
+    for step in steps:
+        inside = next(s for s in spans if s["name"] == "inside add" and s["parent_id"] == step["span_id"])
+        assert by_id[inside["parent_id"]]["kind"] == "CONSUMER"
+
+
+def test_a_message_from_a_stock_celery_producer_with_its_own_instrumentation(
+    turl: str, memory: tuple[TracerProvider, InMemorySpanExporter], tmp_path: Path,
+    background: list[subprocess.Popen[bytes]],
+) -> None:
+    import celery as stock
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+
+    provider, exporter = memory
+    producer = stock.Celery("stock", broker=turl)
+    instrumentor = CeleryInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        with provider.get_tracer("test").start_as_current_span("legacy view") as root:
+            producer.send_task("otel.add", (2, 3), queue="celery")
+    finally:
+        instrumentor.uninstrument()
+        producer.close()
+    publish = next(s for s in exporter.get_finished_spans() if s.kind is SpanKind.PRODUCER)
+    spans_file = tmp_path / "spans.jsonl"
+    background.append(subprocess.Popen(
+        [sys.executable, "-m", "asyncq", "worker", "tests.otel_celery_app:celery_app", "--celery-queues", "celery"],
+        cwd=ROOT, env=worker_env(turl, spans_file), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(s["name"] == "inside add" for s in read_spans(spans_file)):
+        time.sleep(0.05)
+    spans = read_spans(spans_file)
+    process = next(s for s in spans if s["name"].startswith("process"))
+    inside = only(spans, "inside add")
+    assert process["kind"] == "CONSUMER"
+    assert process["trace_id"] == trace_hex(root) == inside["trace_id"]
+    assert process["parent_id"] == hexid(publish) and process["links"] == [hexid(publish)]
+    assert inside["parent_id"] == process["span_id"]
