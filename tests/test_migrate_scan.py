@@ -250,7 +250,7 @@ def test_calls_canvas_control_and_signals(celery_project: Path) -> None:
     assert verdicts(report, "app.control.revoke()") == {"supported"}
     assert verdicts(report, "app.control.rate_limit()") == {"unsupported"}
     assert verdicts(report, "inspect().revoked()") == {"unsupported"}
-    assert verdicts(report, "signal task_prerun") == {"supported"}
+    assert verdicts(report, "signal task_prerun") == {"change"}  # real Celery's signal: `from celery import signals`
     assert verdicts(report, "signal task_received") == {"unsupported"}
     sent = "on_after_configure" in rules.signals_sent()
     assert verdicts(report, "app.on_after_configure.connect") == {"supported" if sent else "unsupported"}
@@ -282,3 +282,100 @@ def test_compat_proj_scans_with_only_import_changes() -> None:
     assert not [f for f in report.findings if f.verdict in (Verdict.unsupported, Verdict.check)]
     assert {f.feature.split(" ")[0] for f in report.findings if f.verdict is Verdict.change} == {"from"}
     assert report.exit_code(FailOn.unsupported) == 0 and report.exit_code(FailOn.change) == 1
+
+
+# --- the scanner tells the truth (issue 13): one test per false positive or miss ---------------------------------
+ONE_IMPORT_CHANGED = {
+    "proj/__init__.py": "",
+    "proj/celery.py": 'from asyncq.compat import Celery\nfrom proj.base import BaseTask\n'
+                      'app = Celery("proj", task_cls=BaseTask)\n'
+                      'app.config_from_object("django.conf:settings", namespace="CELERY")\n'
+                      'app.set_default()\nconn = app.broker_connection()\nsteps = app.steps\n'
+                      'app.on_after_finalize.connect(lambda sender, **kw: None)\n',
+    "proj/base.py": "from celery import Task\n\nclass BaseTask(Task):\n    def on_failure(self, *a): pass\n",
+    "proj/settings/base.py": 'CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"\nCELERY_RESULT_BACKEND = "django-db"\n'
+                             'CELERY_TASK_SERIALIZER = "json"\n',
+    "proj/settings/prod.py": "from .base import *\nDEBUG = False\n",
+    "proj/tasks.py": "from asyncq.compat import shared_task\nfrom celery.signals import task_failure\n"
+                     "from celery.schedules import crontab\nfrom celery.result import AsyncResult\n"
+                     "from celery.utils.log import get_task_logger\n\n"
+                     "@shared_task\ndef count(total=1):\n    return total\n\n"
+                     "@task_failure.connect\ndef on_fail(**kw): ...\n\n"
+                     "def go():\n    count.delay(3, total=3)\n    return AsyncResult('x')\n",
+}
+
+
+@pytest.fixture
+def one_import(tmp_path: Path) -> Report:
+    write(tmp_path, ONE_IMPORT_CHANGED)
+    return scan([tmp_path / "proj"])
+
+
+def finding(report: Report, feature: str) -> Any:
+    found = [f for f in report.findings if f.feature == feature]
+    assert len(found) == 1, (feature, [f.feature for f in report.findings])
+    return found[0]
+
+
+@pytest.mark.parametrize("module,name", [("celery.signals", "task_failure"), ("celery.schedules", "crontab"),
+                                         ("celery.result", "AsyncResult"), ("celery.utils.log", "get_task_logger")])
+def test_imports_that_still_reach_real_celery_are_reported(one_import: Report, module: str, name: str) -> None:
+    f = finding(one_import, f"from {module} import {name}")
+    assert f.verdict is Verdict.change and "still imports real Celery" in f.detail
+    if rules.can_install_as_celery():  # the advice follows what asyncq.compat offers at scan time
+        assert "asyncq.compat.install_as_celery() at the top of the project package" in f.detail
+
+
+def test_a_receiver_on_real_celerys_signal_is_not_supported(one_import: Report) -> None:
+    f = finding(one_import, "signal task_failure")
+    assert f.verdict is Verdict.change and "never runs" in f.detail
+
+
+def test_install_as_celery_in_the_project_makes_celery_imports_resolve(tmp_path: Path) -> None:
+    write(tmp_path, {**ONE_IMPORT_CHANGED,
+                     "proj/__init__.py": "import asyncq.compat\nasyncq.compat.install_as_celery()\n"})
+    report = scan([tmp_path / "proj"])
+    installed = rules.can_install_as_celery()
+    assert finding(report, "from celery.signals import task_failure").verdict is (
+        Verdict.supported if installed else Verdict.change)
+    assert finding(report, "signal task_failure").verdict is Verdict.supported  # compat's signal once installed
+
+
+def test_task_cls_built_on_celery_task(one_import: Report, tmp_path: Path) -> None:
+    f = finding(one_import, "Celery(task_cls=)")
+    assert f.verdict is Verdict.unsupported and "built on real celery.Task" in f.detail
+    ok = write(tmp_path / "ok", {"p/__init__.py": "",
+                                 "p/c.py": "from asyncq.compat import Celery, Task\nclass B(Task): pass\n"
+                                           "app = Celery('p', broker='redis://h/0', task_cls='p.c:B')\n"})
+    assert verdicts(scan([ok / "p"]), "Celery(task_cls=)") == {"supported"}
+
+
+def test_django_db_result_backend_says_use_redis(one_import: Report) -> None:
+    f = finding(one_import, "setting result_backend (CELERY_RESULT_BACKEND)")
+    assert f.verdict is Verdict.change and "use the Redis backend" in f.detail
+
+
+@pytest.mark.parametrize("attr", ["set_default", "steps", "broker_connection", "on_after_finalize"])
+def test_app_attributes_compat_lacks(one_import: Report, attr: str) -> None:
+    feature = f"app.{attr}.connect" if attr == "on_after_finalize" else f"app.{attr}"
+    found = verdicts(one_import, feature)
+    if rules.app_attr_missing(attr):
+        assert found == {"unsupported"}
+    else:  # asyncq.compat has it now: no false alarm
+        assert "unsupported" not in found or (attr == "on_after_finalize" and attr not in rules.signals_sent())
+
+
+def test_json_serializer_is_accepted(one_import: Report) -> None:
+    assert verdicts(one_import, "setting task_serializer (CELERY_TASK_SERIALIZER)") == {"supported"}
+
+
+def test_a_tasks_own_keyword_argument_is_not_an_option(one_import: Report) -> None:
+    assert verdicts(one_import, ".delay()") == {"supported"}
+    assert not [f for f in one_import.findings if f.feature.startswith(".delay(")
+                and f.feature != ".delay()"]
+
+
+def test_settings_folder_without_init(one_import: Report) -> None:
+    assert "proj/settings/__init__.py" not in ONE_IMPORT_CHANGED  # a namespace folder, as many Django projects have
+    paths = {f.path for f in one_import.findings if f.feature.startswith("setting ")}
+    assert len(paths) == 1 and paths.pop().endswith("proj/settings/base.py")

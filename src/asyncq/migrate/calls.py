@@ -10,7 +10,7 @@ from typing import Any
 from asyncq.migrate import rules
 from asyncq.migrate.confkeys import UNKNOWN, classify, schedule_hits
 from asyncq.migrate.model import Verdict
-from asyncq.migrate.project import Module, Project, dotted
+from asyncq.migrate.project import ClassInfo, Module, Project, dotted
 
 SENDERS = frozenset({"delay", "apply_async", "send_task", "AsyncResult"})
 SIGNATURES = frozenset({"s", "si", "signature"})
@@ -120,6 +120,8 @@ class CallChecks:
     # --- pieces -----------------------------------------------------------------------------------------------------
     def _send(self, node: ast.Call, attr: str) -> None:
         self.emit(node, f".{attr}()", Verdict.supported)
+        if attr == "delay":
+            return  # delay(*args, **kwargs): its keywords are the task's own arguments, not options
         skip = {"args", "kwargs"} | ({"countdown", "eta", "task_id"} if attr == "send_task" else set())
         for kw in node.keywords:
             if kw.arg is None:
@@ -214,7 +216,10 @@ class CallChecks:
             self.emit(node, "broker (not given)", Verdict.check, "config or $ASYNCQ_REDIS_URL, else "
                       "redis://127.0.0.1:6379/0 (Celery's default is amqp://)")
         for key, value in given.items():
-            if key in ("main", "include", "set_as_current", "task_cls"):
+            if key in ("main", "include", "set_as_current"):
+                continue
+            if key == "task_cls":
+                self.emit(node, "Celery(task_cls=)", *self.task_cls_rule(value))
                 continue
             if key in ("loader", "namespace"):
                 self.emit(node, f"Celery({key}=)", Verdict.no_effect, "accepted and ignored")
@@ -222,6 +227,41 @@ class CallChecks:
             conf_key = {"broker": "broker_url", "backend": "result_backend"}.get(key, key)
             for line, feature, verdict, detail in classify(conf_key, value, self.resolve, value.lineno):
                 self.emit(line, feature, verdict, detail)
+
+    def task_cls_rule(self, value: ast.expr) -> rules.Rule:
+        """``Celery(task_cls=X)``: X (a class or a ``"module:Class"`` string) must not be built on real Celery's
+        Task (the worker refuses the app: "is a Celery, not an asyncq App")."""
+        literal = self.resolve(value)
+        name = literal.replace(":", ".").rsplit(".", 1)[-1] if isinstance(literal, str) else dotted(value).rsplit(
+            ".", 1)[-1]
+        info = self.project.classes.get(name)
+        if info is None:
+            return Verdict.check, f"{name or 'the class'} is not in the scanned code: it must subclass " \
+                "asyncq.compat.Task"
+        real = self.real_celery_base(info, 0)
+        if real is None:
+            return Verdict.supported, ""
+        fix = (f"add {rules.INSTALL_LINE} at the top of the project package, or base {info.name} on "
+               "asyncq.compat.Task" if rules.can_install_as_celery() and not self.project.installs_celery
+               else f"base {info.name} on asyncq.compat.Task")
+        return Verdict.unsupported, f"{info.name} ({info.rel}:{info.line}) is built on real {real}: {fix}"
+
+    def real_celery_base(self, info: ClassInfo, depth: int) -> str | None:
+        """``celery.Task`` (or the like) if the class derives from real Celery's Task, else None."""
+        mod = self.project.by_rel(info.rel)
+        for base in info.bases:
+            head, _, last = base.rpartition(".")
+            if mod is not None:
+                source = (self.project.origin_module(mod, head.split(".")[0]) if head
+                          else self.project.origin_module(mod, last))
+                if source is not None and rules.is_real_celery(source) and not self.project.installs_celery:
+                    return f"{source}.{last}" if last == "Task" else base
+            parent = self.project.classes.get(last)
+            if parent is not None and parent is not info and depth < 5:
+                found = self.real_celery_base(parent, depth + 1)
+                if found is not None:
+                    return found
+        return None
 
     def conf_update(self, node: ast.Call) -> None:
         items: list[tuple[str, ast.expr]] = [(k.arg, k.value) for k in node.keywords if k.arg is not None]

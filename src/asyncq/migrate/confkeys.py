@@ -105,8 +105,8 @@ def classify(key: str, value: ast.expr | None, resolve: Resolver, line: int) -> 
     val = resolve(value) if value is not None else UNKNOWN
     if key in ("broker_url", "result_backend"):
         return [(line, feature, *_url_rule(key, val))]
-    if key in ("task_serializer", "result_serializer") and (rule := _serializer_rule(key, val)) is not None:
-        return [(line, feature, *rule)]
+    if key in ("task_serializer", "result_serializer"):
+        return [(line, feature, *_serializer_rule(key, val))]
     if key == "timezone":
         if val in ("UTC", "Etc/UTC", None):
             return [(line, feature, Verdict.supported, "")]
@@ -125,14 +125,16 @@ def classify(key: str, value: ast.expr | None, resolve: Resolver, line: int) -> 
     return [(line, feature, Verdict.check, "not an asyncq.compat setting: stored and never read")]
 
 
-def _serializer_rule(key: str, val: Any) -> Rule | None:
+def _serializer_rule(key: str, val: Any) -> Rule:
     if val is UNKNOWN:
         return Verdict.check, "computed at run time: must be json, msgpack or pickle"
     if val not in SERIALIZERS:
         return Verdict.unsupported, f"{val!r} raises ImproperlyConfigured: use json, msgpack or pickle"
     if val == "pickle" and key == "task_serializer":
         return Verdict.change, "pickle needs asyncq_signing_key (asyncq signs pickle payloads)"
-    return None
+    if key == "result_serializer":
+        return KEY_RULES["result_serializer"]
+    return Verdict.supported, ""  # an accepted value: _check_value raises only for the others
 
 
 def _url_rule(key: str, val: Any) -> Rule:
@@ -142,6 +144,10 @@ def _url_rule(key: str, val: Any) -> Rule:
         if key == "result_backend":
             return Verdict.no_effect, "results always live in the broker's Redis"
         return Verdict.supported, ""
+    if key == "result_backend":
+        return Verdict.change, (f"{_scheme(val)}: asyncq cannot serve this result backend; use the Redis backend "
+                                "(set result_backend to your redis:// broker URL, or remove it: results live in the "
+                                "broker's Redis)")
     return Verdict.unsupported, (f"{_scheme(val)} raises ImproperlyConfigured: asyncq runs on Redis only; keep the "
                                  "tasks that need it on Celery during the migration")
 

@@ -53,6 +53,8 @@ class Project:
     app_names: set[str] = field(default_factory=set)
     classes: dict[str, ClassInfo] = field(default_factory=dict)
     settings: dict[str, str | None] = field(default_factory=dict)  # module name -> namespace
+    #: the project calls ``asyncq.compat.install_as_celery()``: ``celery.*`` imports resolve to asyncq.compat
+    installs_celery: bool = False
 
     # --- lookups ----------------------------------------------------------------------------------------------
     def module(self, dotted: str) -> Module | None:
@@ -75,6 +77,21 @@ class Project:
         if other is None or other is mod:
             return None
         return self.origin(other, name, depth + 1) if name else None
+
+    def origin_module(self, mod: Module, local: str, depth: int = 0) -> str | None:
+        """The library module (``celery.signals``, ``asyncq.compat``...) a local name was imported from."""
+        if local not in mod.imports or depth > 5:
+            return None
+        source, name = mod.imports[local]
+        if is_library(source):
+            return source
+        other = self.module(source)
+        if other is None or other is mod or not name:
+            return None
+        return self.origin_module(other, name, depth + 1)
+
+    def by_rel(self, rel: str) -> Module | None:
+        return next((m for m in self.modules if m.rel == rel), None)
 
     def resolve(self, mod: Module, node: ast.expr | None, depth: int = 0) -> Any:
         """A node's value when it is a literal, a module constant (here or imported) or an env lookup's default."""
@@ -201,6 +218,9 @@ def _index_import(mod: Module, node: ast.Import | ast.ImportFrom, package: list[
 
 
 def _index_call(project: Project, mod: Module, node: ast.Call) -> None:
+    if _dotted(node.func).rsplit(".", 1)[-1] == "install_as_celery":
+        project.installs_celery = True
+        return
     if not (isinstance(node.func, ast.Attribute) and node.func.attr == "config_from_object" and node.args):
         return
     namespace = next((project.resolve(mod, k.value) for k in node.keywords if k.arg == "namespace"), None)
@@ -214,12 +234,19 @@ def _index_call(project: Project, mod: Module, node: ast.Call) -> None:
     module_name = target.partition(":")[0]
     if module_name == "django.conf":  # Django: the settings modules are the project's settings*.py
         for m in project.modules:
-            if any(p == "settings" or p.startswith("settings_") for p in m.name.split(".")):
+            if _is_django_settings(m):
                 project.settings[m.name] = namespace
         return
     found = project.module(module_name)
     if found is not None:
         project.settings[found.name] = namespace
+
+
+def _is_django_settings(m: Module) -> bool:
+    """``settings.py``, ``settings_*.py``, or any file in a ``settings/`` folder, package or not (a folder
+    without ``__init__.py`` imported as a namespace package is common: ``settings/base.py``, ``settings/prod.py``)."""
+    parts = [*Path(m.rel).parent.parts, Path(m.rel).stem]
+    return any(p == "settings" or p.startswith("settings_") for p in [*m.name.split("."), *parts])
 
 
 def _decorator_name(node: ast.expr) -> str:

@@ -9,6 +9,7 @@ import functools
 import importlib
 from pathlib import Path
 
+from asyncq.compat import Celery as CompatCelery
 from asyncq.compat import signals as compat_signals
 from asyncq.compat.app import TASK_OPTIONS
 from asyncq.compat.control import Control, Inspect
@@ -186,7 +187,7 @@ def inspect_rule(method: str) -> Rule:
     return Verdict.unsupported, f"inspect() has no {method}(); available: {', '.join(sorted(INSPECT_METHODS))}"
 
 
-# --- imports --------------------------------------------------------------------------------------------------------
+# --- imports ---------------------------------------------------------------------------------------------------------
 IMPORT_MAP = {
     "celery": "asyncq.compat",
     "celery.signals": "asyncq.compat.signals",
@@ -197,6 +198,8 @@ IMPORT_MAP = {
     "celery.canvas": "asyncq.compat.canvas",
     "celery.app.task": "asyncq.compat.task",
     "celery.task": "asyncq.compat",
+    "celery.utils.log": "asyncq.compat.utils.log",
+    "celery.contrib.abortable": "asyncq.compat.contrib.abortable",
 }
 IMPORT_HINTS: dict[str, Rule] = {
     "get_task_logger": (Verdict.change, "use logging.getLogger(__name__)"),
@@ -204,6 +207,16 @@ IMPORT_HINTS: dict[str, Rule] = {
     "current_task": (Verdict.change, "use self.request in a bind=True task"),
     "AbortableTask": (Verdict.unsupported, "no AbortableTask: abort with app.control.revoke(id, terminate=True)"),
 }
+#: what goes wrong at run time when a name still comes from real Celery (the scan says why the import matters)
+REAL_CELERY_EFFECT = {
+    "celery.signals": "receivers connected to real Celery's signals never run",
+    "celery.schedules": "the asyncq worker cannot run real Celery's schedules",
+    "celery.result": "real Celery's AsyncResult reads no asyncq result (DisabledBackend)",
+    "celery.utils.log": "the project still needs real Celery installed",
+    "Task": "a task base built on real celery.Task is refused by asyncq.compat",
+    "shared_task": "the task registers with real Celery, and no asyncq worker runs it",
+}
+INSTALL_LINE = "asyncq.compat.install_as_celery()"
 
 
 def has_name(module: str, name: str) -> bool:
@@ -213,19 +226,68 @@ def has_name(module: str, name: str) -> bool:
         return False
 
 
-def import_rule(module: str, name: str | None) -> Rule:
-    """``from <module> import <name>`` (``name`` None: ``import <module>``)."""
+def can_install_as_celery() -> bool:
+    """True once asyncq.compat offers ``install_as_celery()`` (read at scan time, so the advice follows the code)."""
+    return has_name("asyncq.compat", "install_as_celery")
+
+
+def is_real_celery(module: str) -> bool:
+    return module == "celery" or module.startswith("celery.")
+
+
+def import_rule(module: str, name: str | None, installed: bool = False) -> Rule:
+    """``from <module> import <name>`` (``name`` None: ``import <module>``). ``installed``: the scanned project
+    calls ``install_as_celery()``, so ``celery.*`` resolves to asyncq.compat in its processes."""
     if module.startswith("asyncq.compat"):
         if name is None or has_name(module, name):
             return Verdict.supported, ""
         return Verdict.unsupported, f"{module} has no {name} (ImportError)"
     target = IMPORT_MAP.get(module)
+    mirrored = target is not None and (name is None or has_name(target, name))
+    if installed and mirrored and can_install_as_celery():
+        return Verdict.supported, f"resolves to {target} through {INSTALL_LINE}"
     if name is not None and target is not None and has_name(target, name):
-        return Verdict.change, f"from {target} import {name}"
+        return Verdict.change, _real_celery_advice(module, name, f"from {target} import {name}")
     if name in IMPORT_HINTS:
-        return IMPORT_HINTS[name]
+        verdict, detail = IMPORT_HINTS[name]
+        return verdict, _real_celery_advice(module, name, detail) if verdict is Verdict.change else detail
     if target is None:
         return Verdict.unsupported, f"no asyncq.compat equivalent of {module}"
     if name is None:
-        return Verdict.change, f"import {target}"
+        return Verdict.change, _real_celery_advice(module, None, f"import {target}")
     return Verdict.unsupported, f"{target} has no {name}"
+
+
+def _real_celery_advice(module: str, name: str | None, rewrite: str) -> str:
+    effect = REAL_CELERY_EFFECT.get(name or "") or REAL_CELERY_EFFECT.get(module) or "still real Celery's"
+    if can_install_as_celery():
+        return (f"still imports real Celery ({effect}): add {INSTALL_LINE} at the top of the project package, "
+                f"or change the import: {rewrite}")
+    return f"still imports real Celery ({effect}): {rewrite}"
+
+
+# --- the app object ---------------------------------------------------------------------------------------------------
+#: Celery 5's public app attributes; the ones asyncq.compat's Celery lacks at scan time are AttributeErrors
+CELERY_APP_ATTRS = frozenset({
+    "AsyncResult", "GroupResult", "Task", "add_defaults", "add_periodic_task", "amqp", "annotations",
+    "autodiscover_tasks", "backend", "broker_connection", "close", "conf", "config_from_cmdline",
+    "config_from_envvar", "config_from_object", "connection", "connection_for_read", "connection_for_write",
+    "connection_or_acquire", "control", "create_task_cls", "current_task", "current_worker_task",
+    "default_connection", "default_producer", "events", "finalize", "gen_task_name", "loader", "log", "main", "now",
+    "on_after_configure", "on_after_finalize", "on_after_fork", "on_configure", "on_init", "pool",
+    "producer_or_acquire", "producer_pool", "register_task", "select_queues", "send_task", "set_current",
+    "set_default", "setup_security", "signature", "start", "steps", "subclass_with_self", "task", "task_cls",
+    "tasks", "timezone", "uses_utc_timezone", "user_options", "worker_main",
+})
+
+
+@functools.cache
+def _compat_app_attrs() -> frozenset[str]:
+    """What asyncq.compat's Celery has: its class attributes and what its constructor sets (a throwaway app that
+    is not made current and connects nowhere)."""
+    app = CompatCelery("asyncq-migrate-scan", set_as_current=False)
+    return frozenset(n for n in CELERY_APP_ATTRS if hasattr(CompatCelery, n) or hasattr(app, n))
+
+
+def app_attr_missing(attr: str) -> bool:
+    return attr in CELERY_APP_ATTRS and attr not in _compat_app_attrs()

@@ -52,7 +52,7 @@ class FileScanner(ast.NodeVisitor, CallChecks):
                 self._import(node, node.module, a.name)
 
     def _import(self, node: ast.AST, module: str, name: str | None) -> None:
-        verdict, detail = rules.import_rule(module, name)
+        verdict, detail = rules.import_rule(module, name, self.project.installs_celery)
         if verdict is not Verdict.supported:
             self.emit(node, f"from {module} import {name}" if name else f"import {module}", verdict, detail)
 
@@ -190,14 +190,23 @@ class FileScanner(ast.NodeVisitor, CallChecks):
                       "module level, or use beat_schedule" if target.attr == "on_after_configure" else
                       f"asyncq.compat's Celery has no {target.attr}")
             return
-        name = None
+        name, local = None, None
         if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and (
                 target.value.id == "signals" or self.origin(target.value) in ("signals", "celery.signals")):
-            name = target.attr
+            name, local = target.attr, target.value.id
         elif isinstance(target, ast.Name) and self.origin(target):
-            name = target.id
-        if name is not None:
-            self.emit(deco, f"signal {name}", *rules.signal_rule(name))
+            name, local = target.id, target.id
+        if name is None:
+            return
+        verdict, detail = rules.signal_rule(name)
+        source = self.project.origin_module(self.mod, local) if local else None
+        if verdict is Verdict.supported and source is not None and rules.is_real_celery(source) and \
+                not self.project.installs_celery:
+            line = self.mod.imports.get(local or "", ("", None))
+            self.emit(deco, f"signal {name}", Verdict.change, f"connected to real Celery's {name} (imported from "
+                      f"{line[0]}), which asyncq never sends: the receiver never runs until that import changes")
+            return
+        self.emit(deco, f"signal {name}", verdict, detail)
 
     # --- calls, assignments -----------------------------------------------------------------------------------
     def visit_Call(self, node: ast.Call) -> None:
@@ -222,6 +231,10 @@ class FileScanner(ast.NodeVisitor, CallChecks):
         if isinstance(node.value, ast.Name) and self.origin(node.value) == "current_app":
             self.emit(node, f"current_app.{node.attr}", Verdict.supported,
                       "asyncq.compat's current_app is a proxy to the current app, as Celery's")
+        elif (isinstance(node.value, ast.Name) and self._is_app(node.value) and node.attr not in APP_SIGNALS
+              and rules.app_attr_missing(node.attr)):
+            self.emit(node, f"app.{node.attr}", Verdict.unsupported, f"asyncq.compat's Celery has no {node.attr}: "
+                      "AttributeError when this line runs")
         self.generic_visit(node)
 
     def visit_Assign(self, node: ast.Assign) -> None:
