@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import msgpack
-from redis import ConnectionPool as SyncConnectionPool
 from redis import Redis as SyncRedis
-from redis.asyncio import BlockingConnectionPool
 from redis.asyncio import Redis as AsyncRedis
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -26,6 +24,7 @@ from redis.retry import Retry
 
 from asyncq import keys
 from asyncq.exceptions import BrokerUnavailable
+from asyncq.redis_url import async_pool, sync_pool
 from asyncq.scripts import Scripts, script_source
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -147,7 +146,7 @@ class SyncBroker:
     redis-py client: no event loop, no thread hop, one round trip. Thread-safe (redis-py's pool)."""
 
     def __init__(self, url: str, *, connect_timeout: float = 5.0, command_timeout: float = 10.0) -> None:
-        self._client = SyncRedis(connection_pool=SyncConnectionPool.from_url(
+        self._client = SyncRedis(connection_pool=sync_pool(  # redis:// or redis+sentinel:// (redis_url.py)
             url, socket_connect_timeout=connect_timeout, socket_timeout=command_timeout, retry=no_retry()))
         self._enqueue = self._client.register_script(script_source("enqueue"))
         self.url_for_humans = redact(url)
@@ -181,7 +180,9 @@ class Broker(AsyncRedis):
         # A blocking pool with an explicit cap: redis-py 5's asyncio pool was unbounded, redis-py 8's refuses a
         # 101st connection (MaxConnectionsError), which a worker running hundreds of tasks that use Redis reaches.
         # Past the cap a command waits for a free connection (up to command_timeout), it does not fail.
-        pool = BlockingConnectionPool.from_url(
+        # redis+sentinel:// URLs get redis-py's Sentinel pool with the same cap (redis_url.py): a connection
+        # asks the Sentinels for the master when it opens, so the client follows a failover.
+        pool = async_pool(
             url,
             max_connections=max_connections,
             timeout=command_timeout,

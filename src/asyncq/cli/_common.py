@@ -15,17 +15,17 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import orjson
 import typer
-from redis.connection import parse_url
 from redis.exceptions import RedisError
 from rich.console import Console
 
 from asyncq.app import App
-from asyncq.broker import REDIS_DOWN, redact
+from asyncq.broker import REDIS_DOWN
 from asyncq.exceptions import (
     AsyncqError,
     ConfigurationError,
 )
 from asyncq.job import JobStatus
+from asyncq.redis_url import check as check_redis_url
 from asyncq.settings import DEFAULT_REDIS_URL
 
 T = TypeVar("T")
@@ -178,11 +178,10 @@ def make_target(redis_url: str | None, app_path: str | None = None) -> tuple[App
         application, found = load_target(app_path)
         if redis_url is not None:
             application.settings = dataclasses.replace(application.settings, redis_url=redis_url)
-    url = application.settings.redis_url
     try:
-        parse_url(url)  # type: ignore[no-untyped-call]
-    except ValueError as exc:
-        fail(f"{redact(url)!r} is not a Redis URL ({exc}); e.g. {DEFAULT_REDIS_URL}", 2)
+        check_redis_url(application.settings.redis_url)  # redis://, rediss://, unix:// or redis+sentinel://
+    except ConfigurationError as exc:
+        fail(str(exc), 2)
     return application, found
 
 

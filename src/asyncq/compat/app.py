@@ -39,6 +39,7 @@ from asyncq.compat.signals import Signal
 from asyncq.compat.task import Task as _Task
 from asyncq.cron import Schedule
 from asyncq.hooks import Hooks
+from asyncq.redis_url import from_celery
 
 log = logging.getLogger("asyncq.compat")
 
@@ -141,6 +142,7 @@ class Celery:
             for module in (*self.conf.include, *self.conf.imports):
                 importlib.import_module(module)
             url = self.conf.broker_url or os.environ.get("ASYNCQ_REDIS_URL") or "redis://127.0.0.1:6379/0"
+            url = from_celery(url, self.conf.get("broker_transport_options"))  # Celery's sentinel:// form
             serializer = self.conf.task_serializer
             if serializer == "pickle" and not self.conf.asyncq_signing_key:
                 raise ImproperlyConfigured(

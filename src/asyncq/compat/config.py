@@ -105,12 +105,15 @@ OLD_NAMES = {
     "CELERY_BROKER_URL": "broker_url",
 }
 
+#: Redis URLs, Sentinel's included (Celery's sentinel:// takes broker_transport_options' master_name)
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://", "sentinel://")
+
 SERIALIZERS = {"json": "json", "msgpack": "msgpack", "pickle": "pickle"}
 
 
 def _check_value(key: str, value: Any) -> None:
     if key in ("broker_url", "result_backend") and value is not None and (
-        not isinstance(value, str) or not value.startswith(("redis://", "rediss://", "unix://"))
+        not isinstance(value, str) or not value.startswith(REDIS_SCHEMES)
     ):
         raise ImproperlyConfigured(
             f"{key}={value!r}: asyncq runs on Redis only; use a redis:// URL (results live in the broker's "

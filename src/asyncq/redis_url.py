@@ -1,0 +1,221 @@
+"""Redis URLs, plain or through Sentinel, and the connection pools built from them: the one place that knows.
+
+Accepted everywhere a Redis URL is (``App(redis_url=...)``, ``ASYNCQ_REDIS_URL``, ``--redis-url``, the dashboard,
+``asyncq.compat``'s ``broker_url``):
+
+- ``redis://[[user]:password@]host:port[/db]``, ``rediss://...``, ``unix:///path?db=N``: redis-py's own forms;
+- ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service_name[/db]`` (``rediss+sentinel://``
+  for TLS to the master): the hosts are Sentinels, ``service_name`` is the master's name in their
+  configuration. The user and password are the master's (and its replicas'); Sentinels that need their own
+  take ``?sentinel_password=...`` (and ``sentinel_username=...``).
+
+Why a Sentinel pool and not the master's address: after a failover the old address is a replica (every write
+fails with READONLY) or gone. redis-py's Sentinel pool asks the Sentinels for the master each time it opens a
+connection, and a connection that meets READONLY is dropped with a ConnectionError; asyncq's workers and
+producers already treat that as an outage (hold outcomes, reconnect with backoff), so they follow a failover
+without a restart.
+
+Celery's own Sentinel form, ``sentinel://host:port;sentinel://host:port`` with
+``broker_transport_options={"master_name": ...}``, is turned into the form above by ``from_celery``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.sentinel
+import redis.sentinel
+from redis.connection import parse_url
+
+from asyncq.exceptions import ConfigurationError
+
+__all__ = [
+    "SentinelUrl", "async_pool", "check", "from_celery", "is_sentinel", "parse_sentinel", "redact", "sync_pool",
+]
+
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+SENTINEL_PORT = 26379
+EXAMPLE = "redis+sentinel://:password@10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379/mymaster/0"
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelUrl:
+    """A parsed ``redis+sentinel://`` URL."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service_name: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    ssl: bool = False
+    sentinel_username: str | None = None
+    sentinel_password: str | None = None
+
+
+def is_sentinel(url: str) -> bool:
+    return url.split("://", 1)[0].lower() in SENTINEL_SCHEMES
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and errors (the same rule as ``asyncq.broker.redact``, which
+    this module cannot import: the broker imports it)."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user + ':***' if user else '***'}@{host}"
+
+
+def _bad(url: str, why: str) -> ConfigurationError:
+    return ConfigurationError(f"{redact(url)!r} is not a Sentinel URL: {why}; e.g. {EXAMPLE}")
+
+
+def parse_sentinel(url: str) -> SentinelUrl:
+    """Split a ``redis+sentinel://`` URL; a ConfigurationError that shows the expected form otherwise."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in SENTINEL_SCHEMES:
+        raise _bad(url, f"the scheme must be {' or '.join(SENTINEL_SCHEMES)}")
+    rest, _, query = rest.partition("?")
+    creds, at, hostpart = rest.rpartition("@")
+    if not at:
+        creds, hostpart = "", rest
+    netloc, _, path = hostpart.partition("/")
+    username = password = None
+    if creds:
+        user, colon, pw = creds.partition(":")
+        username = unquote(user) or None
+        password = unquote(pw) if colon else None
+    sentinels = []
+    for part in netloc.split(","):
+        part = part.strip()
+        if not part:
+            raise _bad(url, "a Sentinel host is empty (list them as host:port,host:port)")
+        if part.startswith("["):  # [IPv6]:port
+            host, _, port = part[1:].partition("]")
+            port = port.removeprefix(":") or str(SENTINEL_PORT)
+        else:
+            host, colon, port = part.rpartition(":")
+            if not colon:
+                host, port = part, str(SENTINEL_PORT)
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise _bad(url, f"{part!r} is not host:port")
+        sentinels.append((host, int(port)))
+    segments = [s for s in path.split("/") if s]
+    if not segments:
+        raise _bad(url, "the master's service name is missing after the hosts")
+    if len(segments) > 2 or (len(segments) == 2 and not segments[1].isdigit()):
+        raise _bad(url, f"the path must be /service_name or /service_name/db, got /{path}")
+    params = {k: v[-1] for k, v in parse_qs(query).items()}
+    unknown = sorted(set(params) - {"sentinel_password", "sentinel_username"})
+    if unknown:
+        raise _bad(url, f"unknown option(s) {', '.join(unknown)} (known: sentinel_password, sentinel_username)")
+    return SentinelUrl(
+        sentinels=tuple(sentinels),
+        service_name=unquote(segments[0]),
+        db=int(segments[1]) if len(segments) == 2 else 0,
+        username=username,
+        password=password,
+        ssl=scheme.lower() == "rediss+sentinel",
+        sentinel_username=params.get("sentinel_username"),
+        sentinel_password=params.get("sentinel_password"),
+    )
+
+
+def check(url: str) -> None:
+    """Raise a ConfigurationError that says what is wrong unless ``url`` is a Redis or Sentinel URL."""
+    if is_sentinel(url):
+        parse_sentinel(url)
+        return
+    try:
+        parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"{redact(url)!r} is not a Redis URL ({exc}); e.g. redis://127.0.0.1:6379/0, or {EXAMPLE}"
+        ) from None
+
+
+def _sentinel_args(target: SentinelUrl, kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The Sentinels' own client options (timeouts, retry, their auth) and the master connections' options."""
+    own = {k: v for k, v in kwargs.items() if k.startswith("socket_") or k == "retry"}
+    if target.sentinel_password is not None:
+        own["password"] = target.sentinel_password
+    if target.sentinel_username is not None:
+        own["username"] = target.sentinel_username
+    conn = {k: v for k, v in kwargs.items() if k not in ("max_connections", "timeout")}
+    conn["db"] = target.db
+    if target.username is not None:
+        conn["username"] = target.username
+    if target.password is not None:
+        conn["password"] = target.password
+    return own, conn
+
+
+class _BlockingSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool, redis.asyncio.BlockingConnectionPool):
+    """redis-py's Sentinel pool with the blocking pool's cap: past ``max_connections`` a command waits for a
+    free connection (up to ``timeout``) instead of failing, as with ``Broker.connect``'s plain pool."""
+
+
+def async_pool(url: str, *, max_connections: int, timeout: float, **kwargs: Any) -> redis.asyncio.ConnectionPool:
+    """A capped, blocking asyncio pool for ``url``; ``kwargs`` are connection options (timeouts, retry...)."""
+    if not is_sentinel(url):
+        return redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=timeout, **kwargs)
+    target = parse_sentinel(url)
+    own, conn = _sentinel_args(target, kwargs)
+    manager = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        list(target.sentinels), sentinel_kwargs=own, **conn)
+    if target.ssl:
+        conn["connection_class"] = redis.asyncio.sentinel.SentinelManagedSSLConnection
+    return _BlockingSentinelPool(  # type: ignore[no-untyped-call]
+        target.service_name, manager, max_connections=max_connections, timeout=timeout, **conn)
+
+
+def sync_pool(url: str, **kwargs: Any) -> redis.ConnectionPool:
+    """A blocking-client (sync) pool for ``url``; ``kwargs`` are connection options."""
+    if not is_sentinel(url):
+        return redis.ConnectionPool.from_url(url, **kwargs)
+    target = parse_sentinel(url)
+    own, conn = _sentinel_args(target, kwargs)
+    manager = redis.sentinel.Sentinel(list(target.sentinels), sentinel_kwargs=own, **conn)  # type: ignore[no-untyped-call]
+    if target.ssl:
+        conn["connection_class"] = redis.sentinel.SentinelManagedSSLConnection
+    return redis.sentinel.SentinelConnectionPool(target.service_name, manager, **conn)  # type: ignore[no-untyped-call]
+
+
+def from_celery(broker_url: str, transport_options: Mapping[str, Any] | None = None) -> str:
+    """Celery's ``sentinel://h1:p1;sentinel://h2:p2`` (with ``broker_transport_options["master_name"]``) as a
+    ``redis+sentinel://`` URL; any other URL is returned as it is."""
+    if not broker_url.lower().startswith("sentinel://"):
+        return broker_url
+    options = dict(transport_options or {})
+    master = options.get("master_name")
+    if not master or not isinstance(master, str):
+        raise ConfigurationError(
+            f"broker_url={broker_url.split('@')[-1]!r} is a Sentinel URL but broker_transport_options has no "
+            "'master_name': set broker_transport_options={'master_name': 'mymaster'} (the name in sentinel.conf)"
+        )
+    hosts, creds, db = [], "", 0
+    for part in broker_url.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        split = urlsplit(part)
+        if split.scheme.lower() != "sentinel" or not split.hostname:
+            raise ConfigurationError(f"broker_url part {part.split('@')[-1]!r} is not sentinel://host:port")
+        host = f"[{split.hostname}]" if ":" in split.hostname else split.hostname
+        hosts.append(f"{host}:{split.port or SENTINEL_PORT}")
+        if split.password is not None and not creds:
+            creds = f"{split.username or ''}:{split.password}@"
+        if split.path.strip("/").isdigit():
+            db = int(split.path.strip("/"))
+    query = ""
+    sentinel_kwargs = options.get("sentinel_kwargs") or {}
+    if isinstance(sentinel_kwargs, Mapping) and sentinel_kwargs.get("password"):
+        query = f"?sentinel_password={sentinel_kwargs['password']}"
+    return f"redis+sentinel://{creds}{','.join(hosts)}/{master}/{db}{query}"

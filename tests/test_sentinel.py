@@ -1,0 +1,123 @@
+"""Redis Sentinel: URL parsing, Celery's form, and a real failover under a running worker process.
+
+The setup (tests/sentinel_cluster.py) is one master, one replica and three ``redis-server --sentinel``
+processes on free private ports. The failover test enqueues jobs through the Sentinel URL, starts
+``asyncq worker`` on the same URL, runs ``SENTINEL FAILOVER`` while jobs are in flight, and checks that every
+job completes (run twice only within the at-least-once window: a run whose outcome the old master took
+after its demotion). benchmarks/sentinel.py is the longer run with a producer during the failover.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from asyncq import App
+from asyncq.exceptions import ConfigurationError
+from asyncq.redis_url import SentinelUrl, check, from_celery, parse_sentinel
+from asyncq.task import JobSpec
+from tests.conftest import stop_process, wait_until
+from tests.sentinel_app import DONE, RUNS
+from tests.sentinel_cluster import SERVICE, SentinelCluster, sentinel_supported
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_sentinel_url_forms() -> None:
+    assert parse_sentinel("redis+sentinel://:pw@h1:1,h2:2/mymaster/3") == SentinelUrl(
+        sentinels=(("h1", 1), ("h2", 2)), service_name="mymaster", db=3, password="pw")
+    got = parse_sentinel("rediss+sentinel://u:p@[::1]:5,h/svc?sentinel_password=s")
+    assert got.sentinels == (("::1", 5), ("h", 26379)) and got.ssl and got.username == "u"
+    assert got.sentinel_password == "s" and got.db == 0
+    for bad, says in [
+        ("redis+sentinel://h:1", "service name is missing"),
+        ("redis+sentinel://h:x/svc", "is not host:port"),
+        ("redis+sentinel://h:1/svc/notadb", "/service_name/db"),
+        ("redis+sentinel://h:1/svc?timeout=3", "unknown option"),
+        ("redis+sentinel://:secret@h:1", "***"),
+    ]:
+        with pytest.raises(ConfigurationError, match=says.replace("*", r"\*")) as info:
+            check(bad)
+        assert "secret" not in str(info.value) and "redis+sentinel://" in str(info.value)
+    with pytest.raises(ConfigurationError, match="not a Redis URL"):
+        check("http://example.com")
+    check("redis://127.0.0.1:1/0")
+
+
+def test_celery_sentinel_broker_url() -> None:
+    url = from_celery("sentinel://:pw@h1:26379/2;sentinel://:pw@h2:26380/2", {"master_name": "cluster1"})
+    assert url == "redis+sentinel://:pw@h1:26379,h2:26380/cluster1/2"
+    assert from_celery("redis://h:1/0", {}) == "redis://h:1/0"
+    with pytest.raises(ConfigurationError, match="master_name"):
+        from_celery("sentinel://h1:26379", {})
+    from asyncq.compat import Celery  # here: the core tests above do not need the Celery layer
+
+    celery = Celery("proj", broker="sentinel://h1:1;sentinel://h2:2",
+                    broker_transport_options={"master_name": "mymaster"})
+    assert celery.asyncq_app.settings.redis_url == "redis+sentinel://h1:1,h2:2/mymaster/0"
+
+
+def test_cli_rejects_a_bad_sentinel_url_with_the_form() -> None:
+    proc = subprocess.run([sys.executable, "-m", "asyncq", "queues", "--redis-url", "redis+sentinel://h:1"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "service name is missing" in proc.stderr and "redis+sentinel://" in proc.stderr
+
+
+needs_sentinel = pytest.mark.skipif(not sentinel_supported(), reason="this redis-server has no Sentinel mode")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[SentinelCluster]:
+    if not sentinel_supported():
+        pytest.skip("this redis-server has no Sentinel mode")
+    with SentinelCluster() as c:
+        yield c
+
+
+@needs_sentinel
+@pytest.mark.timeout(120)
+async def test_a_worker_process_follows_a_failover_and_every_job_completes(
+        cluster: SentinelCluster, tmp_path: Path) -> None:
+    url = cluster.url(db=1)
+    app = App(redis_url=url)
+    n_jobs = 300
+    async with app:
+        await (await app.broker()).flushdb()
+        await app.enqueue_many([JobSpec("sentinel.work", (n, 0.05), {}) for n in range(n_jobs)])
+    # the jobs are on the replica before the failover (replication is asynchronous)
+    redis.Redis(port=cluster.master_port()).execute_command("WAIT", 1, 5000)
+    log = tmp_path / "worker.log"
+    env = {**os.environ, "ASYNCQ_REDIS_URL": url, "ASYNCQ_WORKER_LEASE": "3", "PYTHONPATH": str(ROOT)}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "asyncq", "worker", "tests.sentinel_app:app", "--concurrency", "20"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        def done() -> int:
+            return int(redis.Redis(port=cluster.master_port(), db=1).zcard(DONE))
+
+        await wait_until(lambda: done() >= 50, timeout=30)
+        before = done()
+        new_master = await asyncio.to_thread(cluster.failover)
+        assert before < n_jobs, "the failover must happen while jobs are left"
+        await wait_until(lambda: done() == n_jobs, timeout=60)
+        r = redis.Redis(port=new_master, db=1)
+        runs = {int(k): int(v) for k, v in r.hgetall(RUNS).items()}
+        assert sorted(runs) == list(range(n_jobs))
+        # a job runs again only if the old master took its outcome after the promotion (lost with it)
+        assert sum(1 for v in runs.values() if v > 1) <= 20
+        assert proc.poll() is None, log.read_text()[-2000:]
+    finally:
+        stop_process(proc)
+    text = log.read_text()
+    assert "Traceback" not in text or "ConnectionError" in text, text[-3000:]
+    assert proc.returncode == 0, text[-3000:]
+    assert SERVICE in cluster.url()
