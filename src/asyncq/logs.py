@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -104,3 +105,11 @@ def configure(level: int, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=level, handlers=[handler])
+
+
+def banner(worker_id: str, queues: Sequence[str], concurrency: int, lease: float,
+           tasks: Sequence[str]) -> tuple[Any, ...]:
+    """The start-up lines (``log.info(*banner(...))``): what this worker serves, like Celery's ``[tasks]``."""
+    lines = "".join(f"\n  . {name}" for name in tasks)
+    return ("worker %s serving %s (concurrency %d, lease %.1fs)\n[tasks]%s", worker_id, ", ".join(queues),
+            concurrency, lease, lines or "\n  (none)")
