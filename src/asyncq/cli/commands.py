@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import sys
 from typing import Annotated, Any
 
 import typer
@@ -43,6 +42,8 @@ from asyncq.exceptions import (
     JobTimeout,
 )
 from asyncq.job import JobInfo, JobStatus
+from asyncq.logs import LOG_FORMATS
+from asyncq.logs import configure as configure_logging
 from asyncq.settings import WorkerSettings
 from asyncq.task import JobSpec
 from asyncq.worker.lifecycle import default_queues
@@ -88,6 +89,9 @@ def worker(
         float | None, typer.Option(help="Seconds running jobs get to finish on SIGTERM (default 30).")
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_format: Annotated[
+        str, typer.Option(help="text, or json: one JSON object per line, for log shippers.")
+    ] = "text",
     celery_queues: Annotated[
         str | None,
         typer.Option(
@@ -109,7 +113,9 @@ def worker(
     level = logging.getLevelNamesMapping().get(log_level.upper())
     if level is None:
         fail(f"--log-level {log_level!r} is not one of debug, info, warning, error", 2)
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_format not in LOG_FORMATS:
+        fail(f"--log-format {log_format!r} is not one of {', '.join(LOG_FORMATS)}", 2)
+    configure_logging(level, log_format)
     served: tuple[str, ...] = ()
     if django or (app_path is None and os.environ.get("DJANGO_SETTINGS_MODULE")):
         application, found, served, app_path = django_target(redis_url)

@@ -29,10 +29,11 @@ import orjson
 
 from asyncq import keys
 from asyncq.app import App
-from asyncq.broker import REDIS_DOWN, Broker, Claimed, now_ms
+from asyncq.broker import REDIS_DOWN, Broker, Claimed, now_ms, redact
 from asyncq.context import reset_thread_limiter, set_thread_limiter
 from asyncq.exceptions import ConfigurationError
 from asyncq.hooks import Hooks, call_hooks
+from asyncq.logs import banner
 from asyncq.metrics import WorkerMetrics, serve_metrics
 from asyncq.settings import WorkerSettings
 from asyncq.stats import StatsRecorder
@@ -53,6 +54,7 @@ CLAIM_WAIT = 1.0  # a claim in flight when the stop comes (the grace period runs
 HAND_BACK_WAIT = 3.0  # handing unfinished jobs back after the grace period
 CLEANUP_WAIT = 2.0  # background tasks, listener, finisher and the sign-off, together
 STOP_WAIT = 1.5  # closing connections, and each later wait of the process runner
+STARTUP_LOG_EVERY = 10.0  # while Redis is unreachable at start-up, say so at most this often
 
 
 async def bounded(aw: Awaitable[Any], seconds: float, what: str) -> None:
@@ -220,6 +222,8 @@ class Worker:
                 metrics_server = await serve_metrics(
                     self.metrics.registry, self.settings.metrics_host, self.settings.metrics_port
                 )
+            if not await self._await_redis():
+                return  # stopped before Redis ever answered: nothing was claimed, nothing to hand back
             self.finisher.start()
             listener.start()
             self._background = [
@@ -232,9 +236,8 @@ class Worker:
                     self.recorder.run(self.broker, self.settings.stats_interval), name="asyncq-stats"))
             with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
                 await asyncio.wait_for(listener.subscribed.wait(), timeout=2.0)
-            log.info("worker %s serving %s (concurrency %d, lease %.1fs, %d tasks)", self.worker_id,
-                     ", ".join(self.queues), self.settings.concurrency, self.settings.lease,
-                     len(self.app.tasks))
+            log.info(*banner(self.worker_id, self.queues, self.settings.concurrency, self.settings.lease,
+                             sorted(self.app.tasks)))
             await call_hooks(self.hooks, "on_worker_start", self)
             host = self._source_host()
             feeding = []
@@ -263,6 +266,29 @@ class Worker:
             await bounded(self._sign_off(), STOP_WAIT, "the last statistics and the worker's sign-off")
             log.info("worker %s stopped: %s", self.worker_id, dict(self.stats))
             reset_thread_limiter(limiter_token)
+
+    async def _await_redis(self) -> bool:
+        """Before serving, wait until Redis answers, saying so every ``STARTUP_LOG_EVERY`` seconds, instead of
+        announcing a worker that cannot claim anything. False if the worker was stopped meanwhile."""
+        delay, first, last_log = 0.25, time.monotonic(), -1e9
+        while not self.stopping.is_set():
+            try:
+                await self.broker.ping()
+            except REDIS_DOWN as exc:
+                now = time.monotonic()
+                if now - last_log >= STARTUP_LOG_EVERY:
+                    last_log = now
+                    log.error("Redis at %s is unreachable (%s); not serving yet, trying again until it answers "
+                              "(waited %.0f s)", redact(self.app.settings.redis_url), exc, now - first)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self.stopping.wait()
+                delay = min(delay * 2, 2.0)
+                continue
+            if last_log > -1e9:
+                log.warning("Redis answers after %.0f s; starting", time.monotonic() - first)
+            return True
+        return False
 
     def _source_host(self) -> SourceHost:
         return SourceHost(
