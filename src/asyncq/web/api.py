@@ -5,10 +5,13 @@ dependencies are local to each router, so the annotations must be evaluated wher
 """
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+import redis.exceptions
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from asyncq import admin, stats
 from asyncq.broker import redact
@@ -33,13 +36,46 @@ if TYPE_CHECKING:
     from asyncq.web.router import Dashboard
 
 
+#: what a Redis that is down or unreachable raises, from asyncq's own calls or straight from redis-py
+REDIS_DOWN = (BrokerUnavailable, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def redis_down_detail(redis_url: str, exc: BaseException) -> str:
+    return one_line(f"Redis unreachable at {redact(redis_url)} ({type(exc).__name__}: {exc}); the dashboard "
+                    "answers again once Redis is back")
+
+
+def redis_down_route(redis_url: str) -> type[APIRoute]:
+    """A route class for every endpoint: a Redis that is down is a 503 with a one-line JSON ``detail``, never a
+    500 and a traceback. Endpoints that wrap their calls in ``http_errors`` already answer 503; this also catches
+    what escapes them (a redis-py error from a read asyncq does not wrap), so no endpoint can forget."""
+
+    class RedisDownRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def guarded(request: Request) -> Response:
+                try:
+                    return await handler(request)
+                except REDIS_DOWN as exc:
+                    return JSONResponse({"detail": redis_down_detail(redis_url, exc)}, status_code=503)
+
+            return guarded
+
+    return RedisDownRoute
+
+
 @contextlib.contextmanager
 def http_errors() -> Iterator[None]:
     """asyncq's errors as HTTP answers: 503 Redis down, 400 bad input, 404 unknown id."""
     try:
         yield
     except BrokerUnavailable as exc:
-        raise HTTPException(503, str(exc)) from exc
+        raise HTTPException(503, one_line(str(exc))) from exc
     except ConfigurationError as exc:
         raise HTTPException(400, str(exc)) from exc
     except JobNotFound as exc:
@@ -56,7 +92,7 @@ def _dead_letter(d: admin.DeadLetter) -> DeadLetterOut:
 
 def api_router(dash: "Dashboard") -> APIRouter:  # noqa: C901 - one small closure per endpoint
     app = dash.app
-    router = APIRouter(prefix="/api", tags=["asyncq"])
+    router = APIRouter(prefix="/api", tags=["asyncq"], route_class=redis_down_route(app.settings.redis_url))
     Reader = Annotated[str, Depends(dash.guard.require_read)]
     Actor = Annotated[str, Depends(dash.guard.require_action)]
 
@@ -179,7 +215,7 @@ def api_router(dash: "Dashboard") -> APIRouter:  # noqa: C901 - one small closur
 
 
 def metrics_router(dash: "Dashboard") -> APIRouter:
-    router = APIRouter(tags=["asyncq"])
+    router = APIRouter(tags=["asyncq"], route_class=redis_down_route(dash.app.settings.redis_url))
 
     @router.get("/metrics", summary="Prometheus metrics of the whole fleet (from Redis)",
                 response_class=Response, responses={200: {"content": {"text/plain": {}}}})
