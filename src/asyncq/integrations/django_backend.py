@@ -39,12 +39,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC
 from typing import Any
 
 from asgiref.sync import SyncToAsync, async_to_sync
+from django.conf import settings as django_settings
 from django.core import checks
 from django.db import transaction
 from django.utils.module_loading import import_string
@@ -236,4 +238,25 @@ class AsyncqBackend(api.BaseTaskBackend):  # type: ignore[misc]
         return result
 
 
-__all__ = ["AsyncqBackend", "check_json", "lane_for"]
+def asyncq_backend(alias: str | None = None) -> AsyncqBackend:
+    """The ``AsyncqBackend`` of ``settings.TASKS`` named ``alias``; without one, ``ASYNCQ_DJANGO_BACKEND``, else
+    the only asyncq backend there (the worker and the dashboard view serve exactly one)."""
+    alias = alias or os.environ.get("ASYNCQ_DJANGO_BACKEND") or None
+    backends = api.task_backends()
+    configured = getattr(django_settings, "TASKS", {})
+    ours = [a for a in configured if isinstance(backends[a], AsyncqBackend)]
+    if alias is None:
+        if len(ours) != 1:
+            raise ConfigurationError(
+                f"settings.TASKS has {len(ours)} asyncq backends ({', '.join(ours)}); name the one to use "
+                "(ASYNCQ_DJANGO_BACKEND=ALIAS for the worker, backend=ALIAS for the dashboard view)"
+                if ours else "settings.TASKS has no backend 'asyncq.integrations.django.AsyncqBackend'"
+            )
+        alias = ours[0]
+    elif alias not in ours:
+        raise ConfigurationError(f"TASKS[{alias!r}] is not an asyncq backend (asyncq backends: {ours})")
+    backend: AsyncqBackend = backends[alias]
+    return backend
+
+
+__all__ = ["AsyncqBackend", "asyncq_backend", "check_json", "lane_for"]

@@ -21,14 +21,15 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from redis.connection import parse_url
 
 from asyncq.app import App
+from asyncq.broker import redact
 from asyncq.context import current_job
 from asyncq.exceptions import ConfigurationError
 from asyncq.integrations import _tasks_api as api
@@ -139,39 +140,63 @@ def discover(extra_modules: tuple[str, ...] = ()) -> list[Any]:
     return list(found.values())
 
 
+def add_django_tasks(app: App, alias: str | None = None) -> tuple[str, ...]:
+    """Register the project's ``django.tasks`` of the ``AsyncqBackend`` named ``alias`` on ``app`` (any asyncq
+    App, e.g. an ``asyncq.compat.Celery`` app's ``asyncq_app``), so one worker serves both; return the
+    backend's queues ("default" first), which the worker must serve besides the App's own.
+
+    Calls ``django.setup()`` first unless Django is set up already. ``alias``: default ``ASYNCQ_DJANGO_BACKEND``,
+    else the only asyncq backend in ``TASKS``. Raises ``ConfigurationError`` if ``app`` reads another Redis than
+    the backend writes to, or cannot read the backend's JSON payloads (its serializer is not json).
+    """
+    import django
+    from django.apps import apps
+
+    from asyncq.integrations.django_backend import asyncq_backend
+
+    if not apps.ready:
+        django.setup()
+    backend = asyncq_backend(alias)
+    if app.serializer.name != "json":
+        raise ConfigurationError(
+            f"this App's serializer is {app.serializer.name!r}, but django.tasks jobs are JSON: one worker can serve "
+            "both only if the App uses serializer='json' (Celery: task_serializer='json'); else run a second "
+            "worker with `asyncq worker --django`"
+        )
+    if _redis_target(app.settings.redis_url) != _redis_target(backend.app.settings.redis_url):
+        raise ConfigurationError(
+            f"TASKS[{backend.alias!r}] enqueues on {redact(backend.app.settings.redis_url)} but this App reads "
+            f"{redact(app.settings.redis_url)}: give both the same Redis (OPTIONS['redis_url'] / --redis-url), "
+            "or run a second worker with `asyncq worker --django`"
+        )
+    for task in discover(tuple(backend.options.get("task_modules", ()))):
+        if task.backend != backend.alias:
+            continue
+        app.task(name=task.module_path, queue=task.queue_name, max_tries=backend.settings["max_tries"],
+                 timeout=backend.settings["timeout"],
+                 keep_result=float(backend.settings["keep_result"]))(runner(task, backend))
+    return tuple(sorted(backend.queues, key=lambda q: (q != "default", q)))
+
+
+def _redis_target(url: str) -> tuple[Any, ...]:
+    """What decides which Redis database a URL reaches (so "redis://h:6379" and "redis://h:6379/0" match)."""
+    parts = parse_url(url)  # type: ignore[no-untyped-call]
+    return (parts.get("host", "localhost"), int(parts.get("port", 6379)), parts.get("path"),
+            int(parts.get("db", 0) or 0), parts.get("username"), parts.get("connection_class"))
+
+
 def django_app(alias: str | None = None, redis_url: str | None = None) -> tuple[App, tuple[str, ...]]:
     """``django.setup()``, then an asyncq App with the Django tasks of the ``AsyncqBackend`` named ``alias``
     (default: ``ASYNCQ_DJANGO_BACKEND``, else the only one in ``TASKS``), and the queues to serve (``QUEUES``,
     "default" first)."""
     import django
-    from django.conf import settings
 
-    from asyncq.integrations.django_backend import AsyncqBackend
+    from asyncq.integrations.django_backend import asyncq_backend
 
     django.setup()
-    alias = alias or os.environ.get("ASYNCQ_DJANGO_BACKEND") or None
-    backends = api.task_backends()
-    ours = [a for a in settings.TASKS if isinstance(backends[a], AsyncqBackend)] if hasattr(settings, "TASKS") else []
-    if alias is None:
-        if len(ours) != 1:
-            raise ConfigurationError(
-                f"settings.TASKS has {len(ours)} asyncq backends ({', '.join(ours) or 'none'}); "
-                "asyncq worker --django serves exactly one: name it with ASYNCQ_DJANGO_BACKEND=ALIAS"
-                if ours else "settings.TASKS has no backend 'asyncq.integrations.django.AsyncqBackend'"
-            )
-        alias = ours[0]
-    elif alias not in ours:
-        raise ConfigurationError(f"TASKS[{alias!r}] is not an asyncq backend (asyncq backends: {ours})")
-    backend: AsyncqBackend = backends[alias]
+    backend = asyncq_backend(alias)
     app = App(settings=backend.app.settings, serializer="json", redis_url=redis_url)
-    extra = tuple(backend.options.get("task_modules", ()))
-    for task in discover(extra):
-        if task.backend != alias:
-            continue
-        app.task(name=task.module_path, queue=task.queue_name, max_tries=backend.settings["max_tries"],
-                 timeout=backend.settings["timeout"])(runner(task, backend))
-    queues = sorted(backend.queues, key=lambda q: (q != "default", q))
-    return app, tuple(queues)
+    return app, add_django_tasks(app, backend.alias)
 
 
-__all__ = ["discover", "django_app", "runner"]
+__all__ = ["add_django_tasks", "discover", "django_app", "runner"]
