@@ -78,3 +78,34 @@ def test_percentiles_from_histogram_buckets() -> None:
     assert percentile(counts, 0.5) <= 0.005
     assert 1.0 <= percentile(counts, 0.95) <= 2.5 and 1.0 <= percentile(counts, 0.99) <= 2.5
     assert bucket_index(1000) == len(BUCKETS) - 1
+
+
+async def test_worker_metrics_under_celery_exporter_names(workers: WorkerRunner) -> None:
+    app = App(redis_url=flushed_url(5))
+
+    @app.task(name="c.ok", queue="c")
+    async def ok() -> None: ...
+
+    @app.task(name="c.flaky", queue="c", max_tries=2, retry={"base": 0.05, "jitter": False})
+    async def flaky() -> None:
+        raise KeyError("nope")
+
+    port = free_port()
+    await workers.start(app, queues=("c",), metrics_port=port, metrics_celery_names=True)
+    await app.enqueue_many([ok.s(), ok.s(), flaky.s()])
+    host = socket.gethostname()
+    labels = f'hostname="{host}",name="c.flaky",queue_name="c"'
+    async with httpx.AsyncClient() as client:
+        async def scraped() -> str | None:
+            text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+            return text if f'celery_task_failed_total{{exception="KeyError",{labels}}} 1.0' in text else None
+
+        text = await wait_until(scraped)
+    assert f'celery_task_succeeded_total{{hostname="{host}",name="c.ok",queue_name="c"}} 2.0' in text
+    assert f"celery_task_retried_total{{{labels}}} 1.0" in text
+    assert f"celery_task_received_total{{{labels}}} 2.0" in text
+    assert f'celery_task_runtime_bucket{{hostname="{host}",le="+Inf",name="c.ok",queue_name="c"}} 2.0' in text
+    assert f'celery_worker_up{{hostname="{host}"}} 1.0' in text
+    assert f'celery_worker_tasks_active{{hostname="{host}"}} 0.0' in text
+    assert 'asyncq_jobs_succeeded_total{queue="c",task="c.ok"} 2.0' in text  # asyncq's own names stay
+    await app.close()

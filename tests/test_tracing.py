@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -25,8 +27,9 @@ from opentelemetry.trace import SpanKind
 
 from asyncq import App
 from asyncq.integrations.opentelemetry import instrument
+from asyncq.task import JobSpec
 
-from .conftest import flushed_url, stop_process
+from .conftest import WorkerRunner, flushed_url, stop_process, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -147,9 +150,7 @@ async def test_a_batch_is_one_send_span_with_a_creation_context_per_job(
     assert sorted(p["parent_id"] for p in processes) == sorted(hexid(c) for c in creates)
 
 
-def app_spec(i: int) -> Any:
-    from asyncq.task import JobSpec
-
+def app_spec(i: int) -> JobSpec:
     return JobSpec("otel.work", (i,), {})
 
 
@@ -257,3 +258,56 @@ def test_a_message_from_a_stock_celery_producer_with_its_own_instrumentation(
     assert process["trace_id"] == trace_hex(root) == inside["trace_id"]
     assert process["parent_id"] == hexid(publish) and process["links"] == [hexid(publish)]
     assert inside["parent_id"] == process["span_id"]
+
+
+async def test_messaging_metrics(turl: str, workers: WorkerRunner) -> None:
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    app = App(redis_url=turl)
+
+    @app.task(name="otel.m.ok", queue="mq")
+    async def ok() -> None: ...
+
+    @app.task(name="otel.m.bad", queue="mq", max_tries=1)
+    async def bad() -> None:
+        raise LookupError("no")
+
+    instrument(app, tracer_provider=TracerProvider(), meter_provider=meters)
+    await app.enqueue_many([ok.s(), ok.s(), bad.s()])
+    await ok.enqueue()
+    await workers.start(app, queues=("mq",))
+
+    def points() -> dict[str, list[Any]]:
+        data = reader.get_metrics_data()
+        found: dict[str, list[Any]] = {}
+        for rm in data.resource_metrics if data else ():
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    found[m.name] = list(m.data.data_points)
+        return found
+
+    def done() -> dict[str, list[Any]] | None:
+        found = points()
+        durations = found.get("messaging.process.duration", [])
+        return found if sum(p.count for p in durations) == 4 else None
+
+    found = await wait_until(done)
+    (sent,) = found["messaging.client.sent.messages"]
+    assert sent.value == 4 and dict(sent.attributes) == {
+        "messaging.system": "asyncq", "messaging.operation.name": "send", "messaging.destination.name": "mq"}
+    assert sum(p.count for p in found["messaging.client.operation.duration"]) == 2  # two send calls
+    (consumed,) = found["messaging.client.consumed.messages"]
+    assert consumed.value == 4
+    by_error = {p.attributes.get("error.type"): p.count for p in found["messaging.process.duration"]}
+    assert by_error == {None: 3, "LookupError": 1}
+    await app.close()
+
+
+async def test_app_tracing_true_is_the_same_switch(turl: str) -> None:
+    app = App(redis_url=turl, tracing=True)
+    assert [type(h).__name__ for h in app.send_hooks] == ["TracingSendHooks"]
+    assert any(type(h).__name__ == "TracingHooks" for h in app.hooks)
+    again = instrument(app)  # a second instrument() adds nothing
+    assert len(app.send_hooks) == 1 and again.send_hooks is app.send_hooks[0]
+    again.uninstrument()
+    assert app.send_hooks == [] and not any(type(h).__name__ == "TracingHooks" for h in app.hooks)

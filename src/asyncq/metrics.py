@@ -12,6 +12,13 @@ aborted}_total{queue,task}``, ``asyncq_job_queue_wait_seconds{queue,task}`` and
 ``asyncq_job_run_seconds{queue,task}`` histograms; the fleet adds ``asyncq_queue_length{queue}`` (ready),
 ``asyncq_queue_in_flight``, ``asyncq_queue_scheduled``, ``asyncq_queue_dead_letters`` and
 ``asyncq_workers_alive``; a worker adds ``asyncq_worker_jobs_in_flight``.
+
+With ``metrics_celery_names`` (``ASYNCQ_WORKER_METRICS_CELERY_NAMES=1``) a worker's endpoint also answers with
+celery-exporter's names and labels (``CeleryExporterNames``), so Grafana dashboards built on celery-exporter keep
+working while a project moves from Celery: ``celery_task_{received,started,succeeded,failed,retried,revoked,
+rejected}_total{name,hostname,queue_name}`` (``failed`` adds ``exception``), the ``celery_task_runtime``
+histogram, ``celery_worker_up{hostname}`` and ``celery_worker_tasks_active{hostname}``. ``celery_task_sent_total``
+is a producer's count, which no worker sees: take it from OpenTelemetry's ``messaging.client.sent.messages``.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -52,11 +60,76 @@ _HELP = {
 }
 
 
-class WorkerMetrics(Hooks):
-    """Prometheus counters and histograms of one worker's jobs, in ``self.registry``."""
+class CeleryExporterNames(Hooks):
+    """The same job events under celery-exporter's metric names and labels, in the worker's registry.
 
-    def __init__(self, registry: CollectorRegistry | None = None, in_flight: Callable[[], float] | None = None) -> None:
+    ``hostname`` is the machine's name (celery-exporter's is the worker's ``celery@host``; every worker process
+    of a host shares it, and Prometheus tells them apart by its ``instance`` label).
+    """
+
+    def __init__(self, registry: CollectorRegistry, in_flight: Callable[[], float] | None,
+                 hostname: str | None = None) -> None:
+        self.hostname = hostname or socket.gethostname()
+        labels = ("name", "hostname", "queue_name")
+
+        def counter(event: str, doc: str, extra: tuple[str, ...] = ()) -> Counter:
+            return Counter(f"celery_task_{event}", doc, (*labels, *extra), registry=registry)
+
+        self.received = counter("received", "Tasks received by a worker.")
+        self.started = counter("started", "Tasks that started running.")
+        self.succeeded = counter("succeeded", "Tasks that succeeded.")
+        self.failed = counter("failed", "Tasks that failed for good.", ("exception",))
+        self.retried = counter("retried", "Tasks that failed and will be retried.")
+        self.revoked = counter("revoked", "Tasks aborted (revoked) while running.")
+        self.rejected = counter("rejected", "Tasks that could not run (unknown, undecodable, expired payload).")
+        self.runtime = Histogram("celery_task_runtime", "Histogram of task runtime measurements.", labels,
+                                 buckets=_FINITE, registry=registry)
+        up = Gauge("celery_worker_up", "Indicates if a worker has recently sent a heartbeat.", ("hostname",),
+                   registry=registry)
+        up.labels(self.hostname).set(1)
+        active = Gauge("celery_worker_tasks_active", "The number of tasks the worker is currently processing",
+                       ("hostname",), registry=registry)
+        if in_flight is not None:
+            active.labels(self.hostname).set_function(in_flight)
+
+    def _labels(self, ctx: JobContext) -> tuple[str, str, str]:
+        return ctx.task_name, self.hostname, ctx.queue
+
+    def _ran(self, ctx: JobContext) -> None:
+        self.runtime.labels(*self._labels(ctx)).observe(max(0.0, time.time() - ctx.start_ms / 1000))
+
+    async def on_start(self, ctx: JobContext) -> None:
+        self.received.labels(*self._labels(ctx)).inc()
+        self.started.labels(*self._labels(ctx)).inc()
+
+    async def on_success(self, ctx: JobContext, result: Any) -> None:
+        self.succeeded.labels(*self._labels(ctx)).inc()
+        self._ran(ctx)
+
+    async def on_failure(self, ctx: JobContext, exc: BaseException) -> None:
+        if isinstance(exc, JobAborted):
+            self.revoked.labels(*self._labels(ctx)).inc()
+        else:
+            self.failed.labels(*self._labels(ctx), type(exc).__name__).inc()
+        self._ran(ctx)
+
+    async def on_retry(self, ctx: JobContext, exc: BaseException, delay: float) -> None:
+        self.retried.labels(*self._labels(ctx)).inc()
+        self._ran(ctx)
+
+    async def on_dead_letter(self, ctx: JobContext | None, job_id: str, reason: str) -> None:
+        if ctx is None:  # it never ran (a run that failed for good is counted by on_failure)
+            self.rejected.labels(UNKNOWN, self.hostname, UNKNOWN).inc()
+
+
+class WorkerMetrics(Hooks):
+    """Prometheus counters and histograms of one worker's jobs, in ``self.registry`` (with ``celery_names``,
+    celery-exporter's names as well)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, in_flight: Callable[[], float] | None = None,
+                 *, celery_names: bool = False) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.celery = CeleryExporterNames(self.registry, in_flight) if celery_names else None
         labels = ("queue", "task")
         self.counters = {
             c: Counter(_NAMES[c], _HELP[c], labels, registry=self.registry) for c in COUNTERS
@@ -72,6 +145,8 @@ class WorkerMetrics(Hooks):
     async def on_start(self, ctx: JobContext) -> None:
         self.counters["started"].labels(ctx.queue, ctx.task_name).inc()
         self.wait.labels(ctx.queue, ctx.task_name).observe(ctx.queue_wait_ms / 1000)
+        if self.celery is not None:
+            await self.celery.on_start(ctx)
 
     def _ended(self, ctx: JobContext, outcome: str) -> None:
         self.counters[outcome].labels(ctx.queue, ctx.task_name).inc()
@@ -79,16 +154,24 @@ class WorkerMetrics(Hooks):
 
     async def on_success(self, ctx: JobContext, result: Any) -> None:
         self._ended(ctx, "succeeded")
+        if self.celery is not None:
+            await self.celery.on_success(ctx, result)
 
     async def on_failure(self, ctx: JobContext, exc: BaseException) -> None:
         self._ended(ctx, "aborted" if isinstance(exc, JobAborted) else "failed")
+        if self.celery is not None:
+            await self.celery.on_failure(ctx, exc)
 
     async def on_retry(self, ctx: JobContext, exc: BaseException, delay: float) -> None:
         self.counters["retried"].labels(ctx.queue, ctx.task_name).inc()
+        if self.celery is not None:
+            await self.celery.on_retry(ctx, exc, delay)
 
     async def on_dead_letter(self, ctx: JobContext | None, job_id: str, reason: str) -> None:
         queue, task = (ctx.queue, ctx.task_name) if ctx else (UNKNOWN, UNKNOWN)
         self.counters["dead"].labels(queue, task).inc()
+        if self.celery is not None:
+            await self.celery.on_dead_letter(ctx, job_id, reason)
 
 
 async def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> asyncio.Server:
