@@ -98,7 +98,8 @@ class Worker:
         self.hooks: list[Hooks] = [*app.hooks, self.recorder] if self.settings.stats_interval else list(app.hooks)
         self.metrics: WorkerMetrics | None = None
         if self.settings.metrics_port:
-            self.metrics = WorkerMetrics(in_flight=lambda: len(self.running))
+            self.metrics = WorkerMetrics(in_flight=lambda: len(self.running),
+                                         celery_names=self.settings.metrics_celery_names)
             self.hooks.append(self.metrics)
         self.stats: Counter[str] = Counter()
         self.running: dict[str, RunningJob] = {}
