@@ -116,3 +116,38 @@ def test_context_json_rule_and_queues(report: dict[str, Any]) -> None:
     assert report["ctx"]["return_value"] == {"id": report["ctx"]["id"], "attempt": 1}
     assert "args[0]" in report["json_error"] and "datetime" in report["json_error"]
     assert "nope" in report["bad_queue"]
+
+
+def test_one_worker_serves_celery_and_django_tasks(tmp_path: Path) -> None:
+    """``asyncq worker djt_celery:app --django``: one process runs a Celery-style shared_task (asyncq.compat) and
+    the project's django.tasks, def and async def (tests/djt_proj/both.py)."""
+    pytest.importorskip("django_tasks")
+    env = {**venv_env([PROJECT, REPO / "src"]), "DJT_REDIS_URL": flushed_url(DB),
+           "DJT_DB": str(tmp_path / "both.sqlite3"), "PYTHONUNBUFFERED": "1"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    done = subprocess.run([sys.executable, str(PROJECT / "both.py")], cwd=PROJECT, env=env, capture_output=True,
+                          text=True, timeout=150, stdin=subprocess.DEVNULL)
+    lines = done.stdout.strip().splitlines()
+    assert done.returncode == 0 and lines, done.stdout[-3000:] + done.stderr[-5000:]
+    report = json.loads(lines[-1])
+    log = report["worker_log"]
+    assert "queues celery,default,legacy,reports" in log, log  # the app's queues, then the backend's QUEUES
+    assert report["legacy"] == "kettle" and report["processed"] is True, log
+    assert report["django"] == ["SUCCESSFUL", "SUCCESSFUL"] and report["values"] == ["django-task", 9], log
+    assert report["events"] == ["async:4+5", "django-task"]
+    assert report["worker_exit"] == 0, log
+
+
+def test_one_worker_refuses_another_redis(tmp_path: Path) -> None:
+    """The App's Redis is not the one the backend enqueues on: the worker says so and exits 2, instead of serving
+    queues no django.tasks job will ever reach."""
+    pytest.importorskip("django_tasks")
+    url = flushed_url(DB)
+    other = url.rsplit("/", 1)[0] + "/13"  # never connected to: the check comes first
+    env = {**venv_env([PROJECT, REPO / "src"]), "DJT_REDIS_URL": url, "DJT_DB": str(tmp_path / "x.sqlite3")}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    done = subprocess.run([sys.executable, "-m", "asyncq", "worker", "djt_celery:app", "--django", "--redis-url",
+                           other], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "TASKS['default'] enqueues on" in done.stderr and "/13" in done.stderr, done.stderr

@@ -150,12 +150,17 @@ def worker(
     guarded(lambda: serve(application, settings, sources=sources))
 
 
-def django_target(redis_url: str | None) -> tuple[App, Any, tuple[str, ...], str]:
-    """``asyncq worker --django``: the App serving the project's django.tasks, and the backend's queues."""
+def django_target(redis_url: str | None, add_to: App | None = None) -> tuple[App, Any, tuple[str, ...], str]:
+    """``asyncq worker --django``: the App serving the project's django.tasks (``add_to`` with them added, for
+    MODULE:APP --django), and the queues to serve (``add_to``'s own, then the backend's QUEUES)."""
     try:
-        from asyncq.integrations.django_worker import django_app
+        from asyncq.integrations.django_worker import add_django_tasks, django_app
 
-        application, served = django_app(redis_url=redis_url)
+        if add_to is None:
+            application, served = django_app(redis_url=redis_url)
+        else:
+            application, theirs = add_to, add_django_tasks(add_to)  # imports the apps' tasks modules too
+            served = tuple(dict.fromkeys((*default_queues(add_to), *theirs)))
     except ConfigurationError as exc:
         fail(str(exc), 2)
     return application, application, served, f"django:{os.environ.get('DJANGO_SETTINGS_MODULE', '?')}"
