@@ -49,6 +49,7 @@ from asyncq.task import JobSpec
 from asyncq.worker.lifecycle import default_queues
 from asyncq.worker.process import serve
 from asyncq.worker.sources import JobSource
+from asyncq.worker.supervisor import CHILD_ENV, parse_processes, supervise_worker_command
 
 
 # --- commands ----------------------------------------------------------------------------------------------
@@ -88,6 +89,18 @@ def worker(
     shutdown_grace: Annotated[
         float | None, typer.Option(help="Seconds running jobs get to finish on SIGTERM (default 30).")
     ] = None,
+    unknown_task_wait: Annotated[
+        float | None,
+        typer.Option(help="Seconds a job whose task this worker does not know is put back for a worker that "
+                     "knows it, before it is dead-lettered (default 600)."),
+    ] = None,
+    processes: Annotated[
+        str, typer.Option(help="Worker processes: N, or auto (one per CPU). A supervisor restarts one that dies.")
+    ] = "1",
+    reload: Annotated[
+        bool, typer.Option("--reload", help="For development: restart the worker(s) when a .py file under the "
+                           "current folder changes (needs watchfiles: pip install 'asyncq[reload]').")
+    ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     log_format: Annotated[
         str, typer.Option(help="text, or json: one JSON object per line, for log shippers.")
@@ -116,6 +129,7 @@ def worker(
     if log_format not in LOG_FORMATS:
         fail(f"--log-format {log_format!r} is not one of {', '.join(LOG_FORMATS)}", 2)
     configure_logging(level, log_format)
+    supervise_if_asked(processes, reload)
     served: tuple[str, ...] = ()
     if django or (app_path is None and os.environ.get("DJANGO_SETTINGS_MODULE")):
         application, found, served, app_path = django_target(redis_url)
@@ -129,6 +143,7 @@ def worker(
         "lease": lease,
         "threads": threads,
         "shutdown_grace": shutdown_grace,
+        "unknown_task_wait": unknown_task_wait,
         "burst": True if burst else None,
     }
     try:
@@ -148,6 +163,17 @@ def worker(
         soft_wrap=True,
     )
     guarded(lambda: serve(application, settings, sources=sources))
+
+
+def supervise_if_asked(processes: str, reload: bool) -> None:
+    """``--processes N`` (N > 1) or ``--reload``: this process becomes the supervisor of N worker processes
+    (worker/supervisor.py) and exits with its code; otherwise (and in those children) it returns."""
+    try:
+        n_processes = parse_processes(processes)
+    except ConfigurationError as exc:
+        fail(str(exc), 2)
+    if (n_processes > 1 or reload) and CHILD_ENV not in os.environ:
+        raise typer.Exit(guarded(lambda: supervise_worker_command(n_processes, reload)))
 
 
 def django_target(redis_url: str | None, add_to: App | None = None) -> tuple[App, Any, tuple[str, ...], str]:
