@@ -47,7 +47,7 @@ RedisUrl = Annotated[
     str | None,
     typer.Option(
         "--redis-url",
-        help=f"Redis URL. Default: $ASYNCQ_REDIS_URL, else {DEFAULT_REDIS_URL} (with --app: the App's own).",
+        help=f"Redis URL. Default: $ASYNCQ_REDIS_URL, else the given App's own, else {DEFAULT_REDIS_URL}.",
         show_default=False,
     ),
 ]
