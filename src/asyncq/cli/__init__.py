@@ -7,6 +7,7 @@ exits non-zero, without a traceback: 1 for a runtime problem, 2 for bad input.
 
 from __future__ import annotations
 
+from asyncq.cli import check as check
 from asyncq.cli import commands as commands  # registers the commands
 from asyncq.cli import dashboard as dashboard
 from asyncq.cli import dlq as dlq
