@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import flushed_url
+from .conftest import flushed_url, redis_url
 from .venvs import REPO, VenvSpec, ensure, repo_req, venv_env
 
 pytest.importorskip("django")
@@ -151,3 +151,19 @@ def test_one_worker_refuses_another_redis(tmp_path: Path) -> None:
                           stdin=subprocess.DEVNULL)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "TASKS['default'] enqueues on" in done.stderr and "/13" in done.stderr, done.stderr
+
+
+def test_system_checks() -> None:
+    """``manage.py check`` reports each misconfigured asyncq backend option (djt_site/bad_settings.py)."""
+    pytest.importorskip("django_tasks")
+    env = {**venv_env([PROJECT, REPO / "src"]), "DJT_REDIS_URL": redis_url(DB), "DJT_DB": "/nonexistent/x.sqlite3"}
+    done = subprocess.run([sys.executable, "-m", "django", "check", "--settings", "djt_site.bad_settings"],
+                          cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1, done.stdout + done.stderr
+    found = {line.split(")")[0].split("(")[-1]: line for line in done.stderr.splitlines() if "(asyncq.E" in line}
+    assert "enqueue_on_comit" in found["asyncq.E001"]
+    assert "'bad queue!'" in found["asyncq.E002"] and "TASKS['empty']" in found["asyncq.E003"]
+    assert "schemes" in done.stderr and "keep_result must be >= 0" in done.stderr  # E004, twice
+    assert "max_tries'] must be an int >= 1, got 0" in found["asyncq.E005"]
+    assert "got '5'" in done.stderr and "got -1" in done.stderr  # E006: timeout, keep_result
+    assert "'replica', which is not in DATABASES" in found["asyncq.E007"]

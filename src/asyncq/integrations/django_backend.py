@@ -50,6 +50,7 @@ from django.conf import settings as django_settings
 from django.core import checks
 from django.db import transaction
 from django.utils.module_loading import import_string
+from redis.connection import parse_url
 
 from asyncq.app import App
 from asyncq.exceptions import AsyncqError, ConfigurationError
@@ -142,13 +143,32 @@ class AsyncqBackend(api.BaseTaskBackend):  # type: ignore[misc]
             yield checks.Error(f"TASKS[{self.alias!r}]['QUEUES'] is empty", hint="name the queues, e.g. "
                                "['default']: the worker serves exactly these", id="asyncq.E003")
         try:
-            self.app  # noqa: B018  (builds the settings: a bad URL or option fails here)
+            url = self.app.settings.redis_url  # builds the App's settings: a bad option fails here
         except (AsyncqError, TypeError, ValueError) as exc:
             yield checks.Error(f"TASKS[{self.alias!r}]['OPTIONS']: {exc}", id="asyncq.E004")
+        else:
+            try:
+                parse_url(url)  # type: ignore[no-untyped-call]
+            except ValueError as exc:
+                yield checks.Error(f"TASKS[{self.alias!r}]['OPTIONS']['redis_url']: {exc}", id="asyncq.E004",
+                                   hint="e.g. redis://host:6379/0, rediss://... or unix:///path/redis.sock")
+        yield from self._check_values()
+
+    def _check_values(self) -> Iterable[Any]:
+        where = f"TASKS[{self.alias!r}]['OPTIONS']"
         mt = self.settings["max_tries"]
         if not isinstance(mt, int) or isinstance(mt, bool) or mt < 1:
-            yield checks.Error(f"TASKS[{self.alias!r}]['OPTIONS']['max_tries'] must be an int >= 1, got {mt!r}",
-                               id="asyncq.E005")
+            yield checks.Error(f"{where}['max_tries'] must be an int >= 1, got {mt!r}", id="asyncq.E005")
+        for name, low in (("timeout", 0.0), ("keep_result", -1.0)):
+            value = self.settings[name]
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > low:
+                yield checks.Error(f"{where}[{name!r}] must be a number of seconds "
+                                   f"{'> 0' if low == 0 else '>= 0'}, got {value!r}", id="asyncq.E006")
+        if not isinstance(self.settings["enqueue_on_commit"], bool):
+            yield checks.Error(f"{where}['enqueue_on_commit'] must be True or False", id="asyncq.E007")
+        elif self.settings["enqueue_on_commit"] and self.settings["database"] not in django_settings.DATABASES:
+            yield checks.Error(f"{where}['database'] is {self.settings['database']!r}, which is not in DATABASES",
+                               hint="name the connection whose transactions enqueue() follows", id="asyncq.E007")
 
     # --- enqueue -----------------------------------------------------------------------------------------
     def _prepare(self, task: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[JobSpec, Any]:
