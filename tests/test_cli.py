@@ -249,6 +249,13 @@ def test_dlq_list_retry_purge(curl: str, project: Path) -> None:
     assert as_json(asyncq("dlq", "list", "--json", url=curl)) == []
 
 
+def test_dlq_purge_of_an_unknown_id_fails_like_retry(curl: str) -> None:
+    purge = asyncq("dlq", "purge", "nope", "--yes", url=curl)
+    one_red_line(purge, 1, "no dead letter", "nope", "asyncq dlq list")
+    assert "purged 0 dead letter(s)" in purge.stdout
+    one_red_line(asyncq("dlq", "retry", "nope", url=curl), 1, "no dead letter", "nope", "asyncq dlq list")
+
+
 def test_dlq_bad_selections(curl: str) -> None:
     one_red_line(asyncq("dlq", "retry", url=curl), 2, "--all")
     one_red_line(asyncq("dlq", "retry", "abc", "--all", url=curl), 2, "not both")

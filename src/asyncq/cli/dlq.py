@@ -165,13 +165,22 @@ def dlq_purge(
         if not typer.confirm(f"Delete {what} for good?", default=False):
             fail("nothing purged", 1)
 
-    async def go() -> int:
+    async def go() -> tuple[int, list[str]]:
         async with application:
             if all_:
-                return await admin.purge_dead_letters(application, queue=queue)
-            return await admin.purge_dead_letters(application, job_ids or [])
+                return await admin.purge_dead_letters(application, queue=queue), []
+            purged, missing = 0, []
+            for job_id in job_ids or []:  # one by one, to name the ids that were not there (as retry does)
+                n = await admin.purge_dead_letters(application, [job_id])
+                purged += n
+                if not n:
+                    missing.append(job_id)
+            return purged, missing
 
-    out.print(f"purged {run(go())} dead letter(s)", markup=False)
+    purged, missing = run(go())
+    out.print(f"purged {purged} dead letter(s)", markup=False)
+    if missing:
+        fail(f"no dead letter with id {', '.join(missing)}; `asyncq dlq list` shows the ones there are")
 
 
 async def _count(application: App, queue: str | None) -> int:
