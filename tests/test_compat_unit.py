@@ -64,15 +64,17 @@ class ThreadWorker:
 
 
 # --- configuration ---------------------------------------------------------------------------------------
-def test_non_redis_broker_is_rejected_with_the_reason() -> None:
+def test_non_redis_broker_is_rejected_with_the_reason_on_first_use() -> None:
+    app = Celery("x", broker="amqp://guest@localhost//")  # importing the app never fails (manage.py migrate)
     with pytest.raises(ImproperlyConfigured, match="asyncq runs on Redis only"):
-        Celery("x", broker="amqp://guest@localhost//")
+        app.asyncq_app  # noqa: B018
 
 
-def test_unsupported_serializer_is_rejected() -> None:
+def test_unsupported_serializer_is_rejected_on_first_use() -> None:
     app = Celery("x", broker=redis_url(COMPAT_DB))
+    app.conf.task_serializer = "yaml"
     with pytest.raises(ImproperlyConfigured, match="not supported"):
-        app.conf.task_serializer = "yaml"
+        app.asyncq_app  # noqa: B018
 
 
 def test_no_effect_key_is_accepted_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
@@ -383,8 +385,10 @@ def test_on_after_configure_and_per_call_max_retries(celery_app: Celery) -> None
 
 def test_task_annotations_and_bad_rate_limit_are_refused() -> None:
     app = Celery("x", broker=redis_url(COMPAT_DB))
+    app.conf.task_annotations = {"*": {"rate_limit": "1/s"}}
     with pytest.raises(ImproperlyConfigured, match="task_annotations is not supported"):
-        app.conf.task_annotations = {"*": {"rate_limit": "1/s"}}
+        app.asyncq_app  # noqa: B018
+    app = Celery("x", broker=redis_url(COMPAT_DB))
     with pytest.raises(ImproperlyConfigured, match="rate_limit"):
         app.task(rate_limit="fast")(lambda: None)
 
@@ -405,11 +409,18 @@ def test_base_call_override_wraps_every_run_and_current_app_proxy(celery_app: Ce
         assert with_session.delay(1).get(timeout=10) == {"session": "open", "result": 2}
 
 
-def test_unread_keys_are_logged_and_pydantic_is_refused(caplog: pytest.LogCaptureFixture) -> None:
+def test_unread_keys_are_summarised_once_at_debug_and_pydantic_is_refused(caplog: pytest.LogCaptureFixture) -> None:
     app = Celery("x", broker=redis_url(COMPAT_DB))
-    with caplog.at_level(logging.WARNING, logger="asyncq.compat"):
+    with caplog.at_level(logging.DEBUG, logger="asyncq.compat"):
         app.conf.task_queues = ("a", "b")
-    assert any("task_queues is not read" in r.getMessage() for r in caplog.records)
+        app.conf.update({"SECRET_KEY": "s", "SQLALCHEMY_DATABASE_URI": "sqlite://", "DEBUG": True})  # Flask's config
+        assert not [r for r in caplog.records if r.levelno >= logging.INFO]  # quiet by default
+        app.asyncq_app  # noqa: B018
+        app.asyncq_app  # noqa: B018
+    summary = [r for r in caplog.records if "not read by asyncq.compat" in r.getMessage()]
+    assert len(summary) == 1 and summary[0].levelno == logging.DEBUG
+    assert "task_queues" in summary[0].getMessage() and "SECRET_KEY" in summary[0].getMessage()
+    app.close()
     with pytest.raises(ImproperlyConfigured, match="pydantic=True"):
         app.task(pydantic=True)(lambda: None)
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import importlib
+import importlib.util
 import os
 import sys
 import traceback
+import types
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -131,11 +133,22 @@ def load_target(path: str) -> tuple[App, Any]:
     attr = attr or "app"
     if not module_name or not all(part.isidentifier() for part in module_name.split(".") + attr.split(".")):
         fail(f"{path!r} is not an import path; use module.path:app (e.g. myproject.tasks:app)", 2)
+    module = _import_module(module_name, path)
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            fail(f"module {module_name!r} has no attribute {attr!r}; point at your App: {module_name}:<name>", 2)
+        obj = getattr(obj, part)
+    return _as_app(obj, f"{module_name}:{attr}")
+
+
+def _import_module(module_name: str, path: str) -> Any:
+    """Import the user's module from the current directory; its errors become one line (and a traceback)."""
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)  # as uvicorn does: `asyncq worker tasks:app` works from the project folder
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             fail(
@@ -148,17 +161,92 @@ def load_target(path: str) -> tuple[App, Any]:
     except Exception as exc:
         traceback.print_exc()
         fail(f"importing {module_name!r} raised {type(exc).__name__}: {exc} (traceback above)")
-    obj: Any = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            fail(f"module {module_name!r} has no attribute {attr!r}; point at your App: {module_name}:<name>", 2)
-        obj = getattr(obj, part)
-    found = obj
-    if not isinstance(obj, App) and isinstance(getattr(obj, "asyncq_app", None), App):
-        obj = obj.asyncq_app  # a Celery-compatible app (asyncq.compat.Celery) runs on its asyncq App
-    if not isinstance(obj, App):
-        fail(f"{module_name}:{attr} is a {type(obj).__name__}, not an asyncq App (or asyncq.compat.Celery)", 2)
-    return obj, found
+
+
+def _as_app(obj: Any, where: str) -> tuple[App, Any]:
+    """The asyncq App behind ``obj`` (an App, or an asyncq.compat.Celery app, which runs on one). Building a
+    Celery app's App imports its task modules: their errors are shown as they are, never as a wrong type."""
+    if isinstance(obj, App):
+        return obj, obj
+    compat = sys.modules.get("asyncq.compat.app")
+    if compat is not None and isinstance(obj, compat.Celery):
+        try:
+            return obj.asyncq_app, obj
+        except (AsyncqError, ImportError) as exc:
+            if not isinstance(exc, ConfigurationError | ValueError):
+                traceback.print_exc()
+            fail(f"{where}: {exc}", 2 if isinstance(exc, ConfigurationError | ValueError) else 1)
+        except Exception as exc:
+            traceback.print_exc()
+            fail(f"{where}: setting up the Celery app raised {type(exc).__name__}: {exc} (traceback above)")
+    kind = type(obj)
+    if kind.__name__ == "Celery" and kind.__module__.split(".")[0] == "celery":
+        fail(f"{where} is real Celery's app ({kind.__module__}.Celery): change `from celery import Celery` to "
+             "`from asyncq.compat import Celery` where it is created, or call asyncq.compat.install_as_celery() at "
+             "the top of your project package (asyncq worker -A does that for you)", 2)
+    fail(f"{where} is a {kind.__name__}, not an asyncq App (or asyncq.compat.Celery)", 2)
+
+
+def find_celery_app(spec: str) -> tuple[App, Any]:
+    """``asyncq worker -A proj``: Celery's ``-A`` lookup, after ``install_as_celery()`` so the project's
+    ``import celery...`` lines get asyncq.compat. ``proj`` may name the app (``proj.celery:app``), a module, or a
+    package; in a module: its ``app``, else its ``celery`` attribute, else (a package) ``proj.celery``, else
+    the one Celery app among its globals."""
+    from asyncq.compat.alias import install_as_celery
+
+    try:
+        install_as_celery()
+    except ValueError as exc:
+        fail(str(exc), 2)
+    if ":" in spec:
+        return load_target(spec)
+    if not all(part.isidentifier() for part in spec.split(".")):
+        fail(f"-A {spec!r} is not a module path; use -A proj, -A proj.celery or -A proj.celery:app", 2)
+    return _as_app(_celery_lookup(spec), spec)
+
+
+def _celery_lookup(spec: str) -> Any:
+    from asyncq.compat.app import Celery
+
+    try:
+        is_module = importlib.util.find_spec(spec) is not None
+    except ModuleNotFoundError:
+        is_module = False
+    except Exception:  # importing a parent package failed: _import_module shows why
+        is_module = True
+    if not is_module:  # proj.celery.app: an attribute of a module
+        module_name, _, attr = spec.rpartition(".")
+        if not module_name:
+            _import_module(spec, spec)  # fails with the reason
+        sym = getattr(_import_module(module_name, spec), attr, None)
+        if sym is None:
+            fail(f"-A {spec}: module {module_name!r} has no attribute {attr!r}", 2)
+        return sym
+    sym = _import_module(spec, spec)
+    for name in ("app", "celery"):
+        found = getattr(sym, name, None)
+        if found is not None and not isinstance(found, types.ModuleType):
+            return found
+    if hasattr(sym, "__path__") and importlib.util.find_spec(f"{spec}.celery") is not None:
+        return _celery_lookup(f"{spec}.celery")
+    apps = [v for v in vars(sym).values() if isinstance(v, Celery | App)]
+    if apps:
+        return apps[0]
+    fail(f"-A {spec}: found no Celery app in module {spec!r} (looked for app, celery, {spec}.celery and any "
+         "Celery instance); name it: -A module:app", 2)
+
+
+def django_tasks_configured() -> bool:
+    """Whether this is a Django project whose ``TASKS`` setting names asyncq's django.tasks backend (then
+    ``asyncq worker -A proj`` serves those tasks too). Django is looked at only if it is in use."""
+    if not os.environ.get("DJANGO_SETTINGS_MODULE") or "django.conf" not in sys.modules:
+        return False
+    settings = sys.modules["django.conf"].settings
+    try:
+        backends = getattr(settings, "TASKS", None) or {}
+    except Exception:  # settings that cannot load: the worker reports that elsewhere
+        return False
+    return any(str(b.get("BACKEND", "")).endswith("AsyncqBackend") for b in backends.values() if isinstance(b, dict))
 
 
 def make_app(redis_url: str | None, app_path: str | None = None) -> App:
@@ -166,8 +254,9 @@ def make_app(redis_url: str | None, app_path: str | None = None) -> App:
     return make_target(redis_url, app_path)[0]
 
 
-def make_target(redis_url: str | None, app_path: str | None = None) -> tuple[App, Any]:
-    """``make_app``, and the object the App was found as (see ``load_target``)."""
+def make_target(redis_url: str | None, app_path: str | None = None, *, celery: bool = False) -> tuple[App, Any]:
+    """``make_app``, and the object the App was found as (see ``load_target``); ``celery=True``: ``app_path`` is
+    a Celery ``-A`` argument (see ``find_celery_app``)."""
     found: Any = None
     if app_path is None:
         try:
@@ -175,7 +264,7 @@ def make_target(redis_url: str | None, app_path: str | None = None) -> tuple[App
         except ConfigurationError as exc:
             fail(str(exc), 2)
     else:
-        application, found = load_target(app_path)
+        application, found = find_celery_app(app_path) if celery else load_target(app_path)
         if redis_url is not None:
             application.settings = dataclasses.replace(application.settings, redis_url=redis_url)
     try:

@@ -21,6 +21,7 @@ from asyncq.cli._common import (
     AsJson,
     RedisUrl,
     cli,
+    django_tasks_configured,
     dumps,
     err,
     fail,
@@ -118,6 +119,11 @@ def worker(
                      "(the default when MODULE:APP is left out and DJANGO_SETTINGS_MODULE is set)."),
     ] = False,
     redis_url: RedisUrl = None,
+    celery_app: Annotated[
+        str | None,
+        typer.Option("-A", "--app", help="A Celery project, as celery -A takes it (proj, proj.celery, "
+                     "proj.celery:app); every `import celery` in it gets asyncq.compat (install_as_celery)."),
+    ] = None,
 ) -> None:
     """Run a worker for your App until SIGTERM/SIGINT (or, with --burst, until the queues are empty).
 
@@ -130,13 +136,7 @@ def worker(
         fail(f"--log-format {log_format!r} is not one of {', '.join(LOG_FORMATS)}", 2)
     configure_logging(level, log_format)
     supervise_if_asked(processes, reload)
-    served: tuple[str, ...] = ()
-    if django or (app_path is None and os.environ.get("DJANGO_SETTINGS_MODULE")):
-        application, found, served, app_path = django_target(redis_url)
-    elif app_path is None:
-        fail("give your App as MODULE:APP, or --django (with DJANGO_SETTINGS_MODULE) for django.tasks", 2)
-    else:
-        application, found = make_target(redis_url, app_path)
+    application, found, served, app_path = pick_app(app_path, celery_app, django, redis_url)
     given: dict[str, Any] = {
         "queues": queues,
         "concurrency": concurrency,
@@ -174,6 +174,30 @@ def supervise_if_asked(processes: str, reload: bool) -> None:
         fail(str(exc), 2)
     if (n_processes > 1 or reload) and CHILD_ENV not in os.environ:
         raise typer.Exit(guarded(lambda: supervise_worker_command(n_processes, reload)))
+
+
+def pick_app(app_path: str | None, celery_app: str | None, django: bool,
+             redis_url: str | None) -> tuple[App, Any, tuple[str, ...], str]:
+    """The worker's App, the object it was found as, the django.tasks queues to serve (if any), and its name:
+    ``-A proj`` (Celery's lookup, after install_as_celery), MODULE:APP, --django, or both."""
+    served: tuple[str, ...] = ()
+    if celery_app is not None:  # Celery's -A: the alias first, then Celery's lookup rules
+        if app_path is not None:
+            fail(f"give the app once: {app_path} or -A {celery_app}", 2)
+        application, found = make_target(redis_url, celery_app, celery=True)
+        app_path = celery_app
+        if django or django_tasks_configured():  # the project's django.tasks on the same worker
+            served = django_target(redis_url, application)[2]
+    elif django and app_path is not None:  # MODULE:APP --django: the App's tasks and the project's django.tasks
+        application, found = make_target(redis_url, app_path)
+        served = django_target(redis_url, application)[2]
+    elif django or (app_path is None and os.environ.get("DJANGO_SETTINGS_MODULE")):
+        application, found, served, app_path = django_target(redis_url)
+    elif app_path is None:
+        fail("give your App as MODULE:APP, or --django (with DJANGO_SETTINGS_MODULE) for django.tasks", 2)
+    else:
+        application, found = make_target(redis_url, app_path)
+    return application, found, served, app_path
 
 
 def django_target(redis_url: str | None, add_to: App | None = None) -> tuple[App, Any, tuple[str, ...], str]:

@@ -12,11 +12,16 @@
 
     deliver.delay(1).get(timeout=10)
 
-Run the worker with ``asyncq worker proj.celery:app``. migration_guide/ explains each difference.
+Run the worker with ``asyncq worker -A proj``. migration_guide/ explains each difference.
+
+Or move without editing any import: ``asyncq.compat.install_as_celery()`` at the top of the project package
+makes every ``import celery...`` in that process resolve to this package (see ``asyncq.compat.alias``).
 """
 
 from asyncq.compat import states as states
+from asyncq.compat.alias import install_as_celery as install_as_celery
 from asyncq.compat.app import Celery as Celery
+from asyncq.compat.app import app_or_default as app_or_default
 from asyncq.compat.app import current_app as current_app
 from asyncq.compat.app import shared_task as shared_task
 from asyncq.compat.canvas import Signature as Signature
@@ -40,11 +45,13 @@ __all__ = [
     "GroupResult",
     "Signature",
     "Task",
+    "app_or_default",
     "chain",
     "chord",
     "crontab",
     "current_app",
     "group",
+    "install_as_celery",
     "maybe_signature",
     "schedule",
     "shared_task",

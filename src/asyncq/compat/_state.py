@@ -52,6 +52,9 @@ class CeleryApp(Protocol):
     @property
     def origin(self) -> str: ...
 
+    #: run before and after every ``def`` task in its worker thread (the Django fixup's connection check)
+    thread_fixups: list[Callable[[], None]]
+
     #: side by side with Celery: True, or the Router built from it on first use (``celery_send.router_of``)
     asyncq_router: Any
 

@@ -239,6 +239,10 @@ class chain(Signature):
     def delay(self, *args: Any, **kwargs: Any) -> Any:
         return self.apply_async(args, kwargs)
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """``chain(a.s(1), b.s())()`` sends the chain, as in Celery (args go to the first step)."""
+        return self.apply_async(args, kwargs)
+
 
 _CANVAS_NAMES = frozenset({"celery.chain", "celery.group", "celery.chord"})
 

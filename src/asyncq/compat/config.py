@@ -4,8 +4,14 @@ Three kinds of key:
 - honoured: asyncq does what Celery does (routing, time limits, retries, results, eager mode, beat, ...);
 - meaningless here, accepted and logged once with the reason (prefetch, pool and ack settings that exist to
   work around problems asyncq does not have);
-- impossible to honour, rejected with the reason (a non-Redis broker, unsigned pickle, ...).
-Keys Celery does not know are kept as plain values, as Celery does.
+- impossible to honour (a non-Redis broker, a ``django-db`` result backend, ...): kept, and reported with the
+  reason when the app is first *used* (``Settings.check``), never when it is merely imported, because Django
+  imports the Celery app in every process (``manage.py migrate`` must not fail over a worker setting).
+Keys Celery does not know are kept as plain values, as Celery does, and summarised once at debug level (a Flask
+app that hands its whole config to ``conf.update`` is not a reason for warnings).
+
+As in Celery, ``config_from_object`` is lazy: the source is read on the first read of a key, so a Django
+settings module that is still importing (``proj/__init__.py`` imports the Celery app) is not touched early.
 """
 
 from __future__ import annotations
@@ -111,22 +117,24 @@ REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis
 SERIALIZERS = {"json": "json", "msgpack": "msgpack", "pickle": "pickle"}
 
 
-def _check_value(key: str, value: Any) -> None:
-    if key in ("broker_url", "result_backend") and value is not None and (
+def problem(key: str, value: Any) -> str | None:
+    """Why asyncq cannot honour ``key=value`` (None: it can). Reported on first use, see ``Settings.check``."""
+    if key == "broker_url" and value is not None and (
         not isinstance(value, str) or not value.startswith(REDIS_SCHEMES)
     ):
-        raise ImproperlyConfigured(
-            f"{key}={value!r}: asyncq runs on Redis only; use a redis:// URL (results live in the broker's "
-            "Redis). To keep a RabbitMQ broker, keep that task on Celery during the migration."
-        )
+        return (f"broker_url={value!r}: asyncq runs on Redis only; use a redis:// URL (results live in the broker's "
+                "Redis). To keep a RabbitMQ broker, keep that task on Celery during the migration.")
+    if key == "result_backend" and value is not None and (
+        not isinstance(value, str) or not value.startswith(REDIS_SCHEMES)
+    ):
+        return (f"result_backend={value!r} cannot be served by asyncq: results live in the broker's Redis. Use the "
+                "Redis backend: set result_backend (CELERY_RESULT_BACKEND in Django settings) to your redis:// "
+                "broker URL, or remove the setting.")
     if key in ("task_serializer", "result_serializer") and value not in SERIALIZERS:
-        raise ImproperlyConfigured(f"{key}={value!r} is not supported: use 'json' (default), 'msgpack' or 'pickle'")
+        return f"{key}={value!r} is not supported: use 'json' (default), 'msgpack' or 'pickle'"
     if key == "task_annotations" and value:
-        raise ImproperlyConfigured(
-            "task_annotations is not supported: set the options on the tasks themselves (@app.task(rate_limit=...))"
-        )
-    if key == "timezone" and value not in ("UTC", "Etc/UTC", None):
-        log.warning("timezone=%r: asyncq evaluates crontab schedules in UTC", value)
+        return "task_annotations is not supported: set the options on the tasks themselves (@app.task(rate_limit=...))"
+    return None
 
 
 class Settings(MutableMapping[str, Any]):
@@ -135,36 +143,71 @@ class Settings(MutableMapping[str, Any]):
     def __init__(self, initial: Mapping[str, Any] | None = None) -> None:
         object.__setattr__(self, "_data", dict(DEFAULTS))
         object.__setattr__(self, "_logged", set())
+        #: keys Celery does not define and asyncq does not read (summarised once, at debug level)
+        object.__setattr__(self, "_unread", set())
+        #: config_from_object sources not read yet: (object or path, namespace, silent)
+        object.__setattr__(self, "_pending", [])
         if initial:
             self.update(initial)
 
+    # lazy sources
+    def add_source(self, obj: Any, namespace: str | None = None, silent: bool = False) -> None:
+        """``config_from_object``: remember ``obj``; it is read on the first read of any key."""
+        self._pending.append((obj, namespace, silent))
+
+    def _load(self) -> dict[str, Any]:
+        while self._pending:
+            obj, namespace, silent = self._pending.pop(0)
+            try:
+                self.from_object(obj, namespace=namespace)
+            except ImportError:
+                if not silent:
+                    raise
+        data: dict[str, Any] = self._data
+        return data
+
+    def check(self) -> None:
+        """Raise ``ImproperlyConfigured`` for the first setting asyncq cannot honour (called when the app is
+        first used), and summarise the unread keys once at debug level."""
+        for key, value in self._load().items():
+            why = problem(key, value)
+            if why:
+                raise ImproperlyConfigured(why)
+        if self._unread:
+            log.debug("%d config key(s) are kept in app.conf but not read by asyncq.compat: %s",
+                      len(self._unread), ", ".join(sorted(self._unread)))
+            self._unread.clear()
+
     # mapping protocol
     def __getitem__(self, key: str) -> Any:
-        return self._data[OLD_NAMES.get(key, key)]
+        return self._load()[OLD_NAMES.get(key, key)]
 
     def __setitem__(self, key: str, value: Any) -> None:
         key = OLD_NAMES.get(key, key)
-        _check_value(key, value)
         if key in NO_EFFECT and key not in self._logged and value != DEFAULTS.get(key):
             self._logged.add(key)
             log.info("config %s=%r accepted with no effect: %s", key, value, NO_EFFECT[key])
-        elif key not in DEFAULTS and key not in NO_EFFECT and key not in self._logged:
+        elif key not in DEFAULTS and key not in NO_EFFECT:
+            self._unread.add(key)
+        if key == "timezone" and value not in ("UTC", "Etc/UTC", None) and key not in self._logged:
             self._logged.add(key)
-            log.warning("config %s is not read by asyncq.compat: it is kept in app.conf but changes nothing", key)
+            log.info("timezone=%r: asyncq evaluates crontab schedules in UTC", value)
         self._data[key] = value
 
     def __delitem__(self, key: str) -> None:
-        del self._data[OLD_NAMES.get(key, key)]
+        del self._load()[OLD_NAMES.get(key, key)]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
+        return iter(self._load())
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._load())
 
     def __getattr__(self, key: str) -> Any:
+        if key.startswith("_"):
+            raise AttributeError(key)
         try:
-            return self._data[OLD_NAMES.get(key, key)]
+            return self._load()[OLD_NAMES.get(key, key)]
         except KeyError:
             raise AttributeError(key) from None
 
@@ -178,16 +221,19 @@ class Settings(MutableMapping[str, Any]):
 
     def from_object(self, obj: Any, namespace: str | None = None) -> None:
         """Read upper-case (with ``namespace``: ``NAMESPACE_KEY``) or lower-case attributes of a module or
-        object; a string is imported first."""
+        object, or the keys of a mapping; a string (``"module"``, ``"module:attr"``) is imported first."""
         if isinstance(obj, str):
             module, _, attr = obj.partition(":")
             loaded: Any = importlib.import_module(module)
             obj = getattr(loaded, attr) if attr else loaded
+        if isinstance(obj, Mapping):
+            items = [(str(k), v) for k, v in obj.items()]
+        else:
+            items = [(name, getattr(obj, name)) for name in dir(obj) if not name.startswith("_")]
         prefix = f"{namespace}_" if namespace else ""
-        for name in dir(obj):
+        for name, value in items:
             if name.startswith("_"):
                 continue
-            value = getattr(obj, name)
             if prefix:
                 if not name.startswith(prefix):
                     continue

@@ -24,6 +24,9 @@ class TaskPredicate(CeleryError):
 class Retry(TaskPredicate):
     """Raised by ``self.retry()``: the task is tried again ``when`` (seconds or a datetime)."""
 
+    #: the max_retries that allowed this retry (None: unlimited), so the worker's log shows the real limit
+    limit: int | None = None
+
     def __init__(
         self,
         message: str | None = None,

@@ -53,6 +53,10 @@ class Task:
     expires: Any = None
     reject_on_worker_lost: bool | None = None
     throws: tuple[type[BaseException], ...] = ()
+    #: Celery's base classes mark themselves abstract; nothing reads it here
+    abstract: bool = False
+    #: Celery's per-task exception attribute (``except self.MaxRetriesExceededError:``)
+    MaxRetriesExceededError = MaxRetriesExceededError
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("Tasks must define the run method.")
@@ -176,6 +180,7 @@ class Task:
                 default = self.app.conf.task_default_retry_delay or 0
             when = float(default if countdown is None else countdown)
         signal = Retry(exc=exc, when=when)
+        signal.limit = limit
         if request.is_eager:
             raise signal
         if throw:
