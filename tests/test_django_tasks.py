@@ -167,3 +167,11 @@ def test_system_checks() -> None:
     assert "max_tries'] must be an int >= 1, got 0" in found["asyncq.E005"]
     assert "got '5'" in done.stderr and "got -1" in done.stderr  # E006: timeout, keep_result
     assert "'replica', which is not in DATABASES" in found["asyncq.E007"]
+
+
+def test_database_connections_per_task(report: dict[str, Any]) -> None:
+    """Each def task finds its thread's connection closed (CONN_MAX_AGE=0) though the one before it left it open:
+    the worker closes old connections around each task, as Django's request cycle does."""
+    runs = [report[f"conn{i}"] for i in range(3)]
+    assert all(r["status"] == "SUCCESSFUL" for r in runs), runs
+    assert [r["return_value"]["fresh"] for r in runs] == [True, True, True], runs

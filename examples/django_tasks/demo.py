@@ -41,3 +41,17 @@ finally:
 from newsletter.models import Subscriber  # noqa: E402
 
 print("welcomed:", sorted(s.email for s in Subscriber.objects.filter(welcomed=True)))
+
+# The dashboard at /asyncq/: Django's login decides who sees it (staff only).
+from django.contrib.auth.models import User  # noqa: E402
+
+anonymous = Client().get("/asyncq/")
+print("dashboard, anonymous:", anonymous.status_code, "->", anonymous["Location"])
+reader = Client()
+reader.force_login(User.objects.create_user("bob"))
+print("dashboard, not staff:", reader.get("/asyncq/").status_code)
+staff = Client()
+staff.force_login(User.objects.create_user("ada", is_staff=True))
+page = staff.get("/asyncq/")
+queues = staff.get("/asyncq/api/queues").json()
+print("dashboard, staff:", page.status_code, "queues", sorted(q["queue"] for q in queues))

@@ -25,7 +25,7 @@ from django.db import transaction  # noqa: E402
 from django.test import AsyncClient, Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from shop.models import Event, Order  # noqa: E402
-from shop.tasks import add_async, boom, process_order, record, who_am_i  # noqa: E402
+from shop.tasks import add_async, boom, connection_was_closed, process_order, record, who_am_i  # noqa: E402
 
 from asyncq.integrations import _tasks_api as api  # noqa: E402
 
@@ -74,6 +74,7 @@ later = record.using(run_after=run_after).enqueue("later")
 failing = boom.enqueue("on purpose")
 summed = asyncio.run(add_async.aenqueue(2, 3))
 ctx = who_am_i.enqueue()
+conns = [connection_was_closed.enqueue() for _ in range(3)]
 try:
     record.enqueue(timezone.now())
     report["json_error"] = None
@@ -89,7 +90,7 @@ except api.InvalidTask as exc:
 worker = subprocess.Popen([sys.executable, "-m", "asyncq", "worker", "--django", "--concurrency", "1",
                            "--shutdown-grace", "5"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 ids = {"low": low, "mid": mid, "high": high, "kept": kept, "later": later, "boom": failing, "async": summed,
-       "ctx": ctx}
+       "ctx": ctx, **{f"conn{i}": r for i, r in enumerate(conns)}}
 try:
     deadline = time.monotonic() + 40
     pending = dict(ids, sync_view=process_order.get_result(sync_view["result_id"]),

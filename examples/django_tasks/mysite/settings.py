@@ -9,7 +9,14 @@ DEBUG = True
 ALLOWED_HOSTS = ["*"]
 USE_TZ = True
 ROOT_URLCONF = "mysite.urls"
-INSTALLED_APPS = ["newsletter"]
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "django.contrib.sessions", "newsletter"]
+# Django's sessions and login: the asyncq dashboard at /asyncq/ (mysite/urls.py) is for staff users
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
                          "NAME": os.environ.get("NEWSLETTER_DB", str(BASE_DIR / "newsletter.sqlite3"))}}
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"

@@ -44,3 +44,14 @@ def boom(reason: str) -> None:
 @task(takes_context=True)
 def who_am_i(context) -> dict[str, object]:  # type: ignore[no-untyped-def]
     return {"id": context.task_result.id, "attempt": context.attempt}
+
+
+@task
+def connection_was_closed() -> dict[str, object]:
+    """Whether this thread's database connection was closed since its last use (CONN_MAX_AGE=0: as Django does
+    after each request, the worker does around each task); leaves an open connection behind for the next run."""
+    from django.db import connection
+
+    fresh = connection.connection is None
+    Event.objects.count()
+    return {"fresh": fresh, "thread": threading.get_ident()}

@@ -1,0 +1,8 @@
+"""``uvicorn mysite.asgi:application``: the views, and the asyncq dashboard at /asyncq/ (staff only)."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+application = get_asgi_application()
