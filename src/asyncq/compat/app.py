@@ -12,19 +12,23 @@ import importlib
 import logging
 import os
 import socket
+import sys
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, cast, overload
 
 import orjson
 
 from asyncq import keys
 from asyncq.app import App
-from asyncq.compat import signals, states
+from asyncq.compat import django_fixup, signals, states
 from asyncq.compat._state import current_app, get_current_app, set_current_app, set_default_app_factory, shared_tasks
 from asyncq.compat.bridge import LoopThread
 from asyncq.compat.canvas import Signature, from_dict
 from asyncq.compat.celery_send import asend, send_if_routed
 from asyncq.compat.config import Settings, seconds
+from asyncq.compat.connection import BrokerConnection
 from asyncq.compat.control import Control
 from asyncq.compat.exceptions import ImproperlyConfigured, NotRegistered
 from asyncq.compat.publish import Prepared, after_publish, before_publish, prepare
@@ -33,8 +37,8 @@ from asyncq.compat.request import current_request
 from asyncq.compat.result import AsyncResult as _AsyncResult
 from asyncq.compat.result import GroupResult as _GroupResult
 from asyncq.compat.routes import route
-from asyncq.compat.runtime import call_body, execute
-from asyncq.compat.schedules import to_trigger
+from asyncq.compat.runtime import UNLIMITED_TRIES, call_body, execute
+from asyncq.compat.schedules import not_celery, to_trigger
 from asyncq.compat.signals import Signal
 from asyncq.compat.task import Task as _Task
 from asyncq.cron import Schedule
@@ -50,7 +54,6 @@ TASK_OPTIONS = frozenset({
     "expires", "reject_on_worker_lost", "throws", "shared", "pydantic", "trail", "send_events",
     "store_errors_even_if_ignored", "acks_on_failure_or_timeout",
 })
-UNLIMITED_TRIES = 1_000_000_000
 
 class _Lifecycle(Hooks):
     """Celery's worker signals, sent from asyncq's worker hooks."""
@@ -82,12 +85,23 @@ class Celery:
             conf["include"] = tuple(include)
         self.conf.update(conf)
         if task_cls is not None:
-            self.Task = task_cls if isinstance(task_cls, type) else _import(task_cls)
+            self.Task = _task_base(task_cls if isinstance(task_cls, type) else _import(task_cls), "task_cls")
         self.tasks: dict[str, _Task] = {}
         self.control = Control(self)
         self.bridge = LoopThread(f"asyncq-celery-{main or 'app'}")
         self.origin = f"{os.getpid()}@{socket.gethostname()}"
+        self.on_configure = Signal("on_configure")
         self.on_after_configure = Signal("on_after_configure")
+        self.on_after_finalize = Signal("on_after_finalize")
+        self.on_after_fork = Signal("on_after_fork")
+        #: Celery's bootsteps (``app.steps['worker'].add(Step)``): accepted, not run (asyncq has hooks instead)
+        self.steps: defaultdict[str, set[Any]] = defaultdict(set)
+        #: Celery's extra command-line options (``app.user_options['worker'].add(...)``): accepted, not read
+        self.user_options: defaultdict[str, set[Any]] = defaultdict(set)
+        #: functions every ``def`` task's worker thread runs before and after the body (the Django fixup's
+        #: connection check); filled when the app is first used
+        self.thread_fixups: list[Callable[[], None]] = []
+        self._autodiscover: list[tuple[Any, str]] = []
         self._asyncq: App | None = None
         self._periodic: list[tuple[Any, Signature, str | None]] = []
         self._limiters: dict[str, RateLimiter] = {}
@@ -104,11 +118,11 @@ class Celery:
     # --- configuration ------------------------------------------------------------------------------------
     def config_from_object(self, obj: Any, silent: bool = False, force: bool = False,
                            namespace: str | None = None) -> None:
-        try:
-            self.conf.from_object(obj, namespace=namespace)
-        except ImportError:
-            if not silent:
-                raise
+        """Celery's, lazily: ``obj`` (a module path like ``"django.conf:settings"``, a module, an object or a
+        dict) is read on the first read of ``app.conf``, or at once with ``force=True``."""
+        self.conf.add_source(obj, namespace=namespace, silent=silent)
+        if force or self._asyncq is not None:
+            len(self.conf)  # read it now
         self._reconfigure()
 
     def config_from_envvar(self, variable_name: str, silent: bool = False, force: bool = False) -> None:
@@ -121,14 +135,26 @@ class Celery:
 
     def autodiscover_tasks(self, packages: Iterable[str] | Callable[[], Iterable[str]] | None = None,
                            related_name: str = "tasks", force: bool = False) -> None:
-        """Import ``<package>.<related_name>`` for each package now (asyncq has no lazy finalize step)."""
-        pkgs = packages() if callable(packages) else (packages or ())
-        for pkg in pkgs:
-            try:
-                importlib.import_module(f"{pkg}.{related_name}")
-            except ModuleNotFoundError as exc:
-                if exc.name != f"{pkg}.{related_name}":
-                    raise
+        """Import ``<package>.<related_name>`` for each package when the app is first used (Celery's lazy
+        finalize), or now with ``force=True``. With no ``packages`` in a Django project: every installed app,
+        as with Celery's Django fixup."""
+        self._autodiscover.append((packages, related_name))
+        if force or self._asyncq is not None:
+            self._discover()
+
+    def _discover(self) -> None:
+        while self._autodiscover:
+            packages, related_name = self._autodiscover.pop(0)
+            if packages is None:
+                pkgs: Iterable[str] = django_fixup.installed_apps() if django_fixup.in_use() else ()
+            else:
+                pkgs = packages() if callable(packages) else packages
+            for pkg in pkgs:
+                try:
+                    importlib.import_module(f"{pkg}.{related_name}")
+                except ModuleNotFoundError as exc:
+                    if exc.name != f"{pkg}.{related_name}":
+                        raise
 
     def _reconfigure(self) -> None:
         if self._asyncq is not None:
@@ -139,9 +165,15 @@ class Celery:
     def asyncq_app(self) -> App:
         """The asyncq App behind this Celery app (built on first use from the configuration)."""
         if self._asyncq is None:
+            self.conf.check()  # settings asyncq cannot honour fail here, on first use, not at import
+            if django_fixup.in_use():
+                django_fixup.setup()  # before any task module is imported, as Celery's Django fixup does
+                if django_fixup.recycle_connections not in self.thread_fixups:
+                    self.thread_fixups.append(django_fixup.recycle_connections)
             for module in (*self.conf.include, *self.conf.imports):
                 importlib.import_module(module)
-            url = self.conf.broker_url or os.environ.get("ASYNCQ_REDIS_URL") or "redis://127.0.0.1:6379/0"
+            self._discover()
+            url = self.broker_url
             url = from_celery(url, self.conf.get("broker_transport_options"))  # Celery's sentinel:// form
             serializer = self.conf.task_serializer
             if serializer == "pickle" and not self.conf.asyncq_signing_key:
@@ -162,7 +194,37 @@ class Celery:
                     app=self))
             for sched, sig, name in self._periodic:
                 self._add_schedule(name, sched, sig)
+            self.on_after_finalize.send(sender=self)
+            _warn_real_celery_leaks(self)
         return self._asyncq
+
+    @property
+    def broker_url(self) -> str:
+        """The broker's Redis URL: ``broker_url``, else ``$ASYNCQ_REDIS_URL``, else the local default."""
+        url: str = self.conf.broker_url or os.environ.get("ASYNCQ_REDIS_URL") or "redis://127.0.0.1:6379/0"
+        return url
+
+    def finalize(self, auto: bool = False) -> None:
+        """Celery's finalize: import the task modules and build the asyncq App (nothing connects yet)."""
+        self.asyncq_app  # noqa: B018 - building it is the point
+
+    def set_default(self) -> None:
+        """Make this app the default (current) app, as Celery's ``app.set_default()``."""
+        set_current_app(self)
+
+    def set_current(self) -> None:
+        set_current_app(self)
+
+    def broker_connection(self, url: str | None = None, **options: Any) -> BrokerConnection:
+        """A connection to the broker's Redis (``.channel().client`` is a redis-py client) for health checks."""
+        return BrokerConnection(url or self.broker_url, **options)
+
+    connection = broker_connection
+    connection_for_write = broker_connection
+    connection_for_read = broker_connection
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
 
     # --- tasks --------------------------------------------------------------------------------------------
     @overload
@@ -186,7 +248,7 @@ class Celery:
         if unknown:
             raise TypeError(f"@app.task got unknown option(s) {', '.join(unknown)} for {fun.__qualname__}")
         name = opts.pop("name", None) or f"{fun.__module__}.{fun.__name__}"
-        base = opts.pop("base", None) or self.Task
+        base = _task_base(opts.pop("base", None) or self.Task, f"@task(base=...) of {fun.__module__}.{fun.__name__}")
         opts.pop("shared", None)
         bind = opts.get("bind", False)
         if opts.get("pydantic"):
@@ -394,9 +456,40 @@ def shared_task(*args: Any, **opts: Any) -> Any:
 set_default_app_factory(lambda: Celery("default"))
 
 
+def app_or_default(app: Any = None) -> Any:
+    """``celery.app.app_or_default``: ``app``, else the current app."""
+    return app if app is not None else get_current_app()
+
+
+def _task_base(base: Any, where: str) -> type[_Task]:
+    """A task base class must derive from asyncq.compat's Task; one built on real Celery's ``celery.Task``
+    (its import left unchanged) is refused with the line to change."""
+    if isinstance(base, type) and issubclass(base, _Task):
+        return base
+    line = not_celery(base, "Task")
+    raise ImproperlyConfigured(
+        f"{where}: {getattr(base, '__module__', '?')}.{getattr(base, '__qualname__', base)!r} is not an "
+        f"asyncq.compat Task. {line}"
+    )
+
+
+def _warn_real_celery_leaks(app: Celery) -> None:
+    """Receivers connected to real Celery's signals never run under asyncq: say which import to change."""
+    real = sys.modules.get("celery.signals")
+    if real is None or real is signals:
+        return
+    for name in dir(signals):
+        theirs = getattr(real, name, None)
+        if isinstance(getattr(signals, name), Signal) and getattr(theirs, "receivers", None):
+            log.warning(
+                "%s has receivers connected through real Celery's celery.signals: they never run under asyncq. "
+                "Change `from celery.signals import %s` to `from asyncq.compat.signals import %s`, or call "
+                "asyncq.compat.install_as_celery() at the top of your project package", name, name, name)
+
+
 def _import(path: str) -> Any:
     module, _, attr = path.rpartition(".") if ":" not in path else path.partition(":")
     return getattr(importlib.import_module(module), attr)
 
 
-__all__ = ["Celery", "NotRegistered", "current_app", "get_current_app", "shared_task", "states"]
+__all__ = ["Celery", "NotRegistered", "app_or_default", "current_app", "get_current_app", "shared_task", "states"]

@@ -13,6 +13,7 @@ import collections.abc
 import ctypes
 import inspect
 import threading
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,12 +36,15 @@ from asyncq.compat.exceptions import (
 from asyncq.compat.request import Context, current_request
 from asyncq.compat.result import IGNORED_MARK
 from asyncq.compat.retry import ExceptionInfo, autoretries, backoff
+from asyncq.compat.signals import Signal
 from asyncq.compat.task import Task
 from asyncq.context import current_job, thread_limiter
 from asyncq.exceptions import Retry as AsyncqRetry
 
 #: runs of one job cut short by a lost worker (SIGKILL, OOM) before it fails with WorkerLostError
 MAX_WORKER_LOSSES = 3
+#: the try limit compat tasks are registered with: Celery's retry rules decide, never asyncq's
+UNLIMITED_TRIES = 1_000_000_000
 
 
 class _SoftLimited(collections.abc.Coroutine):  # type: ignore[type-arg]
@@ -96,13 +100,17 @@ class _ThreadBody:
     """A sync body in a pool thread, and the only safe way to raise inside it: under a lock, and only while
     the body runs, so an exception meant for this job can never land in the next job the thread picks up."""
 
-    def __init__(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def __init__(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 fixups: Sequence[Callable[[], None]] = ()) -> None:
         self.fn, self.args, self.kwargs = fn, args, kwargs
+        self.fixups = fixups
         self.lock = threading.Lock()
         self.ident: int | None = None
         self.running = False
 
     def __call__(self) -> Any:
+        for fixup in self.fixups:  # e.g. Django: drop this thread's stale DB connections before the body
+            fixup()
         with self.lock:
             self.ident, self.running = threading.get_ident(), True
         try:
@@ -110,6 +118,8 @@ class _ThreadBody:
         finally:
             with self.lock:  # a pending exception raised here still belongs to this job
                 self.running = False
+            for fixup in self.fixups:
+                fixup()
 
     def interrupt(self, exc_type: type[BaseException]) -> None:
         with self.lock:
@@ -117,8 +127,9 @@ class _ThreadBody:
                 _raise_in_thread(self.ident, exc_type)
 
 
-async def _call_sync(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], soft: float | None) -> Any:
-    body = _ThreadBody(fn, args, kwargs)
+async def _call_sync(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], soft: float | None,
+                     fixups: Sequence[Callable[[], None]] = ()) -> Any:
+    body = _ThreadBody(fn, args, kwargs, fixups)
     handle = None
     if soft is not None:
         handle = asyncio.get_running_loop().call_later(soft, body.interrupt, SoftTimeLimitExceeded)
@@ -143,11 +154,13 @@ async def call_body(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], r
     conf = task.app.conf
     hard = hard if hard is not None else (task.time_limit or conf.task_time_limit)
     soft = soft if soft is not None else (task.soft_time_limit or conf.task_soft_time_limit)
-    is_async = inspect.iscoroutinefunction(task.run) or inspect.iscoroutinefunction(fn)
-    call = _call_async if is_async else _call_sync
+    is_async = _is_async(task)
     try:
         async with asyncio.timeout(hard):
-            result = await call(fn, args, kwargs, soft)
+            if is_async:
+                result = await _call_async(fn, args, kwargs, soft)
+            else:
+                result = await _call_sync(fn, args, kwargs, soft, task.app.thread_fixups)
             if inspect.isawaitable(result):  # a sync wrapper around an async body
                 result = await result
             return result
@@ -165,12 +178,59 @@ async def call_body(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], r
         raise
 
 
+def _is_async(task: Task) -> bool:
+    return inspect.iscoroutinefunction(task.run) or inspect.iscoroutinefunction(type(task).__call__)
+
+
+Call = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
+def _does_something(task: Task, fn: Callable[..., Any]) -> bool:
+    """A signal with receivers, or a hook the task's class overrides (the base's are no-ops)."""
+    owner = getattr(fn, "__self__", None)
+    if isinstance(owner, Signal):
+        return bool(owner.receivers)
+    name = getattr(fn, "__name__", "")
+    return getattr(type(task), name, None) is not getattr(Task, name, None)
+
+
+async def _hooks(task: Task, *calls: Call) -> None:
+    """Task hooks and signal receivers, where Celery runs them: for a ``def`` task in a worker thread (so an
+    ``on_failure`` that saves a Django model works; on the loop it would raise SynchronousOnlyOperation and
+    replace the task's own error), for an ``async def`` task on the loop. No thread hop when nothing is
+    connected or overridden (the common case)."""
+    todo = [c for c in calls if _does_something(task, c[0])]
+    if not todo:
+        return
+    fixups = task.app.thread_fixups
+
+    def run() -> None:
+        for fixup in fixups:
+            fixup()
+        for fn, args, kwargs in todo:
+            fn(*args, **kwargs)
+
+    if _is_async(task):
+        run()
+    else:
+        await anyio.to_thread.run_sync(run, limiter=thread_limiter())
+
+
+def _show_limit(task: Task, retries: int, limit: int | None) -> None:
+    """Have the worker's log show Celery's real try limit ("try 1/4" for max_retries=3), not the unlimited
+    tries the compat task is registered with (Celery decides retries itself)."""
+    if limit is not None:
+        job = current_job()
+        job.max_tries = max(job.job_try + 1 if retries < limit else job.job_try, job.job_try + limit - retries)
+
+
 def _request(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], retries: int) -> Context:
     job = current_job()
     h = job.headers.get("celery", {})
     hard_soft = h.get("timelimit")
     return Context(
-        id=job.job_id, args=args, kwargs=kwargs, retries=retries, is_eager=False, called_directly=False,
+        id=job.job_id, task=task.name, args=args, kwargs=kwargs, retries=retries, is_eager=False,
+        called_directly=False,
         eta=h.get("eta"), expires=h.get("expires"), group=h.get("group"), group_index=h.get("group_index"),
         root_id=h.get("root_id", job.job_id), parent_id=h.get("parent_id"), hostname=job.worker_id,
         delivery_info={"exchange": "", "routing_key": job.queue, "priority": h.get("priority"),
@@ -209,9 +269,11 @@ async def execute(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         await app.rate_limiter(task).acquire()
     token = current_request.set(request)
     state, retval, einfo = states.FAILURE, None, None
+    _show_limit(task, request.retries, task.max_retries)
     try:
-        signals.task_prerun.send(sender=task, task_id=request.id, task=task, args=args, kwargs=kwargs)
-        task.before_start(request.id or "", args, kwargs)
+        await _hooks(task, (signals.task_prerun.send, (), dict(sender=task, task_id=request.id, task=task, args=args,
+                                                               kwargs=kwargs)),
+                     (task.before_start, (request.id or "", args, kwargs), {}))
         try:
             if request.chord_error:
                 raise ChordError(request.chord_error)
@@ -219,8 +281,10 @@ async def execute(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         except Retry as exc:
             state, retval = states.RETRY, exc
             einfo = _einfo(exc.exc or exc)
-            signals.task_retry.send(sender=task, request=request, reason=exc.exc or exc, einfo=einfo)
-            task.on_retry(exc.exc or exc, request.id or "", args, kwargs, einfo)
+            await _hooks(task, (signals.task_retry.send, (), dict(sender=task, request=request, reason=exc.exc or exc,
+                                                                  einfo=einfo)),
+                         (task.on_retry, (exc.exc or exc, request.id or "", args, kwargs, einfo), {}))
+            _show_limit(task, request.retries, exc.limit)
             await store_outcome(app, request, states.RETRY, exc=exc.exc or exc)
             async with broker.pipeline(transaction=True) as pipe:
                 pipe.incr(retries_key)
@@ -233,6 +297,7 @@ async def execute(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         except Reject as exc:
             if exc.requeue:
                 state = states.REJECTED
+                current_job().max_tries = UNLIMITED_TRIES  # a requeue is not a try
                 await broker.incr(retries_key)  # a requeue is not a lost worker
                 raise AsyncqRetry(defer=0, reason="rejected with requeue=True") from exc
             await _failed(task, request, exc, args, kwargs)
@@ -242,16 +307,18 @@ async def execute(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
             await _failed(task, request, exc, args, kwargs)
             raise
         state = states.SUCCESS
-        task.on_success(retval, request.id or "", args, kwargs)
-        signals.task_success.send(sender=task, result=retval)
+        await _hooks(task, (task.on_success, (retval, request.id or "", args, kwargs), {}),
+                     (signals.task_success.send, (), dict(sender=task, result=retval)))
         await _after_success(task, request, retval)
         await store_outcome(app, request, states.SUCCESS, retval)
         return retval
     finally:
-        task.after_return(state, retval, request.id or "", args, kwargs, einfo)
-        signals.task_postrun.send(sender=task, task_id=request.id, task=task, args=args, kwargs=kwargs,
-                                  retval=retval, state=state)
-        current_request.reset(token)
+        try:
+            await _hooks(task, (task.after_return, (state, retval, request.id or "", args, kwargs, einfo), {}),
+                         (signals.task_postrun.send, (), dict(sender=task, task_id=request.id, task=task, args=args,
+                                                              kwargs=kwargs, retval=retval, state=state)))
+        finally:
+            current_request.reset(token)
 
 
 def _delay(when: Any) -> float:
@@ -267,9 +334,9 @@ def _einfo(exc: BaseException) -> ExceptionInfo:
 async def _failed(task: Task, request: Context, exc: BaseException, args: tuple[Any, ...],
                   kwargs: dict[str, Any]) -> None:
     einfo = _einfo(exc)
-    task.on_failure(exc, request.id or "", args, kwargs, einfo)
-    signals.task_failure.send(sender=task, task_id=request.id, exception=exc, args=args, kwargs=kwargs,
-                              traceback=exc.__traceback__, einfo=einfo)
+    await _hooks(task, (task.on_failure, (exc, request.id or "", args, kwargs, einfo), {}),
+                 (signals.task_failure.send, (), dict(sender=task, task_id=request.id, exception=exc, args=args,
+                                                      kwargs=kwargs, traceback=exc.__traceback__, einfo=einfo)))
     app = task.app
     for errback in request.errbacks or ():
         await Signature(dict(errback), app=app).aapply_async((request.id,))
