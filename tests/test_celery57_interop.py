@@ -32,7 +32,7 @@ import redis
 
 from asyncq.celery_protocol.encode import decode_body, encode_message
 from asyncq.compat import Celery
-from asyncq.compat.celery_send import CeleryBackendResult
+from asyncq.compat.result import CeleryBackendResult
 from asyncq.compat.router import Router, set_rule
 from asyncq.exceptions import RemoteTaskError
 

@@ -122,7 +122,7 @@ async def test_a_job_key_of_the_wrong_type_is_dead_lettered_and_kept(
     await good_jobs_complete(bad_app)
     d = await dead_letter(bad_app, "hashed")
     assert d.reason and "payload key is a hash" in d.reason
-    raw = await (await bad_app.broker()).dlq_payload("hashed")
+    (raw,) = await (await bad_app.broker()).dlq_payloads(["hashed"])
     assert raw  # DUMP of the hash: RESTORE brings it back
     sync_redis.restore("restored", 0, raw)
     assert sync_redis.hgetall("restored") == {b"f": b"echo"}

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from asyncq import keys
 from asyncq.cli import cli
 from asyncq.compat import Celery
-from asyncq.compat.celery_send import CeleryBackendResult
+from asyncq.compat.result import CeleryBackendResult
 from asyncq.compat.router import ASYNCQ, CELERY, Router, Rules, explain, load_rules, parse_rule, set_rule
 
 from .conftest import flushed_url

@@ -82,7 +82,7 @@ def cli(url: str, *args: str) -> str:
 
 def sent_to(result: Any) -> str:
     """Where a routed call went: a Celery message (its result is read from Celery's backend) or an asyncq job."""
-    from asyncq.compat.celery_send import CeleryBackendResult
+    from asyncq.compat.result import CeleryBackendResult
 
     return "celery" if isinstance(result, CeleryBackendResult) else "asyncq"
 

@@ -22,13 +22,14 @@ import enum
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from asyncq import keys
-from asyncq.broker import REDIS_DOWN, Broker, now_ms, printable_id
+from asyncq.broker import REDIS_DOWN, Broker, now_ms
 from asyncq.codec import decode_payload, ms_to_datetime
+from asyncq.dead_letter import DeadLetter
 from asyncq.exceptions import ConfigurationError, JobNotFound
 
 if TYPE_CHECKING:
@@ -83,31 +84,14 @@ async def queue_stats(app: App, queues: Sequence[str] | None = None) -> list[Que
     extra = {keys.check_queue_name(q) for q in queues or ()}
     broker = await app.broker()
     try:
-        members: set[bytes] = await cast(Any, broker.smembers(keys.QUEUES_SET))
-        known = {m.decode() for m in members}
-        names = sorted(known | extra)
+        names = sorted(set(await broker.queue_names()) | extra)
         now = now_ms()
-        async with broker.pipeline(transaction=True) as pipe:  # one consistent snapshot, one round trip
-            for q in names:
-                for lane in keys.lanes_by_priority(q):
-                    pipe.zcount(lane, "-inf", now)
-                    pipe.zcount(lane, f"({now}", "+inf")
-                    pipe.zrangebyscore(lane, "-inf", now, start=0, num=OLDEST_PROBE, withscores=True)
-                pipe.zcount(keys.running_key(q), f"({now}", "+inf")
-            pipe.hvals(keys.DLQ_META)
-            out = await pipe.execute()
+        rows, dead_metas = await broker.queue_snapshot(names, now, OLDEST_PROBE)
         dead_by_queue: dict[str, int] = {}
-        for raw in out[-1]:
-            q = _meta_field(raw, "queue")
+        for raw in dead_metas:
+            q = DeadLetter.parse("", raw).queue
             dead_by_queue[q] = dead_by_queue.get(q, 0) + 1
-        per_queue = (keys.MAX_PRIORITY - keys.MIN_PRIORITY + 1) * 3 + 1  # 3 replies per lane + in flight
-        partial: list[tuple[str, int, int, int, list[tuple[bytes, float]]]] = []
-        for i, q in enumerate(names):
-            chunk = out[i * per_queue : (i + 1) * per_queue]
-            ready = sum(int(x) for x in chunk[0:-1:3])
-            later = sum(int(x) for x in chunk[1:-1:3])
-            candidates = sorted((c for lane in chunk[2:-1:3] for c in lane), key=lambda c: c[1])
-            partial.append((q, ready, later, int(chunk[-1]), candidates))
+        partial = [(q, *row) for q, row in zip(names, rows, strict=True)]
         oldest = await _oldest_not_running(broker, partial, now)
     except REDIS_DOWN as exc:
         raise broker.unavailable(exc, "reading queue statistics") from exc
@@ -131,10 +115,7 @@ async def _oldest_not_running(
     with_candidates = [(q, cands) for q, _, _, _, cands in partial if cands]
     if not with_candidates:
         return {}
-    async with broker.pipeline(transaction=False) as pipe:
-        for q, cands in with_candidates:
-            pipe.zmscore(keys.running_key(q), [member.decode() for member, _ in cands])
-        leases = await pipe.execute()
+    leases = await broker.lease_ends([(q, [member.decode() for member, _ in cands]) for q, cands in with_candidates])
     ages: dict[str, float] = {}
     for (q, cands), lease_scores in zip(with_candidates, leases, strict=True):
         for (_, score), lease in zip(cands, lease_scores, strict=True):
@@ -142,16 +123,6 @@ async def _oldest_not_running(
                 ages[q] = max(0.0, (now - score) / 1000)
                 break
     return ages
-
-
-def _meta_field(raw: bytes | None, name: str) -> str:
-    if not raw:
-        return ""
-    try:
-        value = orjson.loads(raw).get(name)
-    except (orjson.JSONDecodeError, AttributeError):
-        return ""
-    return value if isinstance(value, str) else ""
 
 
 # --- workers -----------------------------------------------------------------------------------------------
@@ -194,13 +165,11 @@ async def list_workers(app: App) -> list[WorkerInfo]:
     """Workers that sent a heartbeat recently, newest heartbeat first (two round trips)."""
     broker = await app.broker()
     try:
-        members: list[tuple[bytes, float]] = await cast(Any, broker.zrevrange(keys.WORKERS_SET, 0, -1, withscores=True))
-        ids = [printable_id(m)[0] for m, _ in members]
-        beats = await broker.mget([keys.worker_key(i) for i in ids]) if ids else []
+        beats = await broker.worker_beats()
     except REDIS_DOWN as exc:
         raise broker.unavailable(exc, "listing workers") from exc
     workers = []
-    for (_, score), wid, raw in zip(members, ids, beats, strict=True):
+    for wid, score, raw in beats:
         beat: dict[str, Any] = {}
         if raw is not None:  # a heartbeat is JSON written by a worker; anything else is shown as empty
             with contextlib.suppress(orjson.JSONDecodeError):
@@ -228,41 +197,7 @@ async def list_workers(app: App) -> list[WorkerInfo]:
 
 
 # --- dead letters ------------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A job in the dead-letter store: why it is there, and the arguments it was enqueued with."""
-
-    job_id: str
-    function: str | None
-    queue: str
-    lane: str
-    reason: str | None
-    error: str | None
-    traceback: str | None
-    tries: int
-    failed_at: datetime | None
-    worker: str | None
-    #: "failed" (the task raised on its last try) or "dead" (it could not run at all)
-    outcome: str | None
-    #: times the job was recovered after its worker was lost (not counted in ``tries``)
-    recoveries: int = 0
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    #: why args/kwargs are empty when the payload could not be read (missing, other serializer, ...)
-    payload_error: str | None = None
-    #: the stored metadata as is, for fields this class does not name
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
 def _dead_letter(app: App, job_id: str, raw_meta: bytes | None, payload: bytes | None) -> DeadLetter:
-    meta: dict[str, Any] = {}
-    if raw_meta:
-        try:
-            loaded = orjson.loads(raw_meta)
-            meta = loaded if isinstance(loaded, dict) else {}
-        except orjson.JSONDecodeError:
-            meta = {}
-    queue = meta.get("queue") or keys.DEFAULT_QUEUE
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = {}
     payload_error = None
@@ -274,24 +209,7 @@ def _dead_letter(app: App, job_id: str, raw_meta: bytes | None, payload: bytes |
             args, kwargs = p.args, p.kwargs
         except Exception as exc:  # any serializer's failure: show the dead letter anyway
             payload_error = f"undecodable payload ({type(exc).__name__}: {exc})"
-    return DeadLetter(
-        job_id=job_id,
-        function=meta.get("function"),
-        queue=queue,
-        lane=meta.get("lane") or keys.lane_key(queue),
-        reason=meta.get("reason"),
-        error=meta.get("error"),
-        traceback=meta.get("traceback"),
-        tries=_int(meta.get("tries")) or 0,
-        recoveries=_int(meta.get("recoveries")) or 0,
-        failed_at=_dt(meta.get("failed_at")),
-        worker=meta.get("worker"),
-        outcome=meta.get("outcome"),
-        args=args,
-        kwargs=kwargs,
-        payload_error=payload_error,
-        meta=meta,
-    )
+    return DeadLetter.parse(job_id, raw_meta).with_payload(args, kwargs, payload_error)
 
 
 async def _pages(broker: Broker, queue: str | None) -> AsyncIterator[list[tuple[str, bytes | None]]]:
@@ -305,7 +223,7 @@ async def _pages(broker: Broker, queue: str | None) -> AsyncIterator[list[tuple[
         metas = await broker.dlq_meta(ids)
         page = [
             (i, m) for i, m in zip(ids, metas, strict=True)
-            if queue is None or (_meta_field(m, "queue") or keys.DEFAULT_QUEUE) == queue
+            if queue is None or DeadLetter.parse(i, m).queue == queue
         ]
         if page:
             yield page
@@ -341,7 +259,7 @@ async def list_dead_letters(
                     break
         payloads: list[bytes | None] = []
         if chosen:
-            payloads = await cast(Any, broker.hmget(keys.DLQ_PAYLOADS, [i for i, _ in chosen]))
+            payloads = await broker.dlq_payloads([i for i, _ in chosen])
     except REDIS_DOWN as exc:
         raise broker.unavailable(exc, "listing dead letters") from exc
     return [
@@ -356,7 +274,7 @@ async def count_dead_letters(app: App, queue: str | None = None) -> int:
     broker = await app.broker()
     try:
         if queue is None:
-            return int(await broker.zcard(keys.DLQ_INDEX))
+            return await broker.dlq_count()
         keys.check_queue_name(queue)
         return len({job_id async for page in _pages(broker, queue) for job_id, _ in page})
     except REDIS_DOWN as exc:
@@ -392,13 +310,12 @@ async def _retry_one(app: App, broker: Broker, job_id: str, raw_meta: bytes | No
     )
     if raw_meta is None:
         raise missing
-    if _meta_field(raw_meta, "kind") == "celery":  # a Celery message: back onto its kombu list, as it was
-        if await broker.dlq_push_to_list(job_id, _meta_field(raw_meta, "celery_list")):
+    record = DeadLetter.parse(job_id, raw_meta)
+    if record.kind == "celery":  # a Celery message: back onto its kombu list, as it was
+        if await broker.dlq_push_to_list(job_id, record.celery_list):
             return RetryOutcome.retried
         raise missing
-    queue = _meta_field(raw_meta, "queue") or keys.DEFAULT_QUEUE
-    lane = _meta_field(raw_meta, "lane") or keys.lane_key(queue)
-    status = await broker.dlq_retry(job_id, lane, queue, int(app.settings.payload_ttl * 1000))
+    status = await broker.dlq_retry(job_id, record.lane, record.queue, int(app.settings.payload_ttl * 1000))
     if status == 1:
         return RetryOutcome.retried
     if status == -1:

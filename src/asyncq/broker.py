@@ -9,13 +9,12 @@ imported here: its newest release pins redis-py < 6, which Celery 5.7 and many a
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import msgpack
 from redis import Redis as SyncRedis
-from redis.asyncio import Redis as AsyncRedis
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -23,6 +22,8 @@ from redis.exceptions import WatchError
 from redis.retry import Retry
 
 from asyncq import keys
+from asyncq.broker_reads import BrokerReads
+from asyncq.broker_reads import printable_id as printable_id  # re-exported: its home before broker_reads
 from asyncq.exceptions import BrokerUnavailable
 from asyncq.redis_url import async_pool, sync_pool
 from asyncq.scripts import Scripts, script_source
@@ -111,14 +112,6 @@ class Lease:
         return [self.key_id, self.token, self.lane, self.queue, self.generation]
 
 
-def printable_id(raw: bytes) -> tuple[str, bytes | None]:
-    """A job id read from Redis as text, and its raw bytes when they are not valid UTF-8 (else None)."""
-    try:
-        return raw.decode(), None
-    except UnicodeDecodeError:
-        return raw.decode("utf-8", "backslashreplace"), raw
-
-
 def enqueue_args(jobs: Sequence[NewJob], acknowledge: tuple[str, str, Sequence[str]] | None = None) -> list[Any]:
     """The enqueue script's arguments: the batch's metadata packed into one msgpack argument (lanes and
     queues named once), then one argument per payload. Fewer arguments is most of the producer's speed.
@@ -165,8 +158,9 @@ class SyncBroker:
         self._client.close()
 
 
-class Broker(AsyncRedis):
-    """redis-py's asyncio client with asyncq's scripts registered on it."""
+class Broker(BrokerReads):
+    """redis-py's asyncio client with asyncq's scripts registered on it: the writes here, the reads in
+    ``BrokerReads`` (``broker_reads.py``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -338,14 +332,42 @@ class Broker(AsyncRedis):
             pipe.publish(keys.wake_channel(queue), now_ms())
             await pipe.execute()
 
-    async def paused(self) -> set[str]:
-        members: set[bytes] = await cast(Any, self.smembers(keys.PAUSED_SET))
-        return {printable_id(m)[0] for m in members}
+    # --- workers and stats ---------------------------------------------------------------------------------
+    async def heartbeat(self, worker_id: str, beat: bytes, interval: float, health_queue: str, health: str) -> int:
+        """Write a worker's heartbeat (kept 3 intervals), list it in the worker set (entries silent for 10
+        intervals are dropped), write arq's health line of its first queue; returns that queue's arq-layout
+        length for the next health line. One round trip."""
+        now = now_ms()
+        async with self.pipeline(transaction=False) as pipe:
+            pipe.set(keys.worker_key(worker_id), beat, px=int(interval * 3000))
+            pipe.zadd(keys.WORKERS_SET, {worker_id: now})
+            pipe.zremrangebyscore(keys.WORKERS_SET, "-inf", now - int(interval * 10_000))
+            pipe.set(keys.health_key(health_queue), health, px=int((interval + 1) * 1000))
+            pipe.zcard(keys.queue_key(health_queue))
+            *_, queued = await pipe.execute()
+        return int(queued)
 
-    async def recent_job_ids(self, count: int) -> list[str]:
-        """Ids of the most recently finished jobs (succeeded, failed, dead-lettered), newest first."""
-        raw = await cast(Any, self.lrange(keys.RECENT_JOBS, 0, max(0, count - 1)))
-        return [printable_id(r)[0] for r in raw]
+    async def sign_off(self, worker_id: str) -> None:
+        """A stopping worker leaves the worker list at once (not when its heartbeat expires)."""
+        async with self.pipeline(transaction=False) as pipe:
+            pipe.zrem(keys.WORKERS_SET, worker_id)
+            pipe.delete(keys.worker_key(worker_id))
+            await pipe.execute()
+
+    async def add_stats(self, totals: Mapping[str, Mapping[str, int]], minutes: Mapping[str, Mapping[str, int]],
+                        minute: int) -> None:
+        """Add counters: ``totals`` per queue (kept), ``minutes`` per queue for ``minute`` (kept
+        ``STATS_MINUTE_TTL``). One round trip."""
+        async with self.pipeline(transaction=False) as pipe:
+            for queue, fields in totals.items():
+                for name, n in fields.items():
+                    pipe.hincrby(keys.stats_totals_key(queue), name, n)
+            for queue, fields in minutes.items():
+                key = keys.stats_minute_key(queue, minute)
+                for name, n in fields.items():
+                    pipe.hincrby(key, name, n)
+                pipe.expire(key, keys.STATS_MINUTE_TTL)
+            await pipe.execute()
 
     # --- dead letters ----------------------------------------------------------------------------------------
     async def dlq_retry(self, job_id: str, lane: str, queue: str, ttl_ms: int) -> int:
@@ -379,20 +401,6 @@ class Broker(AsyncRedis):
                 except WatchError:
                     continue
 
-    async def dlq_ids(self, offset: int = 0, count: int = 100) -> list[str]:
-        """Dead-letter ids, newest first."""
-        raw: list[bytes] = await cast(Any, self.zrevrange(keys.DLQ_INDEX, offset, offset + count - 1))
-        return [printable_id(r)[0] for r in raw]
-
-    async def dlq_meta(self, job_ids: Sequence[str]) -> list[bytes | None]:
-        if not job_ids:
-            return []
-        return list(await cast(Any, self.hmget(keys.DLQ_META, list(job_ids))))
-
-    async def dlq_payload(self, job_id: str) -> bytes | None:
-        raw: bytes | None = await cast(Any, self.hget(keys.DLQ_PAYLOADS, job_id))
-        return raw
-
     async def dlq_purge(self, job_ids: Sequence[str] | None = None) -> int:
         """Delete some dead letters, or all of them when ``job_ids`` is None."""
         if job_ids is None:
@@ -409,4 +417,3 @@ class Broker(AsyncRedis):
             pipe.hdel(keys.DLQ_META, *job_ids)
             removed, _, _ = await pipe.execute()
         return int(removed)
-

@@ -8,13 +8,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
-
-import orjson
+from typing import TYPE_CHECKING, Any
 
 from asyncq import keys
 from asyncq.broker import REDIS_DOWN, now_ms
 from asyncq.codec import decode_payload, encode_error, is_error, ms_to_datetime, rebuild_exception
+from asyncq.dead_letter import DeadLetter
 from asyncq.exceptions import (
     DeserializationError,
     JobAborted,
@@ -123,7 +122,7 @@ class Job:
         if self.queue is not None:
             return keys.lane_key(self.queue, self.priority if self.priority is not None else keys.DEFAULT_PRIORITY)
         broker = await self.app.broker()
-        raw: bytes | None = await cast(Any, broker.get(keys.job_key(self.job_id)))
+        raw = await broker.job_payload(self.job_id)
         if raw is not None:
             try:
                 p = decode_payload(self.app.serializer, raw)
@@ -132,9 +131,9 @@ class Job:
             if p is not None and p.queue is not None:
                 self.queue, self.priority = p.queue, p.priority
                 return keys.lane_key(p.queue, p.priority if p.priority is not None else keys.DEFAULT_PRIORITY)
-        for q in sorted(m.decode() for m in await cast(Any, broker.smembers(keys.QUEUES_SET))):
+        for q in await broker.queue_names():
             for lane in keys.lanes_by_priority(q):
-                if await broker.zscore(lane, self.job_id) is not None:
+                if await broker.lane_score(lane, self.job_id) is not None:
                     return lane
         return None
 
@@ -145,15 +144,8 @@ class Job:
         """Status, arguments, tries, times and worker: from the result if there is one, else the live keys."""
         broker = await self.app.broker()
         jid = self.job_id
-        async with broker.pipeline(transaction=False) as pipe:
-            pipe.get(keys.result_key(jid))
-            pipe.get(keys.in_progress_key(jid))
-            pipe.get(keys.job_key(jid))
-            pipe.get(keys.retry_key(jid))
-            pipe.hget(keys.DLQ_META, jid)
-            pipe.hget(keys.RECOVERIES, jid)
-            raw_result, in_progress, raw_job, tries, dlq_meta, recovered = await pipe.execute()
-        dead = orjson.loads(dlq_meta) if dlq_meta else None
+        raw_result, in_progress, raw_job, tries, dlq_meta, recovered = await broker.job_snapshot(jid)
+        dead = DeadLetter.parse(jid, dlq_meta) if dlq_meta else None
         if raw_result is not None:
             return self._info_from_result(raw_result, dead)
         if raw_job is None and in_progress is None:
@@ -174,7 +166,7 @@ class Job:
         scheduled = None
         if status is not JobStatus.in_progress:  # one lane lookup serves both the status and the run-at time
             lane = await self._lane()
-            score = None if lane is None else await broker.zscore(lane, jid)
+            score = None if lane is None else await broker.lane_score(lane, jid)
             status = JobStatus.deferred if score is not None and score > now_ms() else JobStatus.queued
             scheduled = _dt(score) if score is not None else None
         return JobInfo(
@@ -192,7 +184,7 @@ class Job:
             worker=worker,
         )
 
-    def _info_from_result(self, raw: bytes, dead: dict[str, Any] | None) -> JobInfo:
+    def _info_from_result(self, raw: bytes, dead: DeadLetter | None) -> JobInfo:
         d = self.app.serializer.loads(raw)
         outcome = d.get("x") or ("success" if d.get("s") else "failed")
         error = d["r"] if is_error(d.get("r")) else None
@@ -212,22 +204,22 @@ class Job:
             result=None if error else d.get("r"),
             error=f"{error['type']}: {error['message']}" if error else None,
             traceback=error.get("traceback") if error else None,
-            dead_letter_reason=dead.get("reason") if dead else None,
+            dead_letter_reason=dead.reason if dead else None,
         )
 
-    def _info_from_dead_letter(self, dead: dict[str, Any]) -> JobInfo:
+    def _info_from_dead_letter(self, dead: DeadLetter) -> JobInfo:
         return JobInfo(
             job_id=self.job_id,
-            status=JobStatus.failed if dead.get("outcome") == "failed" else JobStatus.dead,
-            function=dead.get("function"),
-            queue=dead.get("queue"),
-            tries=_count(dead.get("tries")),
-            recoveries=_count(dead.get("recoveries")),
-            finished_at=_dt(dead.get("failed_at")),
-            worker=dead.get("worker"),
-            error=dead.get("error"),
-            traceback=dead.get("traceback"),
-            dead_letter_reason=dead.get("reason"),
+            status=JobStatus.failed if dead.outcome == "failed" else JobStatus.dead,
+            function=dead.function,
+            queue=dead.queue,
+            tries=dead.tries,
+            recoveries=dead.recoveries,
+            finished_at=dead.failed_at,
+            worker=dead.worker,
+            error=dead.error,
+            traceback=dead.traceback,
+            dead_letter_reason=dead.reason,
         )
 
     async def result(self, timeout: float | None = None, *, wait_if_missing: bool = False) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, cast
+from typing import Any
 
 from asyncq import keys
 from asyncq.broker import REDIS_DOWN, Broker
@@ -93,8 +93,7 @@ class ResultWaiter:
                     return raw
                 if not alive and not wait_if_missing:
                     # it may have just finished
-                    last: bytes | None = await cast(Any, self._broker.get(keys.result_key(job_id)))
-                    return last
+                    return await self._broker.result_of(job_id)
                 remaining = None if deadline is None else deadline - loop.time()
                 if remaining is not None and remaining <= 0:
                     return None
@@ -111,11 +110,7 @@ class ResultWaiter:
 
     async def _look(self, job_id: str) -> tuple[bytes | None, bool]:
         """The result if written, and whether the job still exists (queued, scheduled or running)."""
-        async with self._broker.pipeline(transaction=False) as pipe:
-            pipe.get(keys.result_key(job_id))
-            pipe.exists(keys.job_key(job_id), keys.in_progress_key(job_id))
-            raw, alive = await pipe.execute()
-        return raw, bool(alive)
+        return await self._broker.result_or_alive(job_id)
 
     async def _replace(self, job_id: str, fut: asyncio.Future[None]) -> None:
         async with self._lock:

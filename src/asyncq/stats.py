@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from asyncq import keys
 from asyncq.broker import REDIS_DOWN
 from asyncq.context import JobContext
 from asyncq.exceptions import JobAborted
@@ -127,24 +126,19 @@ class StatsRecorder(Hooks):
         rows, self._rows = self._rows, {}
         minute = int(time.time() // 60)
         per_minute: dict[str, Counter[str]] = {}
+        per_total: dict[str, Counter[str]] = {}
+        for (queue, task), row in rows.items():
+            total = per_total.setdefault(queue, Counter())
+            m = per_minute.setdefault(queue, Counter())
+            for name, n in _fields(task, row):
+                total[name] += n
+                metric, _, rest = name.partition("|")
+                if metric in _IDX:
+                    m[metric] += n
+                elif metric == "wait":
+                    m["wait|" + rest.rpartition("|")[2]] += n
         try:
-            async with broker.pipeline(transaction=False) as pipe:
-                for (queue, task), row in rows.items():
-                    total_key = keys.stats_totals_key(queue)
-                    m = per_minute.setdefault(queue, Counter())
-                    for name, n in _fields(task, row):
-                        pipe.hincrby(total_key, name, n)
-                        metric, _, rest = name.partition("|")
-                        if metric in _IDX:
-                            m[metric] += n
-                        elif metric == "wait":
-                            m["wait|" + rest.rpartition("|")[2]] += n
-                for queue, counts in per_minute.items():
-                    key = keys.stats_minute_key(queue, minute)
-                    for name, n in counts.items():
-                        pipe.hincrby(key, name, n)
-                    pipe.expire(key, keys.STATS_MINUTE_TTL)
-                await pipe.execute()
+            await broker.add_stats(per_total, per_minute, minute)
         except REDIS_DOWN:
             for k, row in rows.items():  # keep them for the next flush
                 mine = self._row(*k)
@@ -196,11 +190,7 @@ async def minute_history(broker: Broker, queues: Sequence[str], minutes: int = 6
     """The last ``minutes`` minutes of each queue, oldest first, the current (partial) minute last."""
     now_minute = int(time.time() // 60)
     span = list(range(now_minute - minutes + 1, now_minute + 1))
-    async with broker.pipeline(transaction=False) as pipe:
-        for q in queues:
-            for m in span:
-                pipe.hgetall(keys.stats_minute_key(q, m))
-        raw = await pipe.execute()
+    raw = await broker.stats_minutes(queues, span)
     history: dict[str, list[MinuteStats]] = {}
     for qi, q in enumerate(queues):
         rows = []
@@ -215,8 +205,5 @@ async def minute_history(broker: Broker, queues: Sequence[str], minutes: int = 6
 
 async def totals(broker: Broker, queues: Sequence[str]) -> dict[str, dict[str, int]]:
     """Each queue's cumulative counters as stored (``metric|task`` and histogram fields)."""
-    async with broker.pipeline(transaction=False) as pipe:
-        for q in queues:
-            pipe.hgetall(keys.stats_totals_key(q))
-        raw = await pipe.execute()
+    raw = await broker.stats_totals(queues)
     return {q: {k.decode(): int(v) for k, v in r.items()} for q, r in zip(queues, raw, strict=True)}

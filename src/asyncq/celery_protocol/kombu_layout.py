@@ -60,3 +60,12 @@ def pidbox_channel(db: int) -> str:
 def meta_key(task_id: str) -> str:
     """The result key of a task, which is also the pub/sub channel its result is published on."""
     return META_PREFIX + task_id
+
+
+#: prefix of a group's entry in Celery's result backend
+TASKSET_PREFIX = "celery-taskset-meta-"
+
+
+def chord_size_key(group_id: str) -> str:
+    """Where a Celery producer stores a chord header's size (``RedisBackend.set_chord_size``)."""
+    return f"{TASKSET_PREFIX}{group_id}.s"

@@ -1,4 +1,5 @@
-"""Celery's Redis result backend, read as Celery's ``AsyncResult.get()`` reads it.
+"""Celery's Redis result backend: read as Celery's ``AsyncResult.get()`` reads it, written as a Celery worker
+writes it (the writer beside the reader, so the document's shape is stated once).
 
 A result is the JSON string at ``celery-task-meta-<id>``::
 
@@ -13,6 +14,10 @@ re-reads on every message and at least once a second (a safety net for a message
 Exceptions are rebuilt with their original class only when that class is already imported in this process
 (``sys.modules``): nothing is imported on the say-so of Redis data, as in ``asyncq.codec.rebuild_exception``.
 Otherwise the caller gets ``RemoteTaskError`` naming the type.
+
+``write_meta`` stores a document with ``lua/celery_store.lua`` (SET and PUBLISH in one step, never replacing a
+SUCCESS). The functions here take the Redis client of the result backend; which client that is (the broker's, or
+another Redis named by ``result_backend``) is decided by ``asyncq.compat.store``.
 """
 
 from __future__ import annotations
@@ -20,17 +25,20 @@ from __future__ import annotations
 import asyncio
 import builtins
 import sys
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 
+from asyncq.broker import Broker
 from asyncq.celery_protocol.kombu_layout import meta_key
 from asyncq.codec import build_exception
 from asyncq.exceptions import RemoteTaskError
+from asyncq.scripts import script_source
 
 READY_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 PROPAGATE_STATES = frozenset({"FAILURE", "REVOKED"})
@@ -66,6 +74,62 @@ def parse_meta(task_id: str, data: bytes | str | None) -> CeleryMeta:
             when = None
     return CeleryMeta(task_id, str(raw.get("status", "PENDING")), raw.get("result"), raw.get("traceback"), when,
                       raw)
+
+
+def exception_document(exc: BaseException, celery_names: frozenset[str] = frozenset(),
+                       own_module: str = "") -> dict[str, Any]:
+    """A failure as Celery stores it, so a Celery producer's ``get()`` raises the same type. A class of
+    ``own_module`` (a package prefix) named in ``celery_names`` stands for Celery's own and is stored as
+    ``celery.exceptions``; arguments JSON cannot carry are stored as their ``repr``."""
+    cls = type(exc)
+    module = cls.__module__
+    if own_module and module.startswith(own_module) and cls.__name__ in celery_names:
+        module = "celery.exceptions"
+    args: list[Any] = []
+    for a in exc.args:
+        try:
+            orjson.dumps(a)
+            args.append(a)
+        except TypeError:
+            args.append(repr(a))
+    return {"exc_type": cls.__qualname__, "exc_message": args, "exc_module": module}
+
+
+def meta_document(task_id: str, status: str, result: Any, traceback: str | None, *, parent_id: str | None = None,
+                  group_id: str | None = None, done: bool = True) -> bytes:
+    """The JSON document ``parse_meta`` reads. A result JSON cannot carry becomes the FAILURE a Celery worker
+    would report (``kombu.exceptions.EncodeError``)."""
+    doc: dict[str, Any] = {
+        "status": status, "result": result, "traceback": traceback, "children": [],
+        "date_done": datetime.now(UTC).isoformat() if done else None, "task_id": task_id,
+    }
+    if parent_id:
+        doc["parent_id"] = parent_id
+    if group_id:
+        doc["group_id"] = group_id
+    try:
+        return orjson.dumps(doc)
+    except TypeError as exc:  # a return value JSON cannot carry: Celery's producer would get EncodeError
+        doc.update(status="FAILURE", traceback=None, result={
+            "exc_type": "EncodeError", "exc_module": "kombu.exceptions",
+            "exc_message": [f"the task's result cannot be sent as JSON: {exc}"]})
+        return orjson.dumps(doc)
+
+
+_store_scripts: weakref.WeakKeyDictionary[Redis, Any] = weakref.WeakKeyDictionary()
+
+
+async def write_meta(client: Redis, task_id: str, document: bytes, ttl: int) -> bool:
+    """Store and PUBLISH a task's document (``ttl`` seconds, 0: kept); False if a SUCCESS was there already."""
+    if isinstance(client, Broker):
+        store = client.scripts.celery_store
+    elif (store := _store_scripts.get(client)) is None:
+        store = _store_scripts[client] = client.register_script(script_source("celery_store"))
+    return bool(await store(args=[meta_key(task_id), document, max(1, ttl) if ttl else 0]))
+
+
+async def forget_meta(client: Redis, task_id: str) -> None:
+    await client.delete(meta_key(task_id))
 
 
 async def read_meta(client: Redis, task_id: str) -> CeleryMeta:

@@ -1,4 +1,5 @@
-"""Celery's queues on the asyncq Broker: the round trips of the ``--celery-queues`` consumer.
+"""Celery's queues on the asyncq Broker: the round trips of the ``--celery-queues`` consumer, and the
+publishing of Celery messages onto kombu's lists (``asyncq_router`` sends a call to a Celery worker).
 
 Each method is one script call over kombu's lists and its ``unacked`` / ``unacked_index`` pair
 (``kombu_layout``), with asyncq's dead-letter keys (``asyncq.keys``). They live here, not in ``asyncq.broker``,
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+
+from redis import Redis as SyncRedis
 
 from asyncq import keys
 from asyncq.broker import Broker, NewJob, enqueue_args, now_ms, printable_id
@@ -64,3 +67,17 @@ class CeleryTransport:
             repr(cutoff), kombu_layout.UNACKED, kombu_layout.UNACKED_INDEX, kombu_layout.UNACKED_MUTEX,
             kombu_layout.SEP, limit, *queues,
         ]))
+
+
+async def publish_messages(broker: Broker, messages: Sequence[tuple[str, bytes]]) -> None:
+    """LPUSH Celery messages onto their kombu lists ((list key, message) each), in one round trip, as
+    ``Task.apply_async`` publishes them."""
+    async with broker.pipeline(transaction=False) as pipe:
+        for key, message in messages:
+            pipe.lpush(key, message)
+        await pipe.execute()
+
+
+def publish_message_sync(client: SyncRedis, key: str, message: bytes) -> None:
+    """One Celery message onto its kombu list, from sync code (``send_task``)."""
+    client.lpush(key, message)

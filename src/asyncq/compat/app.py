@@ -16,22 +16,18 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast, overload
-
-import orjson
+from typing import Any, overload
 
 from asyncq import keys
 from asyncq.app import App
-from asyncq.compat import django_fixup, signals, states
+from asyncq.compat import django_fixup, sending, signals, states, store
 from asyncq.compat._state import current_app, get_current_app, set_current_app, set_default_app_factory, shared_tasks
 from asyncq.compat.bridge import LoopThread
 from asyncq.compat.canvas import Signature, from_dict
-from asyncq.compat.celery_send import asend, send_if_routed
 from asyncq.compat.config import Settings, seconds
 from asyncq.compat.connection import BrokerConnection
 from asyncq.compat.control import Control
 from asyncq.compat.exceptions import ImproperlyConfigured, NotRegistered
-from asyncq.compat.publish import Prepared, after_publish, before_publish, prepare
 from asyncq.compat.ratelimit import RateLimiter, parse_rate
 from asyncq.compat.request import current_request
 from asyncq.compat.result import AsyncResult as _AsyncResult
@@ -310,48 +306,16 @@ class Celery:
     # --- sending ------------------------------------------------------------------------------------------
     def send_task(self, name: str, args: Any = None, kwargs: Any = None, countdown: float | None = None,
                   eta: Any = None, task_id: str | None = None, **options: Any) -> _AsyncResult:
-        """Send by name; the task need not be importable here. Ignores eager mode, as Celery does.
-
-        Sync, with a plain redis-py client: no event loop and no thread hop on Celery's hottest call."""
-        for key, value in (("countdown", countdown), ("eta", eta), ("task_id", task_id)):
-            if value is not None:
-                options[key] = value
-        prepared = prepare(self, name, args, kwargs, options)
-        before_publish(prepared)
-        # side by side with Celery: this call may go to a Celery worker
-        if self.asyncq_router and (sent := send_if_routed(self, prepared)) is not None:
-            return sent
-        job = self.asyncq_app.enqueue_many_sync([prepared.spec])[0]
-        return self._published(prepared, job)
+        """Send by name; the task need not be importable here. Ignores eager mode, as Celery does."""
+        return sending.send_task(self, name, args, kwargs, countdown, eta, task_id, **options)
 
     async def asend_task(self, name: str, args: Any = None, kwargs: Any = None, countdown: float | None = None,
                          eta: Any = None, task_id: str | None = None, **options: Any) -> _AsyncResult:
-        for key, value in (("countdown", countdown), ("eta", eta), ("task_id", task_id)):
-            if value is not None:
-                options[key] = value
-        return (await self._send([(name, args, kwargs, options)]))[0]
+        return await sending.asend_task(self, name, args, kwargs, countdown, eta, task_id, **options)
 
     async def asend_many(self, sigs: Sequence[Signature]) -> list[_AsyncResult]:
         """Send several signatures in one round trip (groups and chords)."""
-        return await self._send([(s["task"], s["args"], s["kwargs"], dict(s["options"])) for s in sigs])
-
-    async def _send(self, calls: list[tuple[str, Any, Any, dict[str, Any]]]) -> list[_AsyncResult]:
-        prepared = [prepare(self, name, args, kwargs, options) for name, args, kwargs, options in calls]
-        for p in prepared:
-            before_publish(p)
-        if self.asyncq_router:  # side by side with Celery: some calls may go to Celery workers
-            return await asend(self, prepared, self._enqueue_prepared)
-        return await self._enqueue_prepared(prepared)
-
-    async def _enqueue_prepared(self, prepared: list[Prepared]) -> list[_AsyncResult]:
-        jobs = await self.asyncq_app.enqueue_many([p.spec for p in prepared])
-        return [self._published(p, job) for p, job in zip(prepared, jobs, strict=True)]
-
-    def _published(self, p: Prepared, job: Any) -> _AsyncResult:
-        if not job.created:
-            log.info("task id %s already exists (queued, running or with a kept result): not sent again", p.task_id)
-        after_publish(p)
-        return _AsyncResult(p.task_id, app=self, task_name=p.spec.task_name, ignored=p.ignore_result)
+        return await sending.asend_many(self, sigs)
 
     # --- periodic -----------------------------------------------------------------------------------------
     def add_periodic_task(self, schedule: Any, sig: Signature, args: Any = (), kwargs: Any = (),
@@ -386,42 +350,24 @@ class Celery:
         return keys.CELERY_STATE_PREFIX + task_id
 
     def store_state(self, task_id: str, state: str, meta: Any) -> None:
-        async def store() -> None:
-            broker = await self.asyncq_app.broker()
-            ttl = int(seconds(self.conf.result_expires) or 86_400)
-            await broker.set(self.state_key(task_id), orjson.dumps({"state": state, "meta": meta}), ex=ttl)
-
-        self.bridge.run(store())
+        self.bridge.run(store.save_state(self, task_id, state, meta))
 
     async def save_group(self, group_id: str, ids: list[str]) -> None:
-        broker = await self.asyncq_app.broker()
-        ttl = int(seconds(self.conf.result_expires) or 86_400)
-        await broker.set(keys.CELERY_GROUP_PREFIX + group_id, orjson.dumps(ids), ex=ttl)
+        await store.save_group(self, group_id, ids)
 
     async def load_group(self, group_id: str) -> list[str] | None:
-        broker = await self.asyncq_app.broker()
-        raw = await broker.get(keys.CELERY_GROUP_PREFIX + group_id)
-        return None if raw is None else list(orjson.loads(raw))
+        return await store.load_group(self, group_id)
 
     async def chord_part_done(self, chord: dict[str, Any], index: int, retval: Any) -> None:
         """Record one header result; the member that completes the set sends the body, exactly once."""
-        broker = await self.asyncq_app.broker()
-        key = keys.CELERY_CHORD_PREFIX + chord["group_id"]
-        async with broker.pipeline(transaction=True) as pipe:
-            pipe.hset(key, str(index), cast(Any, self.asyncq_app.serializer.dumps(retval)))
-            pipe.hlen(key)
-            pipe.expire(key, 86_400)
-            _, count, _ = await pipe.execute()
-        if int(count) < int(chord["size"]) or not await broker.set(key + ":fired", 1, nx=True, ex=86_400):
-            return
-        parts: dict[bytes, bytes] = await cast(Any, broker.hgetall(key))
-        results = [self.asyncq_app.serializer.loads(parts[str(i).encode()]) for i in range(int(chord["size"]))]
-        await from_dict(chord["body"], self).aapply_async((results,))
+        serializer = self.asyncq_app.serializer
+        parts = await store.chord_part_done(self, chord["group_id"], index, serializer.dumps(retval),
+                                            int(chord["size"]))
+        if parts is not None:
+            await from_dict(chord["body"], self).aapply_async(([serializer.loads(p) for p in parts],))
 
     async def chord_failed(self, chord: dict[str, Any], message: str) -> None:
-        broker = await self.asyncq_app.broker()
-        key = keys.CELERY_CHORD_PREFIX + chord["group_id"]
-        if await broker.set(key + ":fired", 1, nx=True, ex=86_400):
+        if await store.chord_fire(self, chord["group_id"]):
             await from_dict(chord["body"], self).aapply_async(chord_error=message)
 
     # --- shutdown -----------------------------------------------------------------------------------------

@@ -42,8 +42,10 @@ from asyncq.broker import REDIS_DOWN, NewJob, now_ms
 from asyncq.celery_protocol.decode import CeleryMessage, decode_message
 from asyncq.celery_protocol.kombu_layout import PRIORITY_STEPS, VISIBILITY_TIMEOUT, pidbox_channel, queue_list_key
 from asyncq.celery_protocol.transport import CeleryTransport, Settle
-from asyncq.compat.celery_receive import REPLY, adoption, backend_client, chord_size_key, store_outcome
+from asyncq.compat import store
+from asyncq.compat.celery_receive import REPLY, adoption, store_outcome
 from asyncq.compat.exceptions import ImproperlyConfigured, TaskRevokedError
+from asyncq.dead_letter import DeadLetter
 from asyncq.exceptions import ConfigurationError, MalformedMessage
 from asyncq.keys import check_queue_name
 from asyncq.settings import from_env_fields
@@ -182,8 +184,8 @@ class CeleryConsumer:
             return
         held = []
         for task_id in ids:
-            running = await self.host.broker.exists(keys.in_progress_key(task_id))
-            if await self.host.broker.exists(keys.job_key(task_id)) and (terminate or not running):
+            running = await self.host.broker.is_running(task_id)
+            if await self.host.broker.is_queued(task_id) and (terminate or not running):
                 held.append(task_id)
         await self.compat.control.arevoke(ids, terminate=terminate)
         for task_id in held:
@@ -198,12 +200,7 @@ class CeleryConsumer:
 
     async def _waiting(self) -> int:
         """Jobs ready in the asyncq lanes of these queues (adopted, not yet claimed by a slot)."""
-        now = now_ms()
-        async with self.host.broker.pipeline(transaction=False) as pipe:
-            for lane in self.lanes:
-                pipe.zcount(lane, "-inf", now)
-            counts = await pipe.execute()
-        return int(sum(counts))
+        return await self.host.broker.ready_count(self.lanes, now_ms())
 
     async def restore(self) -> int:
         restored = await self.transport.restore(self.queues, self.visibility_timeout)
@@ -269,9 +266,7 @@ class CeleryConsumer:
         group = msg.headers.get("group")
         if not msg.embed.get("chord") or not group:
             return None
-        client = await backend_client(self.compat)
-        raw = await client.get(chord_size_key(str(group)))
-        return int(raw) if raw is not None else None
+        return await store.celery_chord_size(self.compat, str(group))
 
     async def _unknown(self, msg: CeleryMessage) -> tuple[Settle, float]:
         first = await self.host.broker.unknown_since(msg.id)
@@ -297,13 +292,13 @@ class CeleryConsumer:
         priority = None
         with contextlib.suppress(Exception):
             priority = orjson.loads(raw)["properties"]["priority"]
-        meta: dict[str, Any] = {
-            "job_id": dlq_id, "function": task or "", "queue": queue, "lane": "", "reason": reason,
-            "error": f"MalformedMessage: {reason}", "traceback": "", "tries": 0, "failed_at": now_ms(),
-            "worker": self.host.worker_id, "outcome": "dead", "kind": "celery",
-            "celery_list": queue_list_key(queue, priority if isinstance(priority, int) else None),
-        }
-        return ("dead", tag, raw, "", dlq_id, orjson.dumps(meta))
+        meta = DeadLetter.meta_json(
+            job_id=dlq_id, function=task or "", queue=queue, lane="", reason=reason,
+            error=f"MalformedMessage: {reason}", traceback="", tries=0, failed_at_ms=now_ms(),
+            worker=self.host.worker_id, outcome="dead", kind="celery",
+            celery_list=queue_list_key(queue, priority if isinstance(priority, int) else None),
+        )
+        return ("dead", tag, raw, "", dlq_id, meta)
 
 
 def _peek(raw: bytes) -> tuple[str | None, str | None]:

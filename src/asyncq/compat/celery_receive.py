@@ -19,25 +19,15 @@ must run on asyncq workers only (route or consume all of its tasks on one side).
 from __future__ import annotations
 
 import traceback as tb_module
-import weakref
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import orjson
-from redis.asyncio import Redis as AsyncRedis
-
-from asyncq.broker import Broker
 from asyncq.celery_protocol.decode import CeleryMessage
-from asyncq.celery_protocol.kombu_layout import meta_key
+from asyncq.celery_protocol.kombu_layout import TASKSET_PREFIX
+from asyncq.celery_protocol.results import exception_document, meta_document
+from asyncq.compat import store
 from asyncq.compat._state import CeleryApp
-from asyncq.compat.config import seconds
 from asyncq.compat.publish import Prepared, prepare
 from asyncq.exceptions import MalformedMessage
-from asyncq.scripts import script_source
-
-if TYPE_CHECKING:
-    import asyncio
-
 
 REPLY = "celery"
 #: asyncq.compat's exceptions that stand for Celery's own: a Celery producer rebuilds them from celery.exceptions
@@ -45,12 +35,6 @@ CELERY_EXCEPTIONS = frozenset({
     "TaskRevokedError", "TimeLimitExceeded", "SoftTimeLimitExceeded", "MaxRetriesExceededError", "WorkerLostError",
     "Retry", "Reject", "Ignore", "ChordError", "TimeoutError", "NotRegistered", "ImproperlyConfigured",
 })
-TASKSET_PREFIX = "celery-taskset-meta-"
-
-
-def chord_size_key(group_id: str) -> str:
-    """Where a Celery producer stores a chord header's size (``RedisBackend.set_chord_size``)."""
-    return f"{TASKSET_PREFIX}{group_id}.s"
 
 
 def adoption(app: CeleryApp, msg: CeleryMessage, chord_size: int | None = None) -> Prepared:
@@ -89,62 +73,10 @@ def adoption(app: CeleryApp, msg: CeleryMessage, chord_size: int | None = None) 
 
 
 # --- writing outcomes in Celery's result-backend format ----------------------------------------------------
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AsyncRedis]] = weakref.WeakKeyDictionary()
-
-
-async def backend_client(app: CeleryApp) -> AsyncRedis:
-    """The Redis of the app's ``result_backend`` (when that is another Redis URL), else the broker's."""
-    import asyncio
-
-    url = app.conf.result_backend
-    if not (isinstance(url, str) and url.startswith(("redis://", "rediss://", "unix://"))) \
-            or url == app.asyncq_app.settings.redis_url:
-        return await app.asyncq_app.broker()
-    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
-    if url not in per_loop:
-        per_loop[url] = AsyncRedis.from_url(url)
-    return per_loop[url]
-
-
-def exception_document(exc: BaseException) -> dict[str, Any]:
-    """A failure as Celery stores it, so a Celery producer's ``get()`` raises the same type."""
-    cls = type(exc)
-    module = cls.__module__
-    if module.startswith("asyncq.compat") and cls.__name__ in CELERY_EXCEPTIONS:
-        module = "celery.exceptions"
-    args: list[Any] = []
-    for a in exc.args:
-        try:
-            orjson.dumps(a)
-            args.append(a)
-        except TypeError:
-            args.append(repr(a))
-    return {"exc_type": cls.__qualname__, "exc_message": args, "exc_module": module}
-
-
-def meta_document(task_id: str, status: str, result: Any, traceback: str | None, *, parent_id: str | None = None,
-                  group_id: str | None = None, done: bool = True) -> bytes:
-    doc: dict[str, Any] = {
-        "status": status, "result": result, "traceback": traceback, "children": [],
-        "date_done": datetime.now(UTC).isoformat() if done else None, "task_id": task_id,
-    }
-    if parent_id:
-        doc["parent_id"] = parent_id
-    if group_id:
-        doc["group_id"] = group_id
-    try:
-        return orjson.dumps(doc)
-    except TypeError as exc:  # a return value JSON cannot carry: Celery's producer would get EncodeError
-        doc.update(status="FAILURE", traceback=None, result={
-            "exc_type": "EncodeError", "exc_module": "kombu.exceptions",
-            "exc_message": [f"the task's result cannot be sent as JSON: {exc}"]})
-        return orjson.dumps(doc)
-
-
 async def store_outcome(app: CeleryApp, request: Any, status: str, value: Any = None,
                         exc: BaseException | None = None) -> None:
-    """Write ``celery-task-meta-<id>`` and PUBLISH it (``celery_store.lua``: one round trip, never replacing a
-    SUCCESS), for a job a Celery producer may be waiting on."""
+    """Write ``celery-task-meta-<id>`` and PUBLISH it (``store.write_celery_meta``: one round trip, never
+    replacing a SUCCESS), for a job a Celery producer may be waiting on."""
     if getattr(request, "reply", None) != REPLY or not request.id:
         return
     if request.ignore_result and status in ("SUCCESS", "FAILURE"):
@@ -152,12 +84,8 @@ async def store_outcome(app: CeleryApp, request: Any, status: str, value: Any = 
     traceback = None
     result = value
     if exc is not None:
-        result = exception_document(exc)
+        result = exception_document(exc, CELERY_EXCEPTIONS, "asyncq.compat")
         traceback = "".join(tb_module.format_exception(exc))
     doc = meta_document(request.id, status, result, traceback, parent_id=request.parent_id,
                         group_id=request.group, done=status in ("SUCCESS", "FAILURE", "REVOKED"))
-    client = await backend_client(app)
-    ttl = seconds(app.conf.result_expires)
-    store = client.scripts.celery_store if isinstance(client, Broker) else \
-        client.register_script(script_source("celery_store"))
-    await store(args=[meta_key(request.id), doc, max(1, int(ttl)) if ttl else 0])
+    await store.write_celery_meta(app, request.id, doc)

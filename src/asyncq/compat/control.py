@@ -1,6 +1,6 @@
 """``app.control``: revoke (persistent, unlike Celery's in-memory revokes) and ``inspect()``.
 
-Revokes are kept in Redis for ``REVOKE_KEEP`` seconds, so a revoked task stays revoked across worker restarts
+Revokes are kept in Redis for ``store.REVOKE_KEEP`` seconds, so a revoked task stays revoked across worker restarts
 and for workers that start later. A queued or scheduled task is also removed at once; a running one is
 cancelled only with ``terminate=True`` (Celery's rule).
 """
@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
 from asyncq import keys
+from asyncq.broker import now_ms
 from asyncq.codec import decode_payload
+from asyncq.compat import store
 from asyncq.compat._state import CeleryApp
 from asyncq.exceptions import DeserializationError
 
-REVOKE_KEEP = 3 * 86_400
 ANY_REVOKED_CACHE = 1.0  # seconds a process trusts "nothing is revoked"
 
 
@@ -36,29 +37,24 @@ class Control:
     async def arevoke(self, ids: list[str], *, terminate: bool = False) -> None:
         asyncq_app = self.app.asyncq_app
         broker = await asyncq_app.broker()
-        now = int(time.time() * 1000)
-        async with broker.pipeline(transaction=False) as pipe:
-            pipe.zadd(keys.CELERY_REVOKED, {i: now for i in ids})
-            pipe.zremrangebyscore(keys.CELERY_REVOKED, "-inf", now - REVOKE_KEEP * 1000)
-            await pipe.execute()
+        await store.add_revoked(self.app, ids, now_ms())
         self._any_revoked, self._any_checked_until = True, 0.0
         for i in ids:
             job = asyncq_app.job(i)
-            if terminate or not await broker.exists(keys.in_progress_key(i)):
+            if terminate or not await broker.is_running(i):
                 await job.abort()
 
     async def ais_revoked(self, task_id: str) -> bool:
         """Whether ``task_id`` was revoked. While no revoke exists at all (the common case), this costs one
         ``EXISTS`` per second per process instead of a round trip per job; revoking also removes queued jobs at
         once, so this check is the backstop for a job that was already claimed."""
-        broker = await self.app.asyncq_app.broker()
         now = time.monotonic()
         if now >= self._any_checked_until:
-            self._any_revoked = bool(await broker.exists(keys.CELERY_REVOKED))
+            self._any_revoked = await store.any_revoked(self.app)
             self._any_checked_until = now + ANY_REVOKED_CACHE
         if not self._any_revoked:
             return False
-        return await broker.zscore(keys.CELERY_REVOKED, task_id) is not None
+        return await store.is_revoked(self.app, task_id)
 
     def inspect(self, destination: Any = None, timeout: float = 1.0, **kwargs: Any) -> Inspect:
         return Inspect(self.app)
@@ -78,17 +74,15 @@ class Inspect:
 
     async def _workers(self) -> dict[str, dict[str, Any]]:
         broker = await self.app.asyncq_app.broker()
-        ids = [i.decode() for i in await cast(Any, broker.zrange(keys.WORKERS_SET, 0, -1))]
         out: dict[str, dict[str, Any]] = {}
-        for wid in ids:
-            raw = await cast(Any, broker.get(keys.worker_key(wid)))
+        for wid, _, raw in reversed(await broker.worker_beats()):  # oldest beat first, as Celery lists them
             if raw:
                 out[wid] = orjson.loads(raw)
         return out
 
     async def _describe(self, job_id: str) -> dict[str, Any]:
         broker = await self.app.asyncq_app.broker()
-        raw: bytes | None = await cast(Any, broker.get(keys.job_key(job_id)))
+        raw = await broker.job_payload(job_id)
         d: dict[str, Any] = {"id": job_id}
         if raw is not None:
             try:
@@ -102,11 +96,9 @@ class Inspect:
         broker = await self.app.asyncq_app.broker()
         now = int(time.time() * 1000)
         out: dict[str, list[dict[str, Any]]] = {w: [] for w in await self._workers()}
-        queues = {m.decode() for m in await cast(Any, broker.smembers(keys.QUEUES_SET))}
-        for q in sorted(queues):
-            for raw_id in await cast(Any, broker.zrangebyscore(keys.running_key(q), now, "+inf")):
-                job_id = raw_id.decode()
-                lease = await cast(Any, broker.get(keys.in_progress_key(job_id)))
+        for q in await broker.queue_names():
+            for job_id in await broker.running_ids(q, now):
+                lease = await broker.lease_of(job_id)
                 if lease is None:
                     continue
                 worker, _, rest = lease.decode().rpartition(":" + job_id)[0].rpartition(":")
@@ -119,12 +111,11 @@ class Inspect:
         broker = await self.app.asyncq_app.broker()
         now = int(time.time() * 1000)
         entries: list[dict[str, Any]] = []
-        queues = {m.decode() for m in await cast(Any, broker.smembers(keys.QUEUES_SET))}
-        for q in sorted(queues):
+        for q in await broker.queue_names():
             for lane in keys.lanes_by_priority(q):
-                for raw_id, score in await cast(Any, broker.zrangebyscore(lane, f"({now}", "+inf", withscores=True)):
+                for raw_id, score in await broker.lane_later(lane, now):
                     job_id = raw_id.decode()
-                    if await broker.exists(keys.in_progress_key(job_id)):
+                    if await broker.is_running(job_id):
                         continue  # running: its score is its lease end
                     entries.append({"eta": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(score / 1000)),
                                     "priority": None, "request": await self._describe(job_id)})

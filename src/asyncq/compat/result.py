@@ -9,15 +9,15 @@ SUCCESS, failed or dead-lettered is FAILURE, aborted (revoked, expired) is REVOK
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 from collections.abc import Generator, Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
-
-from asyncq import keys
-from asyncq.compat import states
+from asyncq.celery_protocol.results import CeleryMeta, rebuild_celery_exception
+from asyncq.compat import exceptions as compat_exceptions
+from asyncq.compat import states, store
 from asyncq.compat._state import CeleryApp, current_app
 from asyncq.compat.exceptions import TaskRevokedError, TimeoutError
 from asyncq.compat.request import current_request
@@ -103,9 +103,7 @@ class AsyncResult:
         return self.app.conf.get(f"task_{name}") if value is None else value
 
     async def _custom_state(self) -> dict[str, Any] | None:
-        broker = await self.app.asyncq_app.broker()
-        raw = await broker.get(self.app.state_key(self.id))
-        return orjson.loads(raw) if raw else None
+        return await store.read_state(self.app, self.id)
 
     async def _exception(self) -> BaseException:
         try:
@@ -219,12 +217,7 @@ class AsyncResult:
 
     def forget(self) -> None:
         """Delete the stored result (and any custom state)."""
-
-        async def forget() -> None:
-            broker = await self.app.asyncq_app.broker()
-            await broker.delete(keys.result_key(self.id), self.app.state_key(self.id))
-
-        self.app.bridge.run(forget())
+        self.app.bridge.run(store.forget(self.app, self.id))
 
     def revoke(self, connection: Any = None, terminate: bool = False, signal: Any = None, wait: bool = False,
                timeout: float | None = None) -> None:
@@ -295,12 +288,12 @@ class GroupResult:
         self.app.control.revoke([r.id for r in self.results], terminate=terminate)
 
     def save(self) -> None:
-        self.app.bridge.run(self.app.save_group(self.id or "", [r.id for r in self.results]))
+        self.app.bridge.run(store.save_group(self.app, self.id or "", [r.id for r in self.results]))
 
     @classmethod
     def restore(cls, id: str, app: CeleryApp | None = None) -> GroupResult | None:
         the_app = app or current_app()
-        ids = the_app.bridge.run(the_app.load_group(id))
+        ids = the_app.bridge.run(store.load_group(the_app, id))
         return None if ids is None else cls(id, [AsyncResult(i, app=the_app) for i in ids], app=the_app)
 
 
@@ -338,3 +331,57 @@ class EagerResult(AsyncResult):
 
     def revoke(self, *_: Any, **__: Any) -> None:
         self._state = states.REVOKED
+
+
+#: Celery's exception names mapped to asyncq.compat's, so ``except asyncq.compat.exceptions.X`` catches them
+ALIASES: dict[str, type[BaseException]] = {
+    name: obj for name, obj in vars(compat_exceptions).items()
+    if isinstance(obj, type) and issubclass(obj, BaseException)
+}
+
+
+class CeleryBackendResult(AsyncResult):
+    """An ``AsyncResult`` whose task runs on a Celery worker: state and value come from Celery's result backend
+    (``celery-task-meta-<id>``, woken by its PUBLISH). The backend is the app's ``result_backend`` when that is a
+    Redis URL, else the broker's Redis."""
+
+    async def _backend_meta(self, timeout: float | None = None, wait: bool = False) -> CeleryMeta:
+        if wait:
+            return await store.wait_celery_meta(self.app, self.id, timeout)
+        return await store.read_celery_meta(self.app, self.id)
+
+    def _exception_of(self, meta: CeleryMeta) -> BaseException:
+        if meta.status == states.REVOKED:
+            return TaskRevokedError(str((meta.result or {}).get("exc_message", "revoked")
+                                        if isinstance(meta.result, dict) else "revoked"), job_id=self.id)
+        return rebuild_celery_exception(meta.result, meta.traceback, self.id, ALIASES)
+
+    async def ameta(self) -> dict[str, Any]:
+        meta = await self._backend_meta()
+        result = meta.result
+        if meta.status in states.PROPAGATE_STATES:
+            result = self._exception_of(meta)
+        return {"status": meta.status, "result": result, "traceback": meta.traceback, "date_done": meta.date_done,
+                "task_id": self.id}
+
+    async def _wait_one(self, deadline: float | None) -> Any:
+        loop = asyncio.get_running_loop()
+        timeout = None if deadline is None else max(0.0, deadline - loop.time())
+        try:
+            meta = await self._backend_meta(timeout, wait=True)
+        except builtins.TimeoutError:
+            raise TimeoutError("The operation timed out.") from None
+        if meta.status in states.PROPAGATE_STATES:
+            raise self._exception_of(meta)
+        return meta.result
+
+    def forget(self) -> None:
+        self.app.bridge.run(store.forget_celery_meta(self.app, self.id))
+
+    def revoke(self, connection: Any = None, terminate: bool = False, signal: Any = None, wait: bool = False,
+               timeout: float | None = None) -> None:
+        raise NotImplementedError(
+            f"task {self.id} runs on a Celery worker: revoke it with Celery's control "
+            f"(celery -A proj control revoke {self.id})"
+        )
+

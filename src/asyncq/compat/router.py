@@ -3,7 +3,7 @@
 Rules map a task name or a glob (``fnmatch``: ``*``, ``?``, ``[...]``) to a target:
 
 - ``celery``: publish a Celery protocol-v2 message to the kombu list of the call's queue (a stock
-  ``celery worker`` runs it; ``compat/celery_send.py``);
+  ``celery worker`` runs it; ``compat/sending.py``);
 - ``asyncq``: enqueue an asyncq job (the usual path of ``asyncq.compat``);
 - ``N%`` (0 to 100, decimals allowed): a canary, N percent of the calls to asyncq and the rest to Celery,
   decided per call by a uniform draw in [0, 1) (``draw() < N / 100`` goes to asyncq).

@@ -19,8 +19,7 @@ from typing import Any
 
 import anyio
 
-from asyncq import keys
-from asyncq.compat import signals, states
+from asyncq.compat import signals, states, store
 from asyncq.compat.canvas import Signature, from_dict
 from asyncq.compat.celery_receive import store_outcome
 from asyncq.compat.exceptions import (
@@ -246,10 +245,8 @@ async def execute(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     """The asyncq task body behind every Celery task."""
     app = task.app
     job = current_job()
-    broker = await app.asyncq_app.broker()
-    retries_key = keys.CELERY_RETRIES_PREFIX + job.job_id
     base = int(job.headers.get("celery", {}).get("retries") or 0)  # retries before a Celery message got here
-    retried = int(await broker.get(retries_key) or 0) if job.job_try > 1 else 0
+    retried = await store.retries(app, job.job_id) if job.job_try > 1 else 0
     request = _request(task, args, kwargs, base + retried)
     lost = job.recoveries  # runs cut short by a lost worker (the core counts them apart from tries)
     if lost > MAX_WORKER_LOSSES:
@@ -286,10 +283,7 @@ async def execute(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
                          (task.on_retry, (exc.exc or exc, request.id or "", args, kwargs, einfo), {}))
             _show_limit(task, request.retries, exc.limit)
             await store_outcome(app, request, states.RETRY, exc=exc.exc or exc)
-            async with broker.pipeline(transaction=True) as pipe:
-                pipe.incr(retries_key)
-                pipe.expire(retries_key, 86_400)
-                await pipe.execute()
+            await store.count_retry(app, job.job_id)
             raise AsyncqRetry(defer=_delay(exc.when), reason=str(exc)) from exc.exc
         except Ignore:
             state, retval = states.IGNORED, None
@@ -298,7 +292,7 @@ async def execute(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
             if exc.requeue:
                 state = states.REJECTED
                 current_job().max_tries = UNLIMITED_TRIES  # a requeue is not a try
-                await broker.incr(retries_key)  # a requeue is not a lost worker
+                await store.count_retry(app, job.job_id, refresh_ttl=False)  # a requeue is not a lost worker
                 raise AsyncqRetry(defer=0, reason="rejected with requeue=True") from exc
             await _failed(task, request, exc, args, kwargs)
             raise

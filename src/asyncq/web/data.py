@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from asyncq import admin, keys, stats
 from asyncq.broker import now_ms, redact
@@ -66,7 +66,7 @@ async def overview(app: App, meter: RateMeter) -> Overview:
     workers = await admin.list_workers(app)
     paused = await broker.paused()
     totals = await stats.totals(broker, [q.queue for q in queue_stats])
-    dead = int(await broker.zcard(keys.DLQ_INDEX))
+    dead = await broker.dlq_count()
     queues = []
     for q in queue_stats:
         rates = meter.sample(q.queue, _out_total(totals.get(q.queue, {})), q.length + q.scheduled + q.in_flight)
@@ -96,23 +96,14 @@ async def overview(app: App, meter: RateMeter) -> Overview:
 async def _active_jobs(app: App, queues: list[str], limit: int) -> list[JobRow]:
     broker = await app.broker()
     lanes = [(q, lane) for q in queues for lane in keys.lanes_by_priority(q)]
-    async with broker.pipeline(transaction=False) as pipe:
-        for _, lane in lanes:
-            pipe.zrange(lane, 0, limit - 1, withscores=True)
-        ranges = await pipe.execute()
+    ranges = await broker.lane_heads([lane for _, lane in lanes], limit)
     found = [(q, m.decode(), score) for (q, _), members in zip(lanes, ranges, strict=True) for m, score in members]
     if not found:
         return []
-    async with broker.pipeline(transaction=False) as pipe:
-        for _, jid, _ in found:
-            pipe.get(keys.job_key(jid))
-            pipe.get(keys.in_progress_key(jid))
-            pipe.get(keys.retry_key(jid))
-        raw = await pipe.execute()
+    raw = await broker.job_rows([jid for _, jid, _ in found])
     now = now_ms()
     rows = []
-    for i, (q, jid, score) in enumerate(found):
-        payload_raw, in_progress, tries = raw[3 * i : 3 * i + 3]
+    for (q, jid, score), (payload_raw, in_progress, tries) in zip(found, raw, strict=True):
         try:
             payload = decode_payload(app.serializer, payload_raw) if payload_raw else None
         except Exception:  # any serializer's failure: list the job anyway
@@ -137,7 +128,7 @@ async def _finished_jobs(app: App, scan: int) -> list[JobRow]:
     ids = list(dict.fromkeys(await broker.recent_job_ids(scan)))
     if not ids:
         return []
-    results: list[bytes | None] = await cast(Any, broker.mget([keys.result_key(i) for i in ids]))
+    results = await broker.results_of(ids)
     rows = []
     for jid, raw in zip(ids, results, strict=True):
         if raw is None:
@@ -169,7 +160,7 @@ async def list_jobs(
     if queue is not None:
         queues = [keys.check_queue_name(queue)]
     else:
-        queues = sorted(m.decode() for m in await cast(Any, broker.smembers(keys.QUEUES_SET)))
+        queues = await broker.queue_names()
     rows: list[JobRow] = []
     if state is None or state in ACTIVE:
         rows += await _active_jobs(app, queues, scan)
@@ -186,7 +177,7 @@ async def periodic(app: App) -> list[PeriodicOut]:
     if not app.schedules:
         return []
     broker = await app.broker()
-    lasts = await broker.mget([keys.cron_last_key(s.name) for s in app.schedules])
+    lasts = await broker.cron_lasts([s.name for s in app.schedules])
     now = datetime.now(tz=UTC)
     out = []
     for s, last in zip(app.schedules, lasts, strict=True):
@@ -204,7 +195,7 @@ async def history(app: App, queues: list[str] | None = None, minutes: int = 60) 
     """Per queue, one point a minute over the last ``minutes``: jobs by outcome, queue-wait percentiles."""
     broker = await app.broker()
     if queues is None:
-        queues = sorted(m.decode() for m in await cast(Any, broker.smembers(keys.QUEUES_SET)))
+        queues = await broker.queue_names()
     raw = await stats.minute_history(broker, queues, minutes)
     return {
         q: [

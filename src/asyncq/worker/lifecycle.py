@@ -302,8 +302,7 @@ class Worker:
         with contextlib.suppress(*REDIS_DOWN):
             await self.recorder.flush(self.broker)
         with contextlib.suppress(*REDIS_DOWN):
-            await self.broker.zrem(keys.WORKERS_SET, self.worker_id)
-            await self.broker.delete(keys.worker_key(self.worker_id))
+            await self.broker.sign_off(self.worker_id)
 
     async def close(self) -> None:
         """Release the App's connections."""
@@ -512,14 +511,9 @@ class Worker:
                 "tasks": sorted(self.app.tasks),
             }
             try:
-                async with self.broker.pipeline(transaction=False) as pipe:
-                    pipe.set(keys.worker_key(self.worker_id), orjson.dumps(beat), px=int(interval * 3000))
-                    pipe.zadd(keys.WORKERS_SET, {self.worker_id: now_ms()})
-                    pipe.zremrangebyscore(keys.WORKERS_SET, "-inf", now_ms() - int(interval * 10_000))
-                    pipe.set(keys.health_key(self.queues[0]), arq_health_line(self.stats, len(self.running), queued),
-                             px=int((interval + 1) * 1000))
-                    pipe.zcard(keys.queue_key(self.queues[0]))
-                    *_, queued = await pipe.execute()
+                queued = await self.broker.heartbeat(
+                    self.worker_id, orjson.dumps(beat), interval, self.queues[0],
+                    arq_health_line(self.stats, len(self.running), queued))
             except REDIS_DOWN as exc:
                 self.redis_down(exc)
             except Exception:
