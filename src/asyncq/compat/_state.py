@@ -55,7 +55,7 @@ class CeleryApp(Protocol):
     #: run before and after every ``def`` task in its worker thread (the Django fixup's connection check)
     thread_fixups: list[Callable[[], None]]
 
-    #: side by side with Celery: True, or the Router built from it on first use (``celery_send.router_of``)
+    #: side by side with Celery: True, or the Router built from it on first use (``sending.router_of``)
     asyncq_router: Any
 
     @property
