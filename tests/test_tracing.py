@@ -25,6 +25,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind
 
 from asyncq import App
@@ -311,3 +312,32 @@ async def test_app_tracing_true_is_the_same_switch(turl: str) -> None:
     assert len(app.send_hooks) == 1 and again.send_hooks is app.send_hooks[0]
     again.uninstrument()
     assert app.send_hooks == [] and not any(type(h).__name__ == "TracingHooks" for h in app.hooks)
+
+
+async def test_a_run_follows_its_producers_sampling_decision(
+    turl: str, memory: tuple[TracerProvider, InMemorySpanExporter], workers: WorkerRunner
+) -> None:
+    provider, exporter = memory
+    worker_app = App(redis_url=turl)
+    inner = provider.get_tracer("test")
+
+    @worker_app.task(name="otel.s.work")
+    async def work(tag: str) -> str:
+        with inner.start_as_current_span(f"inside {tag}"):
+            return tag
+
+    instrument(worker_app, tracer_provider=provider)
+    sampled_out = App(redis_url=turl)
+    instrument(sampled_out, tracer_provider=TracerProvider(sampler=ALWAYS_OFF))
+    untraced = App(redis_url=turl)  # no instrumentation: its jobs carry no trace context
+    await workers.start(worker_app)
+    assert await (await sampled_out.enqueue("otel.s.work", "out")).result(timeout=10) == "out"
+    assert await (await untraced.enqueue("otel.s.work", "plain")).result(timeout=10) == "plain"
+    await wait_until(lambda: any(s.name == "inside plain" for s in exporter.get_finished_spans()))
+    await wait_until(lambda: any(s.name == "process default" for s in exporter.get_finished_spans()))
+    names = [s.name for s in exporter.get_finished_spans()]
+    assert sorted(names) == ["inside plain", "process default"]  # nothing of the sampled-out job's run
+    process = next(s for s in exporter.get_finished_spans() if s.name == "process default")
+    assert process.parent is None and not process.links  # a job without a context starts a trace
+    for a in (sampled_out, untraced):
+        await a.close()

@@ -151,25 +151,29 @@ class TracingSendHooks(SendHooks):
         if len(specs) == 1:
             attrs[TASK_NAME] = specs[0].task_name
             span = self.tracer.start_span(name, kind=SpanKind.PRODUCER, attributes=attrs)
-            ctx = trace.set_span_in_context(span)
-            out: Sequence[JobSpec] = [_with_context(specs[0], ctx)]
+            out: Sequence[JobSpec] = [_with_context(specs[0], trace.set_span_in_context(span))]
         else:
             attrs[BATCH_COUNT] = len(specs)
-            created = []
-            links = []
-            for spec, queue in zip(specs, queues, strict=True):
-                create = self.tracer.start_span(
-                    f"create {queue}", kind=SpanKind.PRODUCER,
-                    attributes={MESSAGING_SYSTEM: SYSTEM, DESTINATION: queue, OPERATION_TYPE: "create",
-                                OPERATION_NAME: "create", TASK_NAME: spec.task_name},
-                )
-                create.end()
-                created.append(_with_context(spec, trace.set_span_in_context(create)))
-                links.append(Link(create.get_span_context()))
-            span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs, links=links)
-            out = created
+            span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
+            if span.is_recording():
+                out = [self._created(span, spec, queue) for spec, queue in zip(specs, queues, strict=True)]
+            else:  # sampled out: its creation spans would be too (same trace); the jobs carry its context
+                ctx = trace.set_span_in_context(span)
+                out = [_with_context(spec, ctx) for spec in specs]
         token = otel_context.attach(trace.set_span_in_context(span))  # Redis client spans become its children
         return out, _Sending(span, token, time.perf_counter(), queues)
+
+    def _created(self, send: trace.Span, spec: JobSpec, queue: str) -> JobSpec:
+        """One job of a batch: its ``create`` span (a sibling of the batch's ``send`` span, linked from it) and
+        that span's context in the job's headers."""
+        create = self.tracer.start_span(
+            f"create {queue}", kind=SpanKind.PRODUCER,
+            attributes={MESSAGING_SYSTEM: SYSTEM, DESTINATION: queue, OPERATION_TYPE: "create",
+                        OPERATION_NAME: "create", TASK_NAME: spec.task_name},
+        )
+        create.end()
+        send.add_link(create.get_span_context())
+        return _with_context(spec, trace.set_span_in_context(create))
 
     def sent(self, token: Any, job_ids: Sequence[str], error: BaseException | None) -> None:
         if not isinstance(token, _Sending):
@@ -210,24 +214,42 @@ class TracingHooks(Hooks):
     def __init__(self, tracer: trace.Tracer, instruments: _Instruments) -> None:
         self.tracer = tracer
         self.instruments = instruments
+        #: the last carrier extracted and its context: the jobs of one batch often carry the same one
+        self._last: tuple[dict[str, str], otel_context.Context] | None = None
+
+    def _extract(self, headers: Mapping[str, Any]) -> otel_context.Context:
+        carrier = _text_getter_carrier(headers)
+        if self._last is not None and self._last[0] == carrier:
+            return self._last[1]
+        parent = propagate.extract(carrier)
+        self._last = (carrier, parent)
+        return parent
 
     async def on_start(self, ctx: JobContext) -> None:
-        parent = propagate.extract(_text_getter_carrier(ctx.headers))
+        parent = self._extract(ctx.headers)
         producer = trace.get_current_span(parent).get_span_context()
-        attrs: dict[str, Any] = {
-            MESSAGING_SYSTEM: SYSTEM, DESTINATION: ctx.queue, OPERATION_TYPE: "process", OPERATION_NAME: "process",
-            MESSAGE_ID: ctx.job_id, CLIENT_ID: ctx.worker_id, TASK_NAME: ctx.task_name, JOB_TRY: ctx.job_try,
-            MAX_TRIES: ctx.max_tries,
-        }
-        if ctx.recoveries:
-            attrs[RECOVERIES] = ctx.recoveries
-        tenant = ctx.headers.get("tenant")
-        if isinstance(tenant, str | int):
-            attrs[TENANT] = str(tenant)
-        span = self.tracer.start_span(
-            f"process {ctx.queue}", context=parent, kind=SpanKind.CONSUMER, attributes=attrs,
-            links=[Link(producer)] if producer.is_valid else None,
-        )
+        span: trace.Span
+        if producer.is_valid and not producer.trace_flags.sampled:
+            # the producer's trace was sampled out: so is this run (what the default ParentBased sampler decides
+            # anyway), without asking the SDK; the context still propagates to what the task sends
+            span = trace.NonRecordingSpan(producer)
+        else:
+            # what a sampler may look at is given at the start; the rest only if the span is recorded (cheaper)
+            span = self.tracer.start_span(
+                f"process {ctx.queue}", context=parent, kind=SpanKind.CONSUMER,
+                attributes={MESSAGING_SYSTEM: SYSTEM, DESTINATION: ctx.queue, OPERATION_TYPE: "process",
+                            OPERATION_NAME: "process", TASK_NAME: ctx.task_name},
+                links=[Link(producer)] if producer.is_valid else None,
+            )
+            if span.is_recording():
+                attrs: dict[str, Any] = {MESSAGE_ID: ctx.job_id, CLIENT_ID: ctx.worker_id, JOB_TRY: ctx.job_try,
+                                         MAX_TRIES: ctx.max_tries}
+                if ctx.recoveries:
+                    attrs[RECOVERIES] = ctx.recoveries
+                tenant = ctx.headers.get("tenant")
+                if isinstance(tenant, str | int):
+                    attrs[TENANT] = str(tenant)
+                span.set_attributes(attrs)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         ctx.state["otel"] = (span, token, time.perf_counter())
         self.instruments.consumed.add(1, {MESSAGING_SYSTEM: SYSTEM, DESTINATION: ctx.queue,
@@ -239,15 +261,16 @@ class TracingHooks(Hooks):
             return
         span, token, started = held
         otel_context.detach(token)
-        span.set_attribute(OUTCOME, outcome)
         metric: dict[str, Any] = {MESSAGING_SYSTEM: SYSTEM, DESTINATION: ctx.queue, OPERATION_NAME: "process"}
-        if exc is not None:
-            span.record_exception(exc)
         if outcome in FAILED:
-            error = _error_type(exc) if exc is not None else outcome
-            span.set_attribute(ERROR_TYPE, error)
-            span.set_status(Status(StatusCode.ERROR, f"{outcome}: {exc}"[:200] if exc else outcome))
-            metric[ERROR_TYPE] = error
+            metric[ERROR_TYPE] = _error_type(exc) if exc is not None else outcome
+        if span.is_recording():
+            span.set_attribute(OUTCOME, outcome)
+            if exc is not None:
+                span.record_exception(exc)
+            if outcome in FAILED:
+                span.set_attribute(ERROR_TYPE, metric[ERROR_TYPE])
+                span.set_status(Status(StatusCode.ERROR, f"{outcome}: {exc}"[:200] if exc else outcome))
         span.end()
         self.instruments.process_duration.record(time.perf_counter() - started, metric)
 
