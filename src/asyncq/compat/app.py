@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, overload
 
-from asyncq import keys
 from asyncq.app import App
 from asyncq.compat import django_fixup, sending, signals, states, store
 from asyncq.compat._state import current_app, get_current_app, set_current_app, set_default_app_factory, shared_tasks
@@ -347,7 +346,7 @@ class Celery:
 
     # --- state kept for the Celery API --------------------------------------------------------------------
     def state_key(self, task_id: str) -> str:
-        return keys.CELERY_STATE_PREFIX + task_id
+        return store.state_key(task_id)
 
     def store_state(self, task_id: str, state: str, meta: Any) -> None:
         self.bridge.run(store.save_state(self, task_id, state, meta))

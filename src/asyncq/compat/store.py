@@ -48,23 +48,27 @@ def result_ttl(app: CeleryApp) -> int:
 
 
 # --- update_state, saved groups -------------------------------------------------------------------------------
+def state_key(task_id: str) -> str:
+    return keys.CELERY_STATE_PREFIX + task_id
+
+
 async def save_state(app: CeleryApp, task_id: str, state: str, meta: Any) -> None:
     broker = await app.asyncq_app.broker()
-    await broker.set(keys.CELERY_STATE_PREFIX + task_id, orjson.dumps({"state": state, "meta": meta}),
+    await broker.set(state_key(task_id), orjson.dumps({"state": state, "meta": meta}),
                      ex=result_ttl(app))
 
 
 async def read_state(app: CeleryApp, task_id: str) -> dict[str, Any] | None:
     """The state a running task set with ``update_state`` (``{"state": ..., "meta": ...}``), or None."""
     broker = await app.asyncq_app.broker()
-    raw = await broker.get(keys.CELERY_STATE_PREFIX + task_id)
+    raw = await broker.get(state_key(task_id))
     return cast(dict[str, Any], orjson.loads(raw)) if raw else None
 
 
 async def forget(app: CeleryApp, task_id: str) -> None:
     """Delete a task's asyncq result and any custom state (``AsyncResult.forget()``)."""
     broker = await app.asyncq_app.broker()
-    await broker.delete(keys.result_key(task_id), keys.CELERY_STATE_PREFIX + task_id)
+    await broker.delete(keys.result_key(task_id), state_key(task_id))
 
 
 async def save_group(app: CeleryApp, group_id: str, ids: list[str]) -> None:
