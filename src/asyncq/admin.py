@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import enum
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -400,3 +401,71 @@ async def purge_dead_letters(
         return removed
     except REDIS_DOWN as exc:
         raise broker.unavailable(exc, "purging dead letters") from exc
+
+
+# --- operator views: paused and unserved queues, purge, task names live workers know --------------------------
+@dataclass(frozen=True, slots=True)
+class QueueService:
+    """Who serves a queue right now (``asyncq queues``)."""
+
+    queue: str
+    #: no worker claims from it until ``asyncq resume QUEUE``
+    paused: bool
+    #: live workers that list this queue and can take jobs (not wedged, not stopping)
+    serving_workers: int
+    #: ready jobs wait and no live worker serves the queue: nothing runs them until a worker for it starts
+    unserved: bool
+
+
+async def queue_service(app: App, stats: Sequence[QueueStats], workers: Sequence[WorkerInfo]) -> list[QueueService]:
+    """Paused flag and serving workers per queue of ``stats`` (workers from ``list_workers``: their heartbeats
+    list the queues they serve). One round trip."""
+    broker = await app.broker()
+    try:
+        paused = await broker.paused()
+    except REDIS_DOWN as exc:
+        raise broker.unavailable(exc, "reading paused queues") from exc
+    serving = [w for w in workers if w.serving]
+    rows = []
+    for s in stats:
+        n = sum(1 for w in serving if s.queue in w.queues)
+        rows.append(QueueService(s.queue, s.queue in paused, n, unserved=s.length > 0 and n == 0))
+    return rows
+
+
+async def purge_queue(app: App, queue: str) -> int:
+    """Delete ``queue``'s ready jobs (due now, held by no worker); jobs due later and running jobs stay.
+    Returns how many were deleted. Their ids are gone: ``job.status()`` says not_found."""
+    broker = await app.broker()
+    try:
+        return await broker.purge_ready(keys.check_queue_name(queue))
+    except REDIS_DOWN as exc:
+        raise broker.unavailable(exc, f"purging queue {queue}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class TaskNameCheck:
+    """Whether the live workers have a task name registered (their heartbeats list their tasks)."""
+
+    task: str
+    #: live workers whose heartbeat lists their tasks (workers of older versions list none and are not counted)
+    workers: int
+    #: a live worker has the task registered
+    known: bool
+    #: the closest names the live workers know, best first (difflib)
+    suggestions: tuple[str, ...] = ()
+
+    def problem(self) -> str | None:
+        """One plain sentence when no live worker can run the task (None when one can, or none is alive)."""
+        if self.known or not self.workers:
+            return None
+        hint = f"; did you mean {' or '.join(repr(s) for s in self.suggestions)}?" if self.suggestions else ""
+        return (f"no live worker has a task named {self.task!r} ({self.workers} worker(s) alive){hint} Its jobs "
+                "wait as 'unknown task' and go to the dead-letter store after the workers' unknown_task_wait")
+
+
+def check_task_name(task: str, workers: Sequence[WorkerInfo]) -> TaskNameCheck:
+    listing = [w for w in workers if w.alive and w.tasks]
+    known = {t for w in listing for t in w.tasks}
+    close = tuple(difflib.get_close_matches(task, sorted(known), n=3, cutoff=0.6)) if task not in known else ()
+    return TaskNameCheck(task, len(listing), task in known, close)

@@ -24,6 +24,7 @@ from asyncq.results import ResultWaiter
 from asyncq.serializers import Serializer, get_serializer
 from asyncq.settings import AppSettings, check_fields
 from asyncq.task import JobSpec, Task, build_options
+from asyncq.task_names import UnknownTaskWatch
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -61,6 +62,8 @@ class App:
         self.hooks: list[Hooks] = list(hooks)
         #: producer-side hooks around every enqueue (tracing adds one)
         self.send_hooks: list[SendHooks] = []
+        #: warns once per task name when live workers lack it (a mistyped name); see task_names.py
+        self.unknown_tasks = UnknownTaskWatch()
         # One connection (and result waiter) per event loop: an App may serve a web server's loop and a
         # background thread's loop at once (the Celery layer's sync API does exactly that).
         self._sync_broker: SyncBroker | None = None
@@ -231,6 +234,7 @@ class App:
             run_sent(self.send_hooks, tokens, [], exc)
             raise
         run_sent(self.send_hooks, tokens, [j.job_id for j in jobs], None)
+        await self.unknown_tasks.after_enqueue(self, {spec.task_name for spec in specs})
         return jobs
 
     def enqueue_many_sync(self, specs: Sequence[JobSpec], *, batch_size: int = ENQUEUE_BATCH) -> list[Job]:

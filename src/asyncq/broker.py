@@ -417,3 +417,23 @@ class Broker(BrokerReads):
             pipe.hdel(keys.DLQ_META, *job_ids)
             removed, _, _ = await pipe.execute()
         return int(removed)
+
+
+    # --- operator commands (asyncq purge) ------------------------------------------------------------------
+    async def purge_ready(self, queue: str, batch: int = 1000) -> int:
+        """Delete ``queue``'s ready jobs (due now, held by no worker) in every lane; delayed and running jobs
+        stay. Batches of ``batch`` ids per script call, so a long queue never blocks Redis for long. Returns
+        the number deleted."""
+        queue = keys.check_queue_name(queue)
+        now, removed = now_ms(), 0
+        for lane in keys.lanes_by_priority(queue):
+            held = 0
+            while True:
+                gone, skipped, scanned = await self.scripts.purge(args=[
+                    now, lane, keys.IN_PROGRESS_PREFIX, keys.JOB_PREFIX, keys.RETRY_PREFIX, keys.RECOVERIES,
+                    keys.claimed_key(queue), keys.running_key(queue), keys.UNKNOWN_SINCE, held, batch,
+                ])
+                removed, held = removed + int(gone), held + int(skipped)
+                if int(scanned) < batch:
+                    break
+        return removed

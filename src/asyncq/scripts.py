@@ -12,7 +12,7 @@ from importlib import resources
 from typing import Any
 
 SCRIPT_NAMES = (
-    "abort", "claim", "dead_letter", "dlq_retry", "enqueue", "finish", "renew", "requeue",
+    "abort", "claim", "dead_letter", "dlq_retry", "enqueue", "finish", "purge", "renew", "requeue",
     "celery_claim", "celery_restore", "celery_settle", "celery_store",
 )
 

@@ -272,10 +272,23 @@ def enqueue(
                     markup=False,
                     soft_wrap=True,
                 )
+            await _task_note(application, task_name)
             if wait is not None:
                 print(dumps(await _result(job.job_id, application, wait)))
 
     run(go())
+
+
+async def _task_note(application: App, task_name: str, job_id: str | None = None) -> None:
+    """A plain note on stderr when live workers lack ``task_name`` (a typo, or a worker without that code)."""
+    check = admin.check_task_name(task_name, await admin.list_workers(application))
+    problem = check.problem()
+    if problem is not None:
+        where = f"job {job_id}: " if job_id else "note: "
+        err.print(where + problem, style="yellow", markup=False, soft_wrap=True)
+    elif not check.workers and job_id is None:
+        err.print(f"note: no worker is alive; the job waits until a worker that has {task_name!r} starts",
+                  style="yellow", markup=False, soft_wrap=True)
 
 
 async def _result(job_id: str, application: App, wait: float) -> Any:
@@ -312,7 +325,10 @@ def job(
                     raise
                 except Exception:  # timed out, or failed: the info below says which
                     pass
-            return await handle.info()
+            info = await handle.info()
+            if info.status in (JobStatus.queued, JobStatus.deferred) and info.function and not as_json:
+                await _task_note(application, info.function, job_id)
+            return info
 
     info = run(go())
     if info.status is JobStatus.not_found:
@@ -363,29 +379,38 @@ def queues(as_json: AsJson = False, app_path: AppPath = None, redis_url: RedisUr
     """Show every queue: ready, oldest ready age, in flight, scheduled, dead letters; and the live workers."""
     application = make_app(redis_url, app_path)
 
-    async def go() -> tuple[list[admin.QueueStats], list[admin.WorkerInfo]]:
+    async def go() -> tuple[list[admin.QueueStats], list[admin.WorkerInfo], list[admin.QueueService]]:
         async with application:
-            return await admin.queue_stats(application), await admin.list_workers(application)
+            stats, workers = await admin.queue_stats(application), await admin.list_workers(application)
+            return stats, workers, await admin.queue_service(application, stats, workers)
 
-    stats, workers = run(go())
+    stats, workers, service = run(go())
     alive = [w for w in workers if w.alive]
     if as_json:
         print(
-            dumps({"queues": [dataclasses.asdict(s) for s in stats],
+            dumps({"queues": [{**dataclasses.asdict(s), **dataclasses.asdict(v)} for s, v in zip(stats, service,
+                                                                                                  strict=True)],
                    "workers": [{**dataclasses.asdict(w), "serving": w.serving} for w in alive]})
         )
         return
-    table = Table("queue", "length", "oldest age", "in flight", "scheduled", "dead letters")
-    for s in stats:
+    table = Table("queue", "length", "oldest age", "in flight", "scheduled", "dead letters", "workers")
+    for s, v in zip(stats, service, strict=True):
         table.add_row(
-            s.queue,
+            Text(s.queue + (" (paused)" if v.paused else ""), style="yellow" if v.paused else ""),
             str(s.length),
             fmt_age(s.oldest_age),
             str(s.in_flight),
             str(s.scheduled),
             Text(str(s.dead_letters), style="red" if s.dead_letters else ""),
+            Text("NONE" if v.unserved else str(v.serving_workers), style="bold red" if v.unserved else ""),
         )
     out.print(table if stats else Text("no queues yet: nothing was ever enqueued to this Redis", style="dim"))
+    for v in service:
+        if v.unserved:
+            out.print(Text(f"queue {v.queue} has ready jobs and no live worker serves it: start one with "
+                           f"`asyncq worker MODULE:APP --queues {v.queue}`", style="red"), soft_wrap=True)
+        if v.paused:
+            out.print(Text(f"queue {v.queue} is paused: `asyncq resume {v.queue}`", style="yellow"), soft_wrap=True)
     not_serving = sum(1 for w in alive if not w.serving)
     out.print(f"workers alive: {len(alive)}" + (f" ({not_serving} not serving: see state)" if not_serving else ""),
               markup=False)
