@@ -1,6 +1,6 @@
 """Overhead of asyncq's OpenTelemetry tracing (issue #17): enqueue + drain with tracing off and on.
 
-    python benchmarks/tracing.py [--jobs 20000] [--single 2000] [--rounds 3]
+    python benchmarks/tracing.py [--jobs 20000] [--single 2000] [--rounds 3] [--modes off,sampled-out,...]
 
 A private redis-server on a free port (never 6379) is started and removed. For each mode, in alternating
 rounds: ``--jobs`` no-op jobs are enqueued with ``enqueue_many`` (batches of 1,000: one ``send`` span and a
@@ -101,13 +101,15 @@ async def main() -> None:
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--single", type=int, default=2_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--modes", default=",".join(MODES), help=f"some of {','.join(MODES)} (off is always run)")
     args = parser.parse_args()
-    results: dict[str, list[dict[str, float]]] = {m: [] for m in MODES}
+    modes = ("off", *(m for m in args.modes.split(",") if m in MODES and m != "off"))
+    results: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
     with RedisProc(name="asyncq-tracing-bench") as server:
         url = server.url()
         await one_round(url, "off", 2000, 200)  # warm-up (imports, script loading)
         for r in range(args.rounds):
-            for mode in MODES if r % 2 == 0 else reversed(MODES):
+            for mode in modes if r % 2 == 0 else reversed(modes):
                 results[mode].append(await one_round(url, mode, args.jobs, args.single))
                 print(f"round {r + 1} {mode:16s} " + "  ".join(f"{k} {v:.3f}s" for k, v in results[mode][-1].items()),
                       flush=True)
@@ -116,7 +118,7 @@ async def main() -> None:
     print(f"\n{args.jobs} jobs by enqueue_many (batches of 1000) + {args.single} by enqueue, drained by one "
           f"in-process worker (concurrency 100); median of {args.rounds} rounds")
     print(f"{'mode':16s} {'enqueue_many':>14s} {'enqueue':>14s} {'drain':>14s} {'drain jobs/s':>13s}")
-    for mode in MODES:
+    for mode in modes:
         med = {k: statistics.median(r[k] for r in results[mode]) for k in base}
         cells = [f"{med[k]:7.3f}s {100 * (med[k] / base[k] - 1):+5.1f}%" for k in base]
         print(f"{mode:16s} {cells[0]:>14s} {cells[1]:>14s} {cells[2]:>14s} {total / med['drain']:13.0f}")

@@ -158,8 +158,8 @@ class TracingSendHooks(SendHooks):
             if span.is_recording():
                 out = [self._created(span, spec, queue) for spec, queue in zip(specs, queues, strict=True)]
             else:  # sampled out: its creation spans would be too (same trace); the jobs carry its context
-                ctx = trace.set_span_in_context(span)
-                out = [_with_context(spec, ctx) for spec in specs]
+                carrier = _carrier(trace.set_span_in_context(span))
+                out = [_with_carrier(spec, carrier) for spec in specs]
         token = otel_context.attach(trace.set_span_in_context(span))  # Redis client spans become its children
         return out, _Sending(span, token, time.perf_counter(), queues)
 
@@ -200,12 +200,21 @@ class TracingSendHooks(SendHooks):
             self.instruments.sent.add(n, {**base, DESTINATION: q})
 
 
-def _with_context(spec: JobSpec, ctx: otel_context.Context) -> JobSpec:
-    headers = dict(spec.options.headers or {})
-    if "traceparent" in headers:  # a creation context the caller chose is kept as it is
+def _carrier(ctx: otel_context.Context) -> dict[str, str]:
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=ctx)
+    return carrier
+
+
+def _with_carrier(spec: JobSpec, carrier: dict[str, str]) -> JobSpec:
+    given = spec.options.headers
+    if given and "traceparent" in given:  # a creation context the caller chose is kept as it is
         return spec
-    propagate.inject(headers, context=ctx)
-    return replace(spec, options=replace(spec.options, headers=headers))
+    return replace(spec, options=replace(spec.options, headers={**given, **carrier} if given else dict(carrier)))
+
+
+def _with_context(spec: JobSpec, ctx: otel_context.Context) -> JobSpec:
+    return _with_carrier(spec, _carrier(ctx))
 
 
 class TracingHooks(Hooks):
