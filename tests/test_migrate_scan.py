@@ -218,7 +218,7 @@ def test_settings_module_keys(celery_project: Path) -> None:
     honoured = "task_default_retry_delay" in rules.settings_read()
     assert verdicts(report, "setting task_default_retry_delay") == {"supported" if honoured else "change"}
     assert verdicts(report, "setting task_annotations") == {"unsupported"}
-    assert verdicts(report, "setting timezone") == {"change"}
+    assert verdicts(report, "setting timezone") == {"supported"}  # crontabs are read in it (DST-safe)
     assert verdicts(report, "beat entry 'sunrise': solar") == {"unsupported"}
     assert verdicts(report, "beat entry 'nightly': crontab") == {"supported"}
     assert verdicts(report, "beat entry 'nightly' options['expires']") == {"change"}

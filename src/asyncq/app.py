@@ -109,13 +109,17 @@ class App:
         return register
 
     def periodic(
-        self, *, cron: str | None = None, every: float | None = None, **options: Any
+        self, *, cron: str | None = None, every: float | None = None, timezone: str | None = None, **options: Any
     ) -> Callable[[Callable[[], R]], Task[[], R]]:
         """Register a task and run it on a schedule: ``cron="*/5 * * * *"`` or ``every=30`` (seconds).
 
-        Each tick runs once however many workers run: the tick is claimed in Redis before it is enqueued.
+        A cron expression is read in ``timezone`` (an IANA name; default: the App's ``timezone``, UTC unless
+        set), DST-safe (see ``asyncq.cron``). Each tick runs once however many workers run: the tick is claimed
+        in Redis before it is enqueued.
         """
-        schedule_fn = parse_schedule(cron=cron, every=every)
+        if timezone is not None and every is not None:
+            raise ConfigurationError("timezone= goes with cron=: every= ticks are seconds since the epoch, in no zone")
+        schedule_fn = parse_schedule(cron=cron, every=every, timezone=timezone or self.settings.timezone)
 
         def register(f: Callable[[], R]) -> Task[[], R]:
             t = self.task(**options)(f)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from asyncq.cron import zone
 from asyncq.exceptions import ConfigurationError
 from asyncq.keys import DEFAULT_QUEUE, check_queue_name
 
@@ -166,9 +167,12 @@ class AppSettings:
     #: OpenTelemetry traces and metrics for every enqueue and every run (needs asyncq[otel]; the SDK and its
     #: exporters are yours to set up): the same as ``asyncq.integrations.opentelemetry.instrument(app)``
     tracing: bool = False
+    #: the IANA time zone cron schedules are read in ("Europe/Berlin"); a schedule may name its own
+    timezone: str = "UTC"
 
     def __post_init__(self) -> None:
         check_queue_name(self.default_queue)
+        zone(self.timezone)  # an unknown name fails here, not at the first tick
         if self.max_tries < 1:
             raise ConfigurationError(f"max_tries must be >= 1 (1 means no retry), got {self.max_tries}")
         if self.max_connections < 1:

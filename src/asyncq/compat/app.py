@@ -33,7 +33,7 @@ from asyncq.compat.result import AsyncResult as _AsyncResult
 from asyncq.compat.result import GroupResult as _GroupResult
 from asyncq.compat.routes import route
 from asyncq.compat.runtime import UNLIMITED_TRIES, call_body, execute
-from asyncq.compat.schedules import not_celery, to_trigger
+from asyncq.compat.schedules import beat_timezone, not_celery, to_trigger
 from asyncq.compat.signals import Signal
 from asyncq.compat.task import Task as _Task
 from asyncq.cron import Schedule
@@ -333,7 +333,7 @@ class Celery:
         if queue is None and task is not None:
             queue = task.queue
         self._asyncq.schedules.append(Schedule(
-            task_name=sig["task"], trigger=to_trigger(schedule), args=tuple(sig["args"]),
+            task_name=sig["task"], trigger=to_trigger(schedule, beat_timezone(self.conf)), args=tuple(sig["args"]),
             kwargs=dict(sig["kwargs"]), entry_name=entry, queue=queue,
         ))
 

@@ -189,9 +189,6 @@ class Settings(MutableMapping[str, Any]):
             log.info("config %s=%r accepted with no effect: %s", key, value, NO_EFFECT[key])
         elif key not in DEFAULTS and key not in NO_EFFECT:
             self._unread.add(key)
-        if key == "timezone" and value not in ("UTC", "Etc/UTC", None) and key not in self._logged:
-            self._logged.add(key)
-            log.info("timezone=%r: asyncq evaluates crontab schedules in UTC", value)
         self._data[key] = value
 
     def __delitem__(self, key: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -13,7 +14,7 @@ from asyncq.cron import Trigger, parse_schedule
 @dataclass(frozen=True)
 class crontab:
     """``crontab(minute='*', hour='*', day_of_week='*', day_of_month='*', month_of_year='*')``; Sunday is 0.
-    Evaluated in UTC."""
+    Evaluated in the app's ``timezone`` (see ``beat_timezone``), DST-safe."""
 
     minute: str | int = "*"
     hour: str | int = "*"
@@ -58,11 +59,20 @@ def _from_celery(value: Any) -> Any:
     return value
 
 
-def to_trigger(value: Any) -> Trigger:
-    """crontab, schedule, timedelta or a number of seconds -> an asyncq trigger."""
+def beat_timezone(conf: Any) -> str:
+    """The zone Celery reads crontabs in: ``timezone`` if set; else UTC with ``enable_utc`` (the default), else
+    the process's local zone as ``$TZ`` names it (UTC when unset)."""
+    zone: str | None = conf.get("timezone")
+    if zone:
+        return zone
+    return "UTC" if conf.get("enable_utc", True) else os.environ.get("TZ") or "UTC"
+
+
+def to_trigger(value: Any, timezone: str = "UTC") -> Trigger:
+    """crontab, schedule, timedelta or a number of seconds -> an asyncq trigger (crontabs read in ``timezone``)."""
     value = _from_celery(value)
     if isinstance(value, crontab):
-        return parse_schedule(cron=value.expression())
+        return parse_schedule(cron=value.expression(), timezone=timezone)
     if isinstance(value, schedule):
         value = value.run_every
     if isinstance(value, timedelta | int | float) and not isinstance(value, bool):

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from asyncq.compat.config import DEFAULTS, NO_EFFECT, OLD_NAMES, SERIALIZERS
+from asyncq.cron import zone
+from asyncq.exceptions import ConfigurationError
 from asyncq.migrate.model import Verdict
 from asyncq.migrate.rules import Rule, rejected_settings, settings_read
 
@@ -50,7 +52,7 @@ CELERY_PREFIXES = ("task_", "worker_", "broker_", "result_", "beat_", "celery_",
 #: settings asyncq.compat stores without reading, or Celery settings it does not know, with what that means
 KEY_RULES: dict[str, Rule] = {
     "accept_content": (Verdict.no_effect, "asyncq decodes the app's one serializer"),
-    "enable_utc": (Verdict.no_effect, "asyncq works in UTC"),
+    "enable_utc": (Verdict.supported, "without timezone, crontabs are read in UTC (enable_utc=True) or in $TZ"),
     "result_serializer": (Verdict.no_effect, "results use task_serializer"),
     "task_store_eager_result": (Verdict.no_effect, "accepted, never read: eager results stay in memory"),
     "task_track_started": (Verdict.supported, "the default for tasks without track_started (read as "
@@ -74,9 +76,9 @@ KEY_RULES: dict[str, Rule] = {
     "worker_task_log_format": (Verdict.no_effect, "asyncq does not touch your logging configuration"),
 }
 
-SCHEDULES = {"crontab": (Verdict.supported, "evaluated in UTC"), "schedule": (Verdict.supported, ""),
+SCHEDULES = {"crontab": (Verdict.supported, "evaluated in the app's timezone"), "schedule": (Verdict.supported, ""),
              "timedelta": (Verdict.supported, ""),
-             "solar": (Verdict.unsupported, "solar schedules raise ImproperlyConfigured: use crontab(...) in UTC")}
+             "solar": (Verdict.unsupported, "solar schedules raise ImproperlyConfigured: use crontab(...)")}
 CRONTAB_ARGS = ("minute", "hour", "day_of_week", "day_of_month", "month_of_year")
 
 
@@ -108,10 +110,7 @@ def classify(key: str, value: ast.expr | None, resolve: Resolver, line: int) -> 
     if key in ("task_serializer", "result_serializer"):
         return [(line, feature, *_serializer_rule(key, val))]
     if key == "timezone":
-        if val in ("UTC", "Etc/UTC", None):
-            return [(line, feature, Verdict.supported, "")]
-        return [(line, feature, Verdict.change, f"{val!r}: asyncq evaluates crontab schedules in UTC; rewrite their "
-                 "hours in UTC")]
+        return [(line, feature, *_timezone_rule(val))]
     if key in NO_EFFECT:
         return [(line, feature, Verdict.no_effect, NO_EFFECT[key])]
     if key in rejected_settings() and val not in (None, {}, [], ()):
@@ -123,6 +122,17 @@ def classify(key: str, value: ast.expr | None, resolve: Resolver, line: int) -> 
     if key in DEFAULTS:
         return [(line, feature, Verdict.check, "accepted; asyncq.compat does not read it")]
     return [(line, feature, Verdict.check, "not an asyncq.compat setting: stored and never read")]
+
+
+def _timezone_rule(val: Any) -> Rule:
+    if val is None or val is UNKNOWN:
+        return (Verdict.supported, "") if val is None else (Verdict.check, "computed at run time: must be an IANA "
+                                                                             "time zone name")
+    try:
+        zone(str(val))
+    except ConfigurationError:
+        return Verdict.unsupported, f"{val!r} is not an IANA time zone asyncq knows: crontab schedules fail"
+    return Verdict.supported, "crontab schedules are read in this zone, DST-safe"
 
 
 def _serializer_rule(key: str, val: Any) -> Rule:

@@ -203,7 +203,7 @@ IMPORT_MAP = {
 }
 IMPORT_HINTS: dict[str, Rule] = {
     "get_task_logger": (Verdict.change, "use logging.getLogger(__name__)"),
-    "solar": (Verdict.unsupported, "solar schedules are not supported: use crontab(...) (evaluated in UTC)"),
+    "solar": (Verdict.unsupported, "solar schedules are not supported: use crontab(...) (in the app's timezone)"),
     "current_task": (Verdict.change, "use self.request in a bind=True task"),
     "AbortableTask": (Verdict.unsupported, "no AbortableTask: abort with app.control.revoke(id, terminate=True)"),
 }
