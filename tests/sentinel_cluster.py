@@ -37,8 +37,11 @@ def sentinel_supported(exe: str | None = None) -> bool:
 
 
 class SentinelCluster:
-    def __init__(self, *, down_after_ms: int = 1000, failover_timeout_ms: int = 5000) -> None:
+    def __init__(self, *, down_after_ms: int = 1000, failover_timeout_ms: int = 5000,
+                 min_replicas_to_write: int = 0) -> None:
         self.exe = find_redis_server()
+        #: the data servers' min-replicas-to-write (0: off, Redis's default)
+        self.min_replicas_to_write = min_replicas_to_write
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
         self.directory = Path(tempfile.mkdtemp(prefix="asyncq-sentinel-"))
@@ -60,7 +63,7 @@ class SentinelCluster:
         work = self.directory / name
         work.mkdir()
         self._spawn(["--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
-                     "--dir", str(work), *extra], name)
+                     "--dir", str(work), "--min-replicas-to-write", str(self.min_replicas_to_write), *extra], name)
 
     def start(self) -> None:
         master, replica = free_port(), free_port()

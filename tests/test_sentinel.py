@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from asyncq import App
-from asyncq.exceptions import ConfigurationError
+from asyncq.exceptions import BrokerUnavailable, ConfigurationError
 from asyncq.redis_url import SentinelUrl, check, from_celery, parse_sentinel
 from asyncq.task import JobSpec
 from tests.conftest import stop_process, wait_until
@@ -121,3 +121,70 @@ async def test_a_worker_process_follows_a_failover_and_every_job_completes(
     assert "Traceback" not in text or "ConnectionError" in text, text[-3000:]
     assert proc.returncode == 0, text[-3000:]
     assert SERVICE in cluster.url()
+
+
+@needs_sentinel
+@pytest.mark.timeout(120)
+async def test_with_min_replicas_to_write_no_acknowledged_job_is_lost_across_a_failover(tmp_path: Path) -> None:
+    """Producers (async and sync) keep enqueueing through the failover, retrying what fails: with
+    min-replicas-to-write 1 the old master refuses writes once its replica is promoted (NOREPLICAS, which the
+    Sentinel pool treats as a lost master), so every acknowledged job completes."""
+    with SentinelCluster(min_replicas_to_write=1) as c:
+        url = c.url(db=2)
+        env = {**os.environ, "ASYNCQ_REDIS_URL": url, "ASYNCQ_WORKER_LEASE": "3", "PYTHONPATH": str(ROOT)}
+        log = tmp_path / "worker.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "asyncq", "worker", "tests.sentinel_app:app"],
+                                    cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        acked: list[int] = []
+        failed = 0
+
+        async def produce(stop: asyncio.Event) -> None:
+            nonlocal failed
+            async with App(redis_url=url) as app:
+                n = 0
+                while not stop.is_set():
+                    spec = JobSpec("sentinel.work", (n, 0.01), {}).set(job_id=f"j{n}")
+                    try:
+                        if n % 2:
+                            await asyncio.to_thread(app.enqueue_many_sync, [spec])  # SyncBroker
+                        else:
+                            await app.enqueue_many([spec])
+                    except BrokerUnavailable:
+                        failed += 1
+                        await asyncio.sleep(0.05)
+                        continue
+                    acked.append(n)
+                    n += 1
+                    await asyncio.sleep(0.01)
+
+        try:
+            stop = asyncio.Event()
+            producer = asyncio.create_task(produce(stop))
+            await wait_until(lambda: len(acked) >= 100, timeout=30)
+            await asyncio.to_thread(c.failover)
+            mark = len(acked)
+            def done() -> int:
+                return int(redis.Redis(port=c.master_port(), db=2).zcard(DONE))
+
+            def state() -> str:
+                roles = [redis.Redis(port=p).info("replication") for p in c.data_ports]
+                return (f"acked {len(acked)} (at the failover {mark}), failed enqueues {failed}, done {done()}, "
+                        f"roles {[(r['role'], r.get('connected_slaves')) for r in roles]}; worker log: "
+                        f"{log.read_text()[-1500:]}")
+
+            try:  # producing again, on the new master
+                await wait_until(lambda: len(acked) >= mark + 100, timeout=60)
+            except AssertionError:
+                raise AssertionError(f"the producer did not resume: {state()}") from None
+            stop.set()
+            await producer
+            try:
+                await wait_until(lambda: done() >= len(acked), timeout=60)
+            except AssertionError:
+                raise AssertionError(f"jobs did not complete: {state()}") from None
+            assert done() == len(acked)
+            assert failed > 0, "the producer should have seen the master change"
+        finally:
+            stop_process(proc)
+        assert proc.returncode == 0, log.read_text()[-3000:]
