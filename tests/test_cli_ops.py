@@ -4,6 +4,8 @@ about paused and unserved queues, and the unknown-task notes of ``asyncq enqueue
 
 from __future__ import annotations
 
+import os
+import pty
 import subprocess
 import sys
 import textwrap
@@ -153,3 +155,39 @@ def test_enqueue_and_job_say_when_live_workers_lack_the_task(curl: str, worker_p
     assert f"job {job_id}: no live worker has a task named 'ops_tasks.ad'" in ok(shown) + shown.stderr
     fine = asyncq("enqueue", "ops_tasks.add", "[1]", "--queue", "ops", url=curl)
     assert ok(fine) and "no live worker" not in fine.stderr
+
+
+def _on_a_terminal(args: list[str], url: str, answer: str) -> tuple[int, str]:
+    """Run ``asyncq ARGS`` with a pseudo-terminal as stdin/stdout, answer its prompt, return (exit code, output)."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "asyncq", *args], stdin=follower, stdout=follower,
+                            stderr=subprocess.PIPE, env=env_for(url), text=True)
+    os.close(follower)
+    seen = b""
+    try:
+        while b"?" not in seen:  # the confirmation prompt
+            seen += os.read(leader, 1024)
+        os.write(leader, answer.encode() + b"\n")
+        _, stderr = proc.communicate(timeout=30)
+        while True:
+            try:
+                chunk = os.read(leader, 1024)
+            except OSError:  # the child closed its side
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(leader)
+    return proc.returncode, seen.decode(errors="replace") + stderr
+
+
+def test_purge_asks_on_a_terminal(curl: str) -> None:
+    for i in range(2):
+        ok(asyncq("enqueue", "ops_tasks.add", f"[{i}]", "--queue", "ops", url=curl))
+    code, text = _on_a_terminal(["purge", "ops"], curl, "n")
+    assert code == 1 and "Delete the 2 ready job(s) of queue ops for good?" in text and "nothing purged" in text
+    assert queues(curl)["ops"]["length"] == 2
+    code, text = _on_a_terminal(["purge", "ops"], curl, "y")
+    assert code == 0 and "purged 2 ready job(s) from queue ops" in text
+    assert queues(curl)["ops"]["length"] == 0
