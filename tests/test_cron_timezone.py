@@ -5,6 +5,7 @@ saving changes. Checked by computing fire times over the transitions (Europe/Ber
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -60,10 +61,10 @@ def test_a_repeated_wall_time_runs_at_its_first_occurrence() -> None:
 def test_hourly_and_quarter_hourly_follow_real_time(month: int, day: int, hours: int) -> None:
     hourly = fires("0 * * * *", "Europe/Berlin", *local(day, month))
     assert len(hourly) == hours  # a 23-hour and a 25-hour day
-    assert all(b - a == timedelta(hours=1) for a, b in zip(hourly, hourly[1:], strict=False))
+    assert all(b - a == timedelta(hours=1) for a, b in pairwise(hourly))
     quarter = fires("*/15 * * * *", "Europe/Berlin", *local(day, month))
     assert len(quarter) == hours * 4
-    assert all(b - a == timedelta(minutes=15) for a, b in zip(quarter, quarter[1:], strict=False))
+    assert all(b - a == timedelta(minutes=15) for a, b in pairwise(quarter))
     assert_one_run_per_tick(hourly)
     assert_one_run_per_tick(quarter)
 
