@@ -210,7 +210,8 @@ IMPORT_HINTS: dict[str, Rule] = {
 #: what goes wrong at run time when a name still comes from real Celery (the scan says why the import matters)
 REAL_CELERY_EFFECT = {
     "celery.signals": "receivers connected to real Celery's signals never run",
-    "celery.schedules": "the asyncq worker cannot run real Celery's schedules",
+    "celery.schedules": "asyncq.compat reads real Celery's crontab and schedule, but the project keeps needing "
+                        "real Celery installed",
     "celery.result": "real Celery's AsyncResult reads no asyncq result (DisabledBackend)",
     "celery.utils.log": "the project still needs real Celery installed",
     "Task": "a task base built on real celery.Task is refused by asyncq.compat",
