@@ -274,7 +274,8 @@ class Worker:
         delay, first, last_log = 0.25, time.monotonic(), -1e9
         while not self.stopping.is_set():
             try:
-                await self.broker.ping()
+                if not await self._ping_or_stop():
+                    return False
             except REDIS_DOWN as exc:
                 now = time.monotonic()
                 if now - last_log >= STARTUP_LOG_EVERY:
@@ -290,6 +291,23 @@ class Worker:
                 log.warning("Redis answers after %.0f s; starting", time.monotonic() - first)
             return True
         return False
+
+    async def _ping_or_stop(self) -> bool:
+        """PING, unless a stop request comes first (False): a Redis that hangs must not hold up a stop."""
+        async def answer() -> bool:
+            return bool(await self.broker.ping())
+
+        ping = asyncio.create_task(answer(), name="asyncq-startup-ping")
+        stop = asyncio.create_task(self.stopping.wait())
+        try:
+            await asyncio.wait({ping, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not ping.done():
+            ping.cancel()  # not awaited: redis-py may sit on the cancellation; the loop's end bounds it
+            return False
+        ping.result()  # Redis's error, if it failed
+        return True
 
     def _source_host(self) -> SourceHost:
         return SourceHost(
