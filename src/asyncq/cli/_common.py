@@ -200,6 +200,8 @@ def find_celery_app(spec: str) -> tuple[App, Any]:
         fail(str(exc), 2)
     if ":" in spec:
         return load_target(spec)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # `asyncq worker -A proj` from the project folder, as with celery -A
     if not all(part.isidentifier() for part in spec.split(".")):
         fail(f"-A {spec!r} is not a module path; use -A proj, -A proj.celery or -A proj.celery:app", 2)
     return _as_app(_celery_lookup(spec), spec)
