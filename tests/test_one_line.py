@@ -398,3 +398,18 @@ def test_no_redis_connection_on_import_or_config() -> None:
     with pytest.raises(redis.ConnectionError):
         app.broker_connection().ensure_connection()
     app.close()
+
+
+def test_current_task_is_the_running_task() -> None:
+    from asyncq.compat import current_task
+
+    app = Celery("current", broker=redis_url(ONE_LINE_DB), task_always_eager=True)
+
+    @app.task(name="current.who")
+    def who() -> str:
+        return f"{current_task.name} {current_task.request.id}"
+
+    assert not current_task
+    result = who.apply(task_id="t-1")
+    assert result.get() == "current.who t-1"
+    app.close()

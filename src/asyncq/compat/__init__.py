@@ -19,6 +19,7 @@ makes every ``import celery...`` in that process resolve to this package (see ``
 """
 
 from asyncq.compat import states as states
+from asyncq.compat._state import current_task as current_task
 from asyncq.compat.alias import install_as_celery as install_as_celery
 from asyncq.compat.app import Celery as Celery
 from asyncq.compat.app import app_or_default as app_or_default
@@ -50,6 +51,7 @@ __all__ = [
     "chord",
     "crontab",
     "current_app",
+    "current_task",
     "group",
     "install_as_celery",
     "maybe_signature",

@@ -16,6 +16,7 @@ from asyncq.app import App
 from asyncq.compat.bridge import LoopThread
 from asyncq.compat.config import Settings
 from asyncq.compat.ratelimit import RateLimiter
+from asyncq.compat.request import current_request
 
 
 class Revoker(Protocol):
@@ -125,3 +126,29 @@ class _CurrentApp:
 
 
 current_app = _CurrentApp()
+
+
+def get_current_task() -> Any:
+    """The task running in this context (a worker job or an eager ``apply()``), or None."""
+    request = current_request.get()
+    name = getattr(request, "task", None)
+    return get_current_app().tasks.get(name) if request is not None and name else None
+
+
+class _CurrentTask:
+    """Celery's ``current_task`` proxy: the running task (``current_task.request.id``); false outside a task."""
+
+    def __bool__(self) -> bool:
+        return get_current_task() is not None
+
+    def __getattr__(self, name: str) -> Any:
+        task = get_current_task()
+        if task is None:
+            raise AttributeError(f"current_task: no task is running here (its {name!r} is not available)")
+        return getattr(task, name)
+
+    def __repr__(self) -> str:
+        return f"<current_task: {get_current_task()!r}>"
+
+
+current_task = _CurrentTask()

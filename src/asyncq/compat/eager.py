@@ -27,7 +27,7 @@ def run_eagerly(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any], task_i
     """``apply()``: run the body in this process, retrying in place as Celery's eager mode does."""
     retries = 0
     while True:
-        request = Context(id=task_id, args=args, kwargs=kwargs, retries=retries, is_eager=True,
+        request = Context(id=task_id, task=task.name, args=args, kwargs=kwargs, retries=retries, is_eager=True,
                           called_directly=False, root_id=task_id, delivery_info={"is_eager": True})
         token = current_request.set(request)
         try:
