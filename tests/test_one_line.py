@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import os
 import subprocess
 import sys
@@ -181,15 +182,29 @@ def test_worker_shows_the_real_error_of_a_celery_app_and_names_real_celery(tmp_p
         assert "real Celery's app" in out.stderr and "from asyncq.compat import Celery" in out.stderr
 
 
-def test_real_celery_crontab_is_accepted_and_a_real_celery_task_base_is_refused() -> None:
+def test_real_celery_crontab_is_accepted_and_a_real_celery_task_base_is_refused(
+        caplog: pytest.LogCaptureFixture) -> None:
     celery = pytest.importorskip("celery")
+    from celery import signals as real_signals
     from celery.schedules import crontab as real_crontab
     from celery.schedules import solar
 
     app = Celery("leaks", broker=redis_url(ONE_LINE_DB))
     app.conf.beat_schedule = {"n": {"task": "x", "schedule": real_crontab(minute="*/5", hour="3")}}
-    (entry,) = app.asyncq_app.schedules
+
+    def receiver(**kwargs: object) -> None: ...
+
+    real_signals.task_failure.connect(receiver)
+    try:
+        with caplog.at_level(logging.WARNING, logger="asyncq.compat"):
+            (entry,) = app.asyncq_app.schedules
+    finally:
+        real_signals.task_failure.disconnect(receiver)
     assert entry.entry_name == "n"
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("real Celery" in m and "install_as_celery" in m for m in messages)
+    assert any("`from celery.signals import task_failure` to `from asyncq.compat.signals import task_failure`" in m
+               for m in messages)
     sunset = solar.__new__(solar)  # solar() needs the ephem package; its fields are enough here
     sunset.event, sunset.lat, sunset.lon = "sunset", 0, 0
     with pytest.raises(ImproperlyConfigured, match=r"from celery.schedules import solar"):

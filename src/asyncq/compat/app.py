@@ -420,6 +420,13 @@ def _task_base(base: Any, where: str) -> type[_Task]:
 
 def _warn_real_celery_leaks(app: Celery) -> None:
     """Receivers connected to real Celery's signals never run under asyncq: say which import to change."""
+    celery = sys.modules.get("celery")
+    if celery is not None and not celery.__name__.startswith("asyncq."):
+        log.warning(
+            "real Celery (%s) is imported in this process: whatever is still imported from celery (shared_task, "
+            "Task, signals, schedules) is Celery's, not asyncq's. Call asyncq.compat.install_as_celery() at the top "
+            "of your project package (asyncq worker -A does), or change those imports to asyncq.compat",
+            getattr(celery, "__file__", "celery"))
     real = sys.modules.get("celery.signals")
     if real is None or real is signals:
         return
