@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -32,8 +32,11 @@ class Trigger(Protocol):
     def describe(self) -> str: ...
 
 
-def zone(name: str) -> ZoneInfo:
-    """The IANA time zone ``name`` ("Europe/Berlin", "UTC"), or ConfigurationError saying what to give."""
+def zone(name: str) -> tzinfo:
+    """The IANA time zone ``name`` ("Europe/Berlin", "UTC"), or ConfigurationError saying what to give. UTC
+    needs no zone database (slim container images may have none)."""
+    if name in ("UTC", "Etc/UTC"):
+        return UTC
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
@@ -73,7 +76,7 @@ class CronTrigger:
                 if instant > moment and (best is None or instant < best):
                     best = instant
 
-    def _instants(self, wall: datetime, tz: ZoneInfo) -> list[datetime]:
+    def _instants(self, wall: datetime, tz: tzinfo) -> list[datetime]:
         """The instants (UTC) a wall time stands for: one, none made two (see the module docstring)."""
         first = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
         second = wall.replace(tzinfo=tz, fold=1).astimezone(UTC)
