@@ -341,3 +341,38 @@ async def test_a_run_follows_its_producers_sampling_decision(
     assert process.parent is None and not process.links  # a job without a context starts a trace
     for a in (sampled_out, untraced):
         await a.close()
+
+
+def test_a_call_the_celery_layer_routes_to_a_stock_celery_worker(
+    turl: str, memory: tuple[TracerProvider, InMemorySpanExporter], tmp_path: Path,
+    background: list[subprocess.Popen[bytes]],
+) -> None:
+    provider, exporter = memory
+    celery = Celery("otel", broker=turl, backend=turl, asyncq_router=True)  # no rule: every call goes to Celery
+
+    @celery.task(name="otel.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    instrument(celery.asyncq_app, tracer_provider=provider)
+    with provider.get_tracer("test").start_as_current_span("checkout") as root:
+        result = add.apply_async((2, 3))
+    spans_file = tmp_path / "spans.jsonl"
+    log = tmp_path / "celery.log"
+    background.append(subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "tests.otel_stock_worker", "worker", "-P", "solo", "-Q", "celery",
+         "--without-mingle", "--without-gossip", "--without-heartbeat", "--loglevel=WARNING"],
+        cwd=ROOT, env=worker_env(turl, spans_file), stdout=subprocess.DEVNULL, stderr=log.open("wb")))
+    assert result.get(timeout=60) == 5, log.read_text()[-3000:]
+    send = next(s for s in exporter.get_finished_spans() if s.name.startswith("send"))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(s["kind"] == "CONSUMER" for s in read_spans(spans_file)):
+        time.sleep(0.05)
+    spans = read_spans(spans_file)
+    run = next((s for s in spans if s["kind"] == "CONSUMER"), None)
+    assert run is not None, (spans, log.read_text()[-3000:])
+    inside = only(spans, "inside add")
+    assert send.parent is not None and send.parent.span_id == root.get_span_context().span_id
+    assert run["trace_id"] == trace_hex(root) == inside["trace_id"]
+    assert run["parent_id"] == hexid(send)  # Celery's worker span, under asyncq's send span
+    assert inside["parent_id"] == run["span_id"]

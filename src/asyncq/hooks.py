@@ -96,3 +96,15 @@ def run_sent(hooks: Sequence[SendHooks], tokens: Sequence[Any], job_ids: Sequenc
             h.sent(token, job_ids, error)
         except Exception:
             log.exception("send hook %s.sent failed; the jobs are not affected", type(h).__name__)
+
+
+def carried_headers(hooks: Sequence[SendHooks], spec: JobSpec, job_id: str) -> dict[str, Any]:
+    """The headers the send hooks add to one job sent by another route (the Celery layer publishing a Celery
+    message): a trace context, say. Runs ``sending`` and ``sent`` around building it; the headers the spec
+    already had are not repeated."""
+    if not hooks:
+        return {}
+    specs, tokens = run_sending(hooks, [spec])
+    run_sent(hooks, tokens, [job_id], None)
+    given = spec.options.headers or {}
+    return {k: v for k, v in (specs[0].options.headers or {}).items() if k not in given}
