@@ -28,6 +28,7 @@ from asyncq.compat.exceptions import ImproperlyConfigured
 from asyncq.compat.publish import Prepared, after_publish, before_publish, prepare
 from asyncq.compat.result import AsyncResult, CeleryBackendResult
 from asyncq.compat.router import CELERY, Router
+from asyncq.hooks import carried_headers
 from asyncq.job import Job
 
 log = logging.getLogger("asyncq.compat")
@@ -60,8 +61,8 @@ def envelope(app: CeleryApp, p: Prepared, reply_to: str | None = None) -> dict[s
         eta=c.get("eta"), expires=c.get("expires"), callbacks=c.get("callbacks"), errbacks=c.get("errbacks"),
         group=c.get("group"), group_index=c.get("group_index"), timelimit=c.get("timelimit"),
         root_id=c.get("root_id"), parent_id=c.get("parent_id"), origin=c.get("origin", app.origin),
-        ignore_result=bool(c.get("ignore_result")), shadow=c.get("shadow"), headers=c.get("headers"),
-        reply_to=reply_to,
+        ignore_result=bool(c.get("ignore_result")), shadow=c.get("shadow"), reply_to=reply_to,
+        headers={**(c.get("headers") or {}), **carried_headers(app.asyncq_app.send_hooks, p.spec, p.task_id)},
     )
 
 
