@@ -35,6 +35,7 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError, ResponseError
 
 from asyncq import keys
+from asyncq.redis_url import sync_pool
 
 log = logging.getLogger("asyncq.compat.router")
 
@@ -150,7 +151,7 @@ class Router:
                 if self._client is None:
                     if self.url is None:
                         raise ValueError("the router has no Redis URL: Router(url=...) or bind(url)")
-                    self._client = SyncRedis.from_url(self.url)
+                    self._client = SyncRedis(connection_pool=sync_pool(self.url))  # Sentinel too
         return self._client
 
     def close(self) -> None:
