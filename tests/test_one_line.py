@@ -65,6 +65,7 @@ def test_install_as_celery_aliases_the_celery_module_tree() -> None:
         from celery.result import AsyncResult
         from celery.utils.log import get_task_logger
         from celery.contrib.abortable import AbortableTask
+        from celery.contrib.django.task import DjangoTask
         from celery.contrib.testing.app import TestApp
         import celery.contrib.pytest
         import asyncq.compat.signals, asyncq.compat.task
@@ -72,7 +73,8 @@ def test_install_as_celery_aliases_the_celery_module_tree() -> None:
         assert celery.app.task.Task is asyncq.compat.Task is AppTask is Task
         assert task_failure is asyncq.compat.signals.task_failure
         assert crontab is asyncq.compat.crontab and AsyncResult is asyncq.compat.AsyncResult
-        assert issubclass(AbortableTask, asyncq.compat.Task) and app_shared_task is shared_task
+        assert issubclass(AbortableTask, asyncq.compat.Task) and issubclass(DjangoTask, asyncq.compat.Task)
+        assert app_shared_task is shared_task
         assert get_task_logger("proj.tasks").parent.name == "celery.task"
         assert celery.contrib.pytest.__name__ == "asyncq.compat.contrib.pytest"
         try:
