@@ -142,8 +142,13 @@ async def test_unknown_task_wait_option(db_url: str, tmp_path: Path, started: li
                                         ) -> None:
     async with App(redis_url=db_url) as app:
         job = await app.enqueue("no.such.task")
-        proc = start(db_url, ["tests.proc_app:app", "--unknown-task-wait", "1"], started, tmp_path / "w.log")
-        info = await wait_until(lambda: _dead(app, job.job_id), timeout=30)
+        log = tmp_path / "w.log"
+        proc = start(db_url, ["tests.proc_app:app", "--unknown-task-wait", "1"], started, log)
+        try:  # dead-lettered after about 1 s of serving (the default would be 600 s)
+            info = await wait_until(lambda: _dead(app, job.job_id), timeout=60)
+        except AssertionError:
+            raise AssertionError(f"not dead-lettered: {await app.job(job.job_id).info()}; worker log: "
+                                 f"{log.read_text()[-2000:]}") from None
         assert "unknown_task_wait=1 s" in (info.error or ""), info  # the default would be 600 s
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
