@@ -117,24 +117,27 @@ REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis
 SERIALIZERS = {"json": "json", "msgpack": "msgpack", "pickle": "pickle"}
 
 
-def problem(key: str, value: Any) -> str | None:
-    """Why asyncq cannot honour ``key=value`` (None: it can). Reported on first use, see ``Settings.check``."""
+def _check_value(key: str, value: Any) -> None:
+    """Raise ``ImproperlyConfigured`` if asyncq cannot honour ``key=value``. Called on first use, by
+    ``Settings.check`` (``migrate/rules.py`` reads the keys it refuses from this function's source)."""
     if key == "broker_url" and value is not None and (
         not isinstance(value, str) or not value.startswith(REDIS_SCHEMES)
     ):
-        return (f"broker_url={value!r}: asyncq runs on Redis only; use a redis:// URL (results live in the broker's "
-                "Redis). To keep a RabbitMQ broker, keep that task on Celery during the migration.")
+        raise ImproperlyConfigured(
+            f"broker_url={value!r}: asyncq runs on Redis only; use a redis:// URL (results live in the broker's "
+            "Redis). To keep a RabbitMQ broker, keep that task on Celery during the migration.")
     if key == "result_backend" and value is not None and (
         not isinstance(value, str) or not value.startswith(REDIS_SCHEMES)
     ):
-        return (f"result_backend={value!r} cannot be served by asyncq: results live in the broker's Redis. Use the "
-                "Redis backend: set result_backend (CELERY_RESULT_BACKEND in Django settings) to your redis:// "
-                "broker URL, or remove the setting.")
+        raise ImproperlyConfigured(
+            f"result_backend={value!r} cannot be served by asyncq: results live in the broker's Redis. Use the "
+            "Redis backend: set result_backend (CELERY_RESULT_BACKEND in Django settings) to your redis:// "
+            "broker URL, or remove the setting.")
     if key in ("task_serializer", "result_serializer") and value not in SERIALIZERS:
-        return f"{key}={value!r} is not supported: use 'json' (default), 'msgpack' or 'pickle'"
+        raise ImproperlyConfigured(f"{key}={value!r} is not supported: use 'json' (default), 'msgpack' or 'pickle'")
     if key == "task_annotations" and value:
-        return "task_annotations is not supported: set the options on the tasks themselves (@app.task(rate_limit=...))"
-    return None
+        raise ImproperlyConfigured(
+            "task_annotations is not supported: set the options on the tasks themselves (@app.task(rate_limit=...))")
 
 
 class Settings(MutableMapping[str, Any]):
@@ -170,9 +173,7 @@ class Settings(MutableMapping[str, Any]):
         """Raise ``ImproperlyConfigured`` for the first setting asyncq cannot honour (called when the app is
         first used), and summarise the unread keys once at debug level."""
         for key, value in self._load().items():
-            why = problem(key, value)
-            if why:
-                raise ImproperlyConfigured(why)
+            _check_value(key, value)
         if self._unread:
             log.debug("%d config key(s) are kept in app.conf but not read by asyncq.compat: %s",
                       len(self._unread), ", ".join(sorted(self._unread)))
