@@ -63,3 +63,18 @@ def test_worker_logs_real_retry_limits_and_stops_cleanly(demo: subprocess.Comple
     assert "/1000000000" not in demo.stderr
     charge = [line for line in demo.stderr.splitlines() if "orders.tasks.charge[" in line]
     assert "try 1/4" in charge[0] and "try 3/4" in charge[-1]  # max_retries=3: 4 tries, the third succeeds
+
+
+def test_worker_dash_a_without_django_settings_module_in_the_environment(tmp_path: Path) -> None:
+    """proj/celery.py sets DJANGO_SETTINGS_MODULE itself (Celery's recipe): -A proj is all the worker needs."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("ASYNCQ_", "DJANGO_", "CELERY"))},
+           "EXAMPLE_REDIS_URL": flushed_url(EXAMPLE_DB), "EXAMPLE_DB": str(tmp_path / "db.sqlite3")}
+    check = subprocess.run([sys.executable, "manage.py", "check"], cwd=EXAMPLE, env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert check.returncode == 0, check.stderr  # importing the app in a management command never fails
+    out = subprocess.run([sys.executable, "-m", "asyncq", "worker", "-A", "proj", "--burst"], cwd=EXAMPLE, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    for task in ("orders.tasks.charge", "emails.tasks.send_confirmation", "proj.celery.debug_task"):
+        assert f". {task}\n" in out.stderr
+    assert "queues celery" in out.stderr
