@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -430,3 +431,28 @@ def test_current_task_is_the_running_task() -> None:
     result = who.apply(task_id="t-1")
     assert result.get() == "current.who t-1"
     app.close()
+
+
+def test_thread_fixups_run_around_every_def_body_in_its_thread() -> None:
+    """The Django fixup's connection check is a thread fixup: run in the body's thread before and after it."""
+    app = Celery("fixups", broker=flushed_url(ONE_LINE_DB), backend=redis_url(ONE_LINE_DB))
+    calls: list[int] = []
+    app.thread_fixups.append(lambda: calls.append(threading.get_ident()))
+
+    @app.task(name="fixups.body")
+    def body() -> int:
+        calls.append(threading.get_ident())
+        return threading.get_ident()
+
+    @app.task(name="fixups.abody")
+    async def abody() -> int:
+        return 1
+
+    try:
+        with ThreadWorker(app):
+            ident = body.delay().get(timeout=10)
+            assert calls == [ident, ident, ident]  # before, the body, after: one thread
+            assert abody.delay().get(timeout=10) == 1
+            assert len(calls) == 3  # nothing for an async def task (Django's async ORM checks its own)
+    finally:
+        app.close()
