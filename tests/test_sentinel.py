@@ -202,3 +202,28 @@ async def test_with_min_replicas_to_write_no_acknowledged_job_is_lost_across_a_f
         finally:
             stop_process(proc)
         assert proc.returncode == 0, log.read_text()[-3000:]
+
+
+@needs_sentinel
+@pytest.mark.timeout(60)
+async def test_cli_and_celery_layer_on_a_sentinel_url(cluster: SentinelCluster) -> None:
+    """The CLI (``asyncq check``, ``asyncq queues``) and asyncq.compat's Celery form reach the master through
+    the Sentinels."""
+    url = cluster.url(db=3)
+    redis.Redis(port=cluster.master_port(), db=3).flushdb()
+    from asyncq.compat import Celery
+
+    hosts = ";".join(f"sentinel://127.0.0.1:{p}/3" for p in cluster.sentinel_ports)
+    celery = Celery("proj", broker=hosts, broker_transport_options={"master_name": SERVICE})
+
+    @celery.task(name="proj.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    await asyncio.to_thread(add.delay, 1, 2)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for args in (["check", "--redis", url], ["queues", "--json", "--redis-url", url]):
+        proc = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "asyncq", *args], cwd=ROOT, env=env,
+                                       capture_output=True, text=True, timeout=60, check=False)
+        assert proc.returncode == 0, proc.stderr
+    assert '"queue": "celery"' in proc.stdout and '"length": 1' in proc.stdout, proc.stdout
