@@ -63,7 +63,8 @@ NO_EFFECT: dict[str, str] = {
     "task_reject_on_worker_lost": "a lost worker's jobs run again after their lease, up to 3 times, then fail "
     "with WorkerLostError",
     "broker_transport_options": "visibility timeouts are replaced by renewed leases (a worker with "
-    "--celery-queues reads visibility_timeout to restore Celery messages as Celery does)",
+    "--celery-queues reads visibility_timeout to restore Celery messages as Celery does); master_name is read "
+    "for a sentinel:// broker_url",
     "worker_concurrency": "set concurrency on the asyncq worker: asyncq worker proj:app --concurrency N",
     "worker_pool": "asyncq runs async tasks on an event loop and plain def tasks in a thread pool",
     "worker_max_tasks_per_child": "asyncq workers are one process; restart them with your supervisor",
