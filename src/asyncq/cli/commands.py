@@ -96,11 +96,12 @@ def worker(
                      "knows it, before it is dead-lettered (default 600)."),
     ] = None,
     processes: Annotated[
-        str, typer.Option(help="Worker processes: N, or auto (one per CPU). A supervisor restarts one that dies.")
+        str, typer.Option(metavar="N|auto",
+                          help="Worker processes: N, or auto (one per CPU). A supervisor restarts one that dies.")
     ] = "1",
     reload: Annotated[
         bool, typer.Option("--reload", help="For development: restart the worker(s) when a .py file under the "
-                           "current folder changes (needs watchfiles: pip install 'asyncq[reload]').")
+                           "current folder changes (needs watchfiles: pip install 'asyncq\\[reload]').")
     ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     log_format: Annotated[
