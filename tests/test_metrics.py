@@ -38,7 +38,9 @@ async def test_worker_serves_its_own_metrics(workers: WorkerRunner) -> None:
     async with httpx.AsyncClient() as client:
         async def scraped() -> str | None:
             text = (await client.get(url)).text
-            return text if 'asyncq_jobs_failed_total{queue="m",task="m.flaky"} 1.0' in text else None
+            done = ('asyncq_jobs_failed_total{queue="m",task="m.flaky"} 1.0' in text
+                    and 'asyncq_jobs_succeeded_total{queue="m",task="m.ok"} 2.0' in text)
+            return text if done else None  # the oks' finish is batched: it may land after the flaky's end
 
         text = await wait_until(scraped)
         assert (await client.get(f"http://127.0.0.1:{port}/nope")).status_code == 404
@@ -98,7 +100,9 @@ async def test_worker_metrics_under_celery_exporter_names(workers: WorkerRunner)
     async with httpx.AsyncClient() as client:
         async def scraped() -> str | None:
             text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
-            return text if f'celery_task_failed_total{{exception="KeyError",{labels}}} 1.0' in text else None
+            done = (f'celery_task_failed_total{{exception="KeyError",{labels}}} 1.0' in text
+                    and f'celery_task_succeeded_total{{hostname="{host}",name="c.ok",queue_name="c"}} 2.0' in text)
+            return text if done else None
 
         text = await wait_until(scraped)
     assert f'celery_task_succeeded_total{{hostname="{host}",name="c.ok",queue_name="c"}} 2.0' in text
