@@ -157,12 +157,11 @@ def worker(
     served = settings.queues or default_queues(application)
     for source in sources:
         served = (*served, *(f"celery:{q}" for q in source.queues))
-    err.print(
-        f"asyncq worker: {app_path} on {redact(application.settings.redis_url)}, queues {','.join(served)}",
-        style="dim",
-        markup=False,
-        soft_wrap=True,
-    )
+    if log_format == "text":  # with json, stderr carries JSON lines only (the worker's banner says the same)
+        err.print(
+            f"asyncq worker: {app_path} on {redact(application.settings.redis_url)}, queues {','.join(served)}",
+            style="dim", markup=False, soft_wrap=True,
+        )
     guarded(lambda: serve(application, settings, sources=sources))
 
 
