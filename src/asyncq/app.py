@@ -18,6 +18,7 @@ from asyncq.broker import REDIS_DOWN, Broker, NewJob, SyncBroker, now_ms
 from asyncq.codec import encode_payload
 from asyncq.cron import Schedule, parse_schedule
 from asyncq.exceptions import ConfigurationError, SerializationError, UnknownTaskError
+from asyncq.flow import check_weight
 from asyncq.hooks import Hooks, SendHooks, run_sending, run_sent
 from asyncq.job import Job
 from asyncq.results import ResultWaiter
@@ -89,7 +90,10 @@ class App:
         """Register a task: ``@app.task`` or ``@app.task(queue=..., max_tries=..., timeout=...)``.
 
         Options: name, queue, priority (0-9, default 5), timeout (s), max_tries, retry (RetryPolicy),
-        keep_result (s), unique (dedupe identical calls). Anything else raises ConfigurationError.
+        keep_result (s), unique (dedupe identical calls); flow control (asyncq.flow, docs/guide.md "Rate limits
+        and fair share"): tenant_from (the keyword argument naming the job's tenant), rate_limit ("50/s" across
+        all workers), tenant_rate_limit, max_concurrency, tenant_concurrency. Anything else raises
+        ConfigurationError.
         """
 
         def register(f: Callable[P, R]) -> Task[P, R]:
@@ -173,6 +177,12 @@ class App:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    async def set_tenant_weight(self, queue: str, tenant: str, weight: float) -> None:
+        """Give ``tenant`` ``weight`` turns for every one turn of a weight-1 tenant in ``queue`` (default 1).
+        Takes effect at the next claim of every worker; weight 1 removes the entry."""
+        broker = await self.broker()
+        await broker.set_tenant_weight(keys.check_queue_name(queue), keys.check_tenant(tenant), check_weight(weight))
+
     async def ping(self) -> bool:
         broker = await self.broker()
         try:
@@ -217,7 +227,10 @@ class App:
         except SerializationError as exc:
             raise SerializationError(f"cannot enqueue {spec.task_name}: {exc}") from exc
         ttl_ms = max(score - now, 0) + int(self.settings.payload_ttl * 1000)
-        return NewJob(job_id, keys.lane_key(queue, priority), queue, score, ttl_ms, payload, guard_key, guard_tick)
+        lane = keys.lane_key(queue, priority)
+        flow = keys.flow_suffix(job_tenant(task, spec), task.name if task and task.options.limits.any else None)
+        ring = keys.fair_key(lane) if flow else ""
+        return NewJob(job_id, lane + flow, queue, score, ttl_ms, payload, guard_key, guard_tick, ring, flow)
 
     async def enqueue_many(self, specs: Sequence[JobSpec], *, batch_size: int = ENQUEUE_BATCH) -> list[Job]:
         """Enqueue many jobs, one round trip per ``batch_size`` (each batch is atomic).
@@ -265,7 +278,7 @@ class App:
     def _handles(self, chunk: Sequence[NewJob], statuses: Sequence[int], specs: Sequence[JobSpec]) -> list[Job]:
         return [
             Job(self, nj.job_id, queue=nj.queue, priority=_lane_priority(nj.lane, spec.options.priority),
-                created=status == 1)
+                created=status == 1, lane=nj.lane)
             for nj, status, spec in zip(chunk, statuses, specs, strict=True)
         ]
 
@@ -283,8 +296,18 @@ class App:
 def _lane_priority(lane: str, given: int | None) -> int:
     if given is not None:
         return given
-    _, _, p = lane.partition("#p")
+    _, _, p = keys.base_lane(lane).partition("#p")
     return int(p) if p else keys.DEFAULT_PRIORITY
+
+
+def job_tenant(task: Task[Any, Any] | None, spec: JobSpec) -> str | None:
+    """The tenant of a job: the call's ``tenant=``, else the task's ``tenant_from`` keyword argument."""
+    if spec.options.tenant is not None:
+        return spec.options.tenant
+    if task is None or task.options.tenant_from is None or task.options.tenant_from not in spec.kwargs:
+        return None
+    value = spec.kwargs[task.options.tenant_from]
+    return None if value is None else keys.check_tenant(str(value))
 
 
 def _fields(s: AppSettings) -> dict[str, Any]:

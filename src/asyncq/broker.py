@@ -64,6 +64,9 @@ class NewJob:
     payload: bytes
     guard_key: str = ""
     guard_tick: int = 0
+    #: a job in a sub-lane (tenant or limited task, see keys.flow_suffix): its lane's ring and its flow suffix
+    ring: str = ""
+    flow: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +128,8 @@ def enqueue_args(jobs: Sequence[NewJob], acknowledge: tuple[str, str, Sequence[s
     for j in jobs:
         lane_i = lanes.setdefault(j.lane, len(lanes) + 1)  # Lua tables are 1-based
         queue_i = queues.setdefault(j.queue, len(queues) + 1)
-        rows.append((j.job_id, lane_i, queue_i, j.score, j.ttl_ms, j.guard_key, j.guard_tick))
+        row: tuple[Any, ...] = (j.job_id, lane_i, queue_i, j.score, j.ttl_ms, j.guard_key, j.guard_tick)
+        rows.append((*row, j.ring, j.flow) if j.ring else row)
     parts: list[Any] = [list(lanes), list(queues), rows]
     if acknowledge is not None:
         parts.append([acknowledge[0], acknowledge[1], list(acknowledge[2])])
@@ -226,14 +230,17 @@ class Broker(BrokerReads):
         worker_id: str,
         *,
         reconnect_until_ms: int = 0,
+        limits: bytes = b"\x80",
     ) -> tuple[list[Claimed], int, dict[str, str]]:
         """Claim up to ``want`` ready jobs. Also returns when the next scheduled job is due (-1: none) and the
-        keys the script had to skip because they hold foreign data (key -> Redis error)."""
+        keys the script had to skip because they hold foreign data (key -> Redis error). ``limits`` is the
+        worker's packed task limits (``asyncq.flow.pack_limits``; empty by default)."""
         now = now_ms()
         args: list[Any] = [
             now, want, lease_ms, worker_id,
             keys.IN_PROGRESS_PREFIX, keys.JOB_PREFIX, keys.RETRY_PREFIX, keys.RUNNING_PREFIX, keys.PAUSED_SET,
             keys.CLAIMED_PREFIX, keys.RECOVERIES, keys.RECONNECT_UNTIL, reconnect_until_ms,
+            keys.FAIR_PREFIX, keys.TENANT_WEIGHT_PREFIX, keys.RATE_PREFIX, keys.INFLIGHT_PREFIX, limits,
             *lane_queues,
         ]
         out = await self.scripts.claim(keys=list(lanes), args=args)
@@ -244,8 +251,8 @@ class Broker(BrokerReads):
         }
         claimed = []
         prefix = f"{worker_id}:{now}:"
-        for i in range(2, len(out), 6):
-            lane_index, raw_id, payload, generation, recoveries, problem = out[i : i + 6]
+        for i in range(2, len(out), 7):
+            lane_index, raw_id, payload, generation, recoveries, problem, flow = out[i : i + 7]
             jid, raw = printable_id(raw_id)
             why = printable_id(problem)[0] if problem else ""
             if raw is not None and not why:
@@ -254,7 +261,7 @@ class Broker(BrokerReads):
             claimed.append(
                 Claimed(
                     job_id=jid,
-                    lane=lanes[lane_idx],
+                    lane=lanes[lane_idx] + (flow.decode() if isinstance(flow, bytes) else flow),
                     queue=lane_queues[lane_idx],
                     payload=payload,  # None: expired (b"" is a payload, an empty one)
                     generation=int(generation),
@@ -437,3 +444,36 @@ class Broker(BrokerReads):
                 if int(scanned) < batch:
                     break
         return removed
+
+    # --- flow control (asyncq.flow) ------------------------------------------------------------------------
+    async def set_tenant_weight(self, queue: str, tenant: str, weight: float) -> None:
+        """A tenant's weight in the round-robin of ``queue``'s lanes (1 is the default and is not stored)."""
+        key = keys.tenant_weight_key(queue)
+        if weight == 1:
+            await cast(Any, self.hdel(key, tenant))
+        else:
+            await cast(Any, self.hset(key, tenant, repr(weight)))
+
+    async def tenant_weights(self, queue: str) -> dict[str, float]:
+        raw = await cast(Any, self.hgetall(keys.tenant_weight_key(queue)))
+        return {k.decode(): float(v) for k, v in raw.items()}
+
+    async def flows(self, queue: str) -> list[tuple[str, str, int, int]]:
+        """Every flow with queued jobs in ``queue``: (lane, flow suffix, ready now, waiting) per sub-lane, the
+        lane itself included when its ring lists it. Ready-but-refused jobs (a limit) count as ready."""
+        now = now_ms()
+        out = []
+        for lane in keys.lanes_by_priority(queue):
+            suffixes = [s.decode() for s in await cast(Any, self.zrange(keys.fair_key(lane), 0, -1))]
+            if not suffixes:
+                continue
+            async with self.pipeline(transaction=False) as pipe:
+                for s in suffixes:
+                    pipe.zcount(lane + s, "-inf", now)
+                    pipe.zcard(lane + s)
+                counts = await pipe.execute()
+            for n, s in enumerate(suffixes):
+                ready, total = int(counts[2 * n]), int(counts[2 * n + 1])
+                out.append((lane, s, ready, total - ready))
+        return out
+

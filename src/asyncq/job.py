@@ -90,7 +90,7 @@ class JobInfo:
 class Job:
     """A handle on one job. Cheap to create; every method asks Redis."""
 
-    __slots__ = ("app", "created", "job_id", "priority", "queue")
+    __slots__ = ("app", "created", "job_id", "lane", "priority", "queue")
 
     def __init__(
         self,
@@ -100,8 +100,10 @@ class Job:
         queue: str | None = None,
         priority: int | None = None,
         created: bool = True,
+        lane: str | None = None,
     ) -> None:
         self.app = app
+        self.lane = lane  # known at enqueue; a tenant's job sits in a sub-lane (keys.flow_suffix)
         self.job_id = job_id
         self.queue = queue
         self.priority = priority
@@ -119,6 +121,8 @@ class Job:
 
     async def _lane(self) -> str | None:
         """The lane ZSET the job sits in: known from enqueue, else read from its payload or the queue list."""
+        if self.lane is not None:
+            return self.lane
         if self.queue is not None:
             return keys.lane_key(self.queue, self.priority if self.priority is not None else keys.DEFAULT_PRIORITY)
         broker = await self.app.broker()

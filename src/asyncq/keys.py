@@ -168,3 +168,53 @@ def worker_key(worker_id: str) -> str:
 def health_key(queue: str) -> str:
     """arq's health-check key, so ``arq --check`` style tooling still reads something."""
     return queue_key(queue) + HEALTH_SUFFIX
+
+
+# --- flow control: tenants, fair share, rate limits, concurrency caps (asyncq.flow, lua/claim.lua) ---------
+# A job with a tenant, or of a task with a global limit, sits in a sub-lane of its lane: the lane's key plus a
+# flow suffix (``#t:<tenant>`` then ``#f:<task>``). The lane's ring lists its flows with their pass (weighted
+# round-robin); the base lane itself is the default tenant's flow ''. ARCHITECTURE.md has the memory per tenant.
+FAIR_PREFIX: Final = "asyncq:fair:"  # ZSET per lane: flow suffix -> pass (lowest claims next)
+TENANT_WEIGHT_PREFIX: Final = "asyncq:tenant-weight:"  # HASH per queue: tenant -> weight (default 1)
+RATE_PREFIX: Final = "asyncq:rate:"  # STRING per task (or task#t:tenant): GCRA theoretical arrival time (ms)
+INFLIGHT_PREFIX: Final = "asyncq:inflight:"  # SET per task (or task#t:tenant): job ids holding a slot
+DEFAULT_TENANT: Final = "default"
+
+_TENANT_NAME = re.compile(r"^[A-Za-z0-9_.:@\-]{1,200}$")
+
+
+def check_tenant(name: str) -> str:
+    """Return ``name`` if it is a valid tenant key, else raise with what is allowed."""
+    if not isinstance(name, str) or not _TENANT_NAME.match(name):
+        raise ConfigurationError(
+            f"invalid tenant {name!r}: use 1-200 letters, digits, '_', '.', ':', '@' or '-' (no '#' or spaces)"
+        )
+    return name
+
+
+def flow_suffix(tenant: str | None, limited_task: str | None) -> str:
+    """The sub-lane suffix of a job: '' for the default tenant's unlimited jobs (the lane itself)."""
+    out = "" if tenant is None or tenant == DEFAULT_TENANT else f"#t:{tenant}"
+    return out if limited_task is None else f"{out}#f:{limited_task}"
+
+
+def base_lane(lane: str) -> str:
+    """The lane a sub-lane belongs to: ``arq:queue:q#p7#t:acme`` -> ``arq:queue:q#p7``."""
+    for mark in ("#t:", "#f:"):
+        lane = lane.split(mark, 1)[0]
+    return lane
+
+
+def tenant_of_suffix(suffix: str) -> str:
+    """The tenant of a flow suffix (``DEFAULT_TENANT`` when it names none)."""
+    if suffix.startswith("#t:"):
+        return suffix[3:].split("#", 1)[0]
+    return DEFAULT_TENANT
+
+
+def fair_key(lane: str) -> str:
+    return FAIR_PREFIX + base_lane(lane)
+
+
+def tenant_weight_key(queue: str) -> str:
+    return TENANT_WEIGHT_PREFIX + queue

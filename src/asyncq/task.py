@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from asyncq.exceptions import ConfigurationError
-from asyncq.keys import DEFAULT_PRIORITY, check_priority, check_queue_name
+from asyncq.flow import FlowLimits, build_limits
+from asyncq.keys import DEFAULT_PRIORITY, check_priority, check_queue_name, check_tenant
 from asyncq.retry import NO_RETRY, RetryPolicy
 
 if TYPE_CHECKING:
@@ -24,8 +25,9 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-TASK_OPTIONS = ("keep_result", "max_tries", "name", "priority", "queue", "retry", "timeout", "unique")
-CALL_OPTIONS = ("at", "delay", "headers", "job_id", "priority", "queue")
+TASK_OPTIONS = ("keep_result", "max_concurrency", "max_tries", "name", "priority", "queue", "rate_limit", "retry",
+                "tenant_concurrency", "tenant_from", "tenant_rate_limit", "timeout", "unique")
+CALL_OPTIONS = ("at", "delay", "headers", "job_id", "priority", "queue", "tenant")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,10 @@ class TaskOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     keep_result: float | None = None
     unique: bool = False
+    #: the keyword argument whose value is the job's tenant when the call gives none (fair share)
+    tenant_from: str | None = None
+    #: global limits decided in the claim script (asyncq.flow)
+    limits: FlowLimits = field(default_factory=FlowLimits)
 
 
 def _seconds(value: float | timedelta | None, what: str) -> float | None:
@@ -78,6 +84,9 @@ def build_options(fn: Callable[..., Any], default_queue: str, given: dict[str, A
     unique = given.get("unique", False)
     if not isinstance(unique, bool):
         raise ConfigurationError(f"unique must be True or False, got {unique!r}")
+    tenant_from = given.get("tenant_from")
+    if tenant_from is not None and (not isinstance(tenant_from, str) or not tenant_from.isidentifier()):
+        raise ConfigurationError(f"tenant_from must name a keyword argument of the task, got {tenant_from!r}")
     return TaskOptions(
         name=name,
         queue=check_queue_name(given.get("queue") or default_queue),
@@ -87,6 +96,8 @@ def build_options(fn: Callable[..., Any], default_queue: str, given: dict[str, A
         retry=retry,
         keep_result=_seconds(given.get("keep_result"), "keep_result"),
         unique=unique,
+        tenant_from=tenant_from,
+        limits=build_limits(given, name),
     )
 
 
@@ -100,6 +111,7 @@ class CallOptions:
     delay: float | None = None
     at: datetime | None = None
     headers: dict[str, Any] | None = None
+    tenant: str | None = None
 
     @classmethod
     def build(cls, given: dict[str, Any]) -> CallOptions:
@@ -121,6 +133,7 @@ class CallOptions:
         headers = given.get("headers")
         if headers is not None and not isinstance(headers, dict):
             raise ConfigurationError(f"headers must be a dict, got {headers!r}")
+        tenant = given.get("tenant")
         return cls(
             job_id=job_id,
             queue=None if queue is None else check_queue_name(queue),
@@ -128,6 +141,7 @@ class CallOptions:
             delay=_seconds(given.get("delay"), "delay"),
             at=at,
             headers=headers,
+            tenant=None if tenant is None else check_tenant(tenant),
         )
 
 
@@ -183,7 +197,8 @@ class Task(Generic[P, R]):
         kwargs: dict[str, Any] | None = None,
         **options: Any,
     ) -> Job:
-        """Queue a job with per-call options: job_id, queue, priority, delay (s or timedelta), at (datetime)."""
+        """Queue a job with per-call options: job_id, queue, priority, delay (s or timedelta), at (datetime),
+        tenant (its share of the queue: workers take jobs round-robin across tenants)."""
         spec = JobSpec(self.name, tuple(args), dict(kwargs or {}), CallOptions.build(options))
         jobs = await self.app.enqueue_many([spec])
         return jobs[0]

@@ -21,14 +21,30 @@
 -- ARGV[5] in-progress prefix  ARGV[6] job prefix  ARGV[7] retry prefix  ARGV[8] running prefix
 -- ARGV[9] paused-queues set  ARGV[10] claimed prefix  ARGV[11] recoveries hash  ARGV[12] reconnect key
 -- ARGV[13] reconnect window end (ms; 0 unless this worker just came back after an outage)
--- ARGV[14 .. 13 + #KEYS] the queue name of each lane
--- Returns {next_due_ms or -1, {broken key, error, ...}, then per claimed job 6 values: lane index (1-based),
---          id, payload (false if expired), generation (the retry counter), recoveries, problem ('' if none)}
+-- ARGV[14] fair-ring prefix  ARGV[15] tenant-weight prefix  ARGV[16] rate prefix  ARGV[17] in-flight prefix
+-- ARGV[18] this worker's task limits, msgpack {task: {T, tau, tenant T, tenant tau, cap, tenant cap}} (ms; 0 none)
+-- ARGV[19 .. 18 + #KEYS] the queue name of each lane
+-- Returns {next_due_ms or -1, {broken key, error, ...}, then per claimed job 7 values: lane index (1-based),
+--          id, payload (false if expired), generation (the retry counter), recoveries, problem ('' if none),
+--          flow suffix ('' for the lane itself, else the sub-lane's suffix, see below)}
+--
+-- Flow control. A lane that has a ring (asyncq:fair:<lane>, ZSET flow suffix -> pass) is claimed from in
+-- weighted round-robin over its flows: the flow with the lowest pass gives its oldest ready job, then its pass
+-- grows by 1/weight of its tenant. A flow is a sub-lane (the lane's key plus '#t:<tenant>' and/or '#f:<task>');
+-- the lane itself is the default tenant's flow ''. A flow of a limited task ('#f:<task>') is admitted only while
+-- the task's rate (GCRA: a theoretical arrival time per task and per task and tenant) and in-flight caps (a set
+-- of job ids per task and per task and tenant, an id counting while its lease key lives) allow; a refused flow
+-- keeps its jobs queued, no try used, and the reply's next due time is when it may start.
 local now, want, lease = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local token_prefix, ip_prefix, job_prefix, retry_prefix, running_prefix = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local paused_set, claimed_prefix, recoveries_key, reconnect_key = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
 local reconnect_until = tonumber(ARGV[13])
-local Q = 13
+local fair_prefix, weight_prefix, rate_prefix, inflight_prefix = ARGV[14], ARGV[15], ARGV[16], ARGV[17]
+local limits = cmsgpack.unpack(ARGV[18])
+local Q = 18
+local SCAN = 64            -- flows looked at per lane and claim (the lowest passes)
+local CAP_RECHECK = 100    -- ms: a flow refused by a full cap is looked at again this soon (a slot frees unseen)
+local soonest = -1         -- earliest time a refused or not-yet-due flow may give a job (ms)
 local until_ms = now + lease
 local broken = {}
 local broken_list = {}
@@ -47,10 +63,73 @@ local function note_broken(key, reply)
   end
 end
 
--- Admission: per-tenant fairness and global rate limits plug in here, decided in this same script.
--- Returning false skips the job for this claim without touching its tries.
-local function admit(lane, id)
+local function note_due(ms)
+  if soonest < 0 or ms < soonest then soonest = ms end
+end
+
+-- Admission of a flow's next job: the rate and in-flight limits of its task (none for an unlimited flow).
+-- Returns true, or false after noting when to look again. Foreign data in a limit key is reported and the
+-- limit skipped (the job runs rather than waits forever).
+local function slots_free(key, cap)
+  local n = redis.pcall('SCARD', key)
+  if failed(n) then note_broken(key, n) return true end
+  if n < cap then return true end
+  -- Full: drop the ids whose lease is gone (finished, retried, dead-lettered, or their worker died and the
+  -- lease lapsed): a slot is tied to its job's lease, so a killed worker's slots come back with the leases.
+  for _, id in ipairs(redis.call('SMEMBERS', key)) do
+    if redis.call('EXISTS', ip_prefix .. id) == 0 then
+      redis.call('SREM', key, id)
+      n = n - 1
+    end
+  end
+  return n < cap
+end
+
+local function rate_ok(key, T, tau)
+  local tat = redis.pcall('GET', key)
+  if failed(tat) then note_broken(key, tat) return true end
+  tat = tonumber(tat or '0') or 0
+  if now < tat - tau then
+    note_due(tat - tau)
+    return false
+  end
   return true
+end
+
+local function rate_take(key, T, tau)
+  local tat = tonumber(redis.pcall('GET', key)) or 0
+  tat = math.max(tat, now) + T
+  redis.pcall('SET', key, string.format('%.3f', tat), 'PX', string.format('%d', tat - now + tau + 1000))
+end
+
+local function flow_limits(suffix)
+  local task = string.match(suffix, '#f:(.*)$')
+  local L = task and limits[task]
+  if not L then return nil end
+  local tenant = string.match(suffix, '^#t:([^#]*)') or 'default'
+  return {L = L, rate = rate_prefix .. task, trate = rate_prefix .. task .. '#t:' .. tenant,
+          cap = inflight_prefix .. task, tcap = inflight_prefix .. task .. '#t:' .. tenant}
+end
+
+local function admit(fl)
+  if not fl then return true end
+  local L = fl.L
+  if L[1] > 0 and not rate_ok(fl.rate, L[1], L[2]) then return false end
+  if L[3] > 0 and not rate_ok(fl.trate, L[3], L[4]) then return false end
+  if (L[5] > 0 and not slots_free(fl.cap, L[5])) or (L[6] > 0 and not slots_free(fl.tcap, L[6])) then
+    note_due(now + CAP_RECHECK)
+    return false
+  end
+  return true
+end
+
+local function admitted(fl, id)
+  if not fl then return end
+  local L = fl.L
+  if L[1] > 0 then rate_take(fl.rate, L[1], L[2]) end
+  if L[3] > 0 then rate_take(fl.trate, L[3], L[4]) end
+  if L[5] > 0 then redis.pcall('SADD', fl.cap, id) end
+  if L[6] > 0 then redis.pcall('SADD', fl.tcap, id) end
 end
 
 -- The reconnect window: the latest end any worker reported.
@@ -113,13 +192,13 @@ if recovering then
   end
 end
 
-local function claim_one(i, lane, queue, id, score)
+local function claim_one(i, lane, queue, id, score, suffix)
   local claimed = claimed_prefix .. queue
   if not recovering and not broken[claimed] then
     local prev = redis.pcall('HEXISTS', claimed, id)
     if prev == 1 then
       redis.call('ZADD', lane, 'XX', hold, id)  -- its owner may be reconnecting: wait for the window to end
-      return
+      return false
     elseif failed(prev) then
       note_broken(claimed, prev)
     end
@@ -136,7 +215,7 @@ local function claim_one(i, lane, queue, id, score)
       pttl = 0
     end
     redis.call('ZADD', lane, 'XX', now + pttl, id)
-    return
+    return false
   end
   local problem, gen, recoveries = '', 0, 0
   local payload = redis.pcall('GET', job_prefix .. id)
@@ -184,20 +263,97 @@ local function claim_one(i, lane, queue, id, score)
   out[#out + 1] = gen
   out[#out + 1] = recoveries
   out[#out + 1] = problem
+  out[#out + 1] = suffix
   got = got + 1
+  return true
+end
+
+-- Weighted round-robin over a lane's flows (see the header). Flows with nothing ready move back one turn, an
+-- empty one leaves the ring (enqueue puts it back), a refused one waits for this claim's end.
+local weights = {}
+local function weight_of(queue, suffix)
+  local tenant = string.match(suffix, '^#t:([^#]*)') or 'default'
+  local k = queue .. '|' .. tenant
+  if weights[k] == nil then
+    local w = redis.pcall('HGET', weight_prefix .. queue, tenant)
+    if failed(w) then note_broken(weight_prefix .. queue, w) w = false end
+    w = tonumber(w or '1') or 1
+    if w <= 0 then w = 1 end
+    weights[k] = w
+  end
+  return weights[k]
+end
+
+local function fair_claim(i, lane, queue, ring)
+  local r = redis.pcall('ZRANGE', ring, 0, SCAN - 1, 'WITHSCORES')
+  if failed(r) then
+    note_broken(ring, r)
+    return false
+  end
+  local flows, has_base = {}, false
+  for k = 1, #r, 2 do
+    flows[#flows + 1] = {s = r[k], pass = tonumber(r[k + 1]) or 0}
+    if r[k] == '' then has_base = true end
+  end
+  local vt = flows[1] and flows[1].pass or 0
+  if not has_base then  -- the lane itself (arq producers, jobs without a tenant) joins once it has a ready job
+    local h = redis.pcall('ZRANGEBYSCORE', lane, '-inf', now, 'LIMIT', 0, 1)
+    if not failed(h) and h[1] and redis.call('ZADD', ring, 'NX', vt, '') == 1 then
+      flows[#flows + 1] = {s = '', pass = vt}
+    end
+  end
+  local guard = 4 * want + 2 * #flows + 8
+  while got < want and guard > 0 do
+    guard = guard - 1
+    local best
+    for _, f in ipairs(flows) do
+      if not f.out and (best == nil or f.pass < best.pass) then best = f end
+    end
+    if best == nil then break end
+    local sub = lane .. best.s
+    local ready = redis.pcall('ZRANGEBYSCORE', sub, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
+    if failed(ready) then
+      note_broken(sub, ready)
+      best.out = true
+    elseif not ready[1] then
+      local first = redis.call('ZRANGE', sub, 0, 0, 'WITHSCORES')
+      if first[2] then
+        note_due(math.max(now, math.min(tonumber(first[2]) or now, now + 3600000)))
+        best.pass = best.pass + 1 / weight_of(queue, best.s)
+        best.moved = true
+      else
+        redis.call('ZREM', ring, best.s)
+      end
+      best.out = true
+    else
+      local fl = flow_limits(best.s)
+      if not admit(fl) then
+        best.out = true
+      elseif claim_one(i, sub, queue, ready[1], ready[2], best.s) then
+        admitted(fl, ready[1])
+        best.pass = best.pass + 1 / weight_of(queue, best.s)
+        best.moved = true
+      end
+    end
+  end
+  for _, f in ipairs(flows) do
+    if f.moved then redis.call('ZADD', ring, 'XX', f.pass, f.s) end
+  end
+  return true
 end
 
 for i, lane in ipairs(KEYS) do
   if got >= want then break end
   local queue = ARGV[Q + i]
   if not paused[queue] then
-    local ready = redis.pcall('ZRANGEBYSCORE', lane, '-inf', now, 'WITHSCORES', 'LIMIT', 0, want - got)
-    if failed(ready) then
-      note_broken(lane, ready)
-    else
-      for k = 1, #ready, 2 do
-        if admit(lane, ready[k]) then
-          claim_one(i, lane, queue, ready[k], ready[k + 1])
+    local ring = fair_prefix .. lane
+    if not (redis.call('EXISTS', ring) == 1 and fair_claim(i, lane, queue, ring)) then
+      local ready = redis.pcall('ZRANGEBYSCORE', lane, '-inf', now, 'WITHSCORES', 'LIMIT', 0, want - got)
+      if failed(ready) then
+        note_broken(lane, ready)
+      else
+        for k = 1, #ready, 2 do
+          claim_one(i, lane, queue, ready[k], ready[k + 1], '')
         end
       end
     end
@@ -217,6 +373,7 @@ if got < want then
       end
     end
   end
+  if soonest >= 0 and (next_due < 0 or soonest < next_due) then next_due = soonest end
   out[1] = next_due
 end
 return out

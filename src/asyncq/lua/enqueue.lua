@@ -6,8 +6,10 @@
 -- ARGV[5] known-queues set
 -- ARGV[6] the batch's metadata, msgpack: {lanes, queues, jobs} where lanes and queues are name lists and each
 --         job is {id, lane index, queue index, score (run-at ms), payload ttl (ms), guard key, guard tick}
---         (guard: a periodic task's tick, enqueued once; '' and 0 for none). One packed argument instead of
---         seven per job: packing arguments was the producer's main cost.
+--         (guard: a periodic task's tick, enqueued once; '' and 0 for none), then optionally {ring key, flow
+--         suffix} for a job in a sub-lane (a tenant's or a limited task's flow, see claim.lua): the flow joins
+--         its lane's ring at the lowest pass there (a newcomer is served next, never owed a backlog of turns).
+--         One packed argument instead of seven per job: packing arguments was the producer's main cost.
 -- ARGV[7 ..] the payloads, in job order
 -- Adopting Celery messages (the Celery consumer), the metadata has a fourth element {unacked, unacked_index,
 -- delivery tags in job order}: each job is created only if its message is still in kombu's `unacked`, and the
@@ -41,6 +43,10 @@ for i, job in ipairs(jobs) do
     end
     redis.call('SET', job_prefix .. id, ARGV[6 + i], 'PX', string.format('%d', ttl))
     redis.call('ZADD', lane, string.format('%d', score), id)
+    if job[8] and job[8] ~= '' then
+      local first = redis.call('ZRANGE', job[8], 0, 0, 'WITHSCORES')
+      redis.call('ZADD', job[8], 'NX', first[2] or 0, job[9])
+    end
     if wake[queue] == nil or score < wake[queue] then
       wake[queue] = score
     end

@@ -32,6 +32,7 @@ from asyncq.app import App
 from asyncq.broker import REDIS_DOWN, Broker, Claimed, now_ms, redact
 from asyncq.context import reset_thread_limiter, set_thread_limiter
 from asyncq.exceptions import ConfigurationError
+from asyncq.flow import pack_limits
 from asyncq.hooks import Hooks, call_hooks
 from asyncq.logs import banner
 from asyncq.metrics import WorkerMetrics, serve_metrics
@@ -106,6 +107,7 @@ class Worker:
         self.stopping = asyncio.Event()
         self.flags = WorkerFlags()
         self._wake = asyncio.Event()
+        self._packed_limits: bytes | None = None
         self._slot_free = asyncio.Event()
         self._redis_ok = True
         self._redis_back = asyncio.Event()
@@ -391,7 +393,7 @@ class Worker:
         async with asyncio.timeout(self.app.settings.command_timeout + 5):  # a hung connection must not wedge
             claimed, next_due, broken = await self.broker.claim(
                 self._lanes, self._lane_queues, want, int(self.settings.lease * 1000), self.worker_id,
-                reconnect_until_ms=reconnect_until,
+                reconnect_until_ms=reconnect_until, limits=self._flow_limits(),
             )
         self._outage_pending = False
         self._redis_up()
@@ -413,6 +415,13 @@ class Worker:
         if next_due >= 0:
             timeout = max(0.0, min(timeout, (next_due - now_ms()) / 1000))
         return timeout
+
+    def _flow_limits(self) -> bytes:
+        """This worker's task limits for the claim script (rate limits and caps are enforced there, fleet-wide;
+        a limited job waits queued and the claim says when it may start, which the sleep below honours)."""
+        if self._packed_limits is None:
+            self._packed_limits = pack_limits((t.name, t.options.limits) for t in self.app.tasks.values())
+        return self._packed_limits
 
     async def _after_outage(self) -> None:
         """Back from a Redis outage: take back leases that lapsed meanwhile and write the held outcomes first,

@@ -1,0 +1,234 @@
+"""Flow control (issue 16): tenants and weighted fair share, global rate limits and concurrency caps, all decided
+in the claim script. Real Redis (database 15 of the test Redis), real worker processes for the cap and the
+SIGKILL case. No durations are asserted: the order of claims, the counts, and the largest number in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from asyncq import App, keys
+from asyncq.broker import now_ms
+from asyncq.exceptions import ConfigurationError
+from asyncq.flow import pack_limits, parse_rate
+
+from .conftest import WorkerRunner, flushed_url, wait_until
+from .flow_app import CAP, ENDS, STARTS
+
+FLOW_DB = 15
+ROOT = Path(__file__).resolve().parent.parent
+LANES = keys.lanes_by_priority("default")
+QUEUES = ["default"] * len(LANES)
+
+
+@pytest.fixture
+async def fapp() -> Iterator[App]:  # type: ignore[misc]
+    a = App(redis_url=flushed_url(FLOW_DB))
+    yield a
+    await a.close()
+
+
+def tenant_of(lane: str) -> str:
+    return keys.tenant_of_suffix(lane[len(keys.base_lane(lane)):])
+
+
+async def claim_all(app: App, want: int, limits: bytes = b"\x80") -> tuple[list[str], int]:
+    broker = await app.broker()
+    claimed, next_due, broken = await broker.claim(LANES, QUEUES, want, 60_000, "t", limits=limits)
+    assert broken == {}
+    return [tenant_of(c.lane) for c in claimed], next_due
+
+
+async def test_a_late_tenant_is_served_round_robin_not_behind_the_backlog(fapp: App) -> None:
+    @fapp.task(name="work")
+    async def work(n: int) -> None: ...
+
+    await fapp.enqueue_many([work.s(n).set(tenant="a") for n in range(200)])
+    for t in ("b", "c"):
+        await fapp.enqueue_many([work.s(n).set(tenant=t) for n in range(3)])
+    order, _ = await claim_all(fapp, 9)
+    assert Counter(order) == {"a": 3, "b": 3, "c": 3}
+    rest, _ = await claim_all(fapp, 50)
+    assert set(rest) == {"a"}  # b and c had 3 each: all claimed in the first round
+
+
+async def test_weights_give_turns_in_proportion(fapp: App) -> None:
+    @fapp.task(name="work")
+    async def work(n: int) -> None: ...
+
+    await fapp.set_tenant_weight("default", "a", 3)
+    await fapp.enqueue_many([work.s(n).set(tenant="a") for n in range(50)])
+    await fapp.enqueue_many([work.s(n).set(tenant="b") for n in range(50)])
+    order, _ = await claim_all(fapp, 12)
+    assert Counter(order) == {"a": 9, "b": 3}
+    with pytest.raises(ConfigurationError, match="weight must be a number > 0"):
+        await fapp.set_tenant_weight("default", "a", 0)
+
+
+async def test_jobs_without_a_tenant_are_the_default_tenant_and_priorities_still_win(fapp: App) -> None:
+    @fapp.task(name="work", tenant_from="customer")
+    async def work(customer: str | None = None) -> None: ...
+
+    await fapp.enqueue_many([work.s(customer="a") for _ in range(20)])  # tenant from the keyword argument
+    await fapp.enqueue_many([work.s() for _ in range(2)])  # the default tenant: the lane itself, as before
+    urgent = await work.enqueue_with(kwargs={"customer": "z"}, priority=9)
+    order, _ = await claim_all(fapp, 5)
+    assert order[0] == "z"  # priority 9's lane is walked first
+    assert Counter(order[1:]) == {"a": 2, "default": 2}
+    assert urgent.lane is not None and urgent.lane.endswith("#t:z")
+
+
+async def test_tenant_jobs_keep_status_and_results(fapp: App, workers: WorkerRunner) -> None:
+    @fapp.task(name="double")
+    async def double(x: int) -> int:
+        return 2 * x
+
+    jobs = [await double.enqueue_with((n,), tenant=f"t{n % 3}") for n in range(9)]
+    assert (await jobs[0].status()).value == "queued"
+    await workers.start(fapp, concurrency=4)
+    assert [await j.result(timeout=20) for j in jobs] == [2 * n for n in range(9)]
+
+
+async def test_bad_tenant_and_limit_options_say_what_to_do(fapp: App) -> None:
+    @fapp.task(name="work")
+    async def work() -> None: ...
+
+    with pytest.raises(ConfigurationError, match="invalid tenant 'a#b'"):
+        await work.enqueue_with(tenant="a#b")
+    with pytest.raises(ConfigurationError, match="rate_limit must look like '50/s'"):
+        fapp.task(name="x", rate_limit="fast")(lambda: None)
+    with pytest.raises(ConfigurationError, match="max_concurrency must be an int >= 1"):
+        fapp.task(name="y", max_concurrency=0)(lambda: None)
+    rate = parse_rate("200/s", "rate_limit")
+    assert rate is not None and rate.interval_ms == 5 and rate.burst == 5
+
+
+async def test_a_rate_limited_job_waits_queued_and_the_claim_says_until_when(fapp: App) -> None:
+    @fapp.task(name="hourly", rate_limit="2/h")
+    async def hourly(n: int) -> None: ...
+
+    await fapp.enqueue_many([hourly.s(n) for n in range(5)])
+    limits = pack_limits([(hourly.name, hourly.options.limits)])
+    first, _ = await claim_all(fapp, 10, limits)
+    assert len(first) == 1  # 2/h: one start, then the next half an hour later
+    before = now_ms()
+    again, next_due = await claim_all(fapp, 10, limits)
+    assert again == []
+    assert next_due >= before + 29 * 60_000  # the worker sleeps until then (or until woken)
+    broker = await fapp.broker()
+    assert sum(r for _, _, r, _ in await broker.flows("default")) == 4  # still queued, no try used
+    assert await broker.get(keys.retry_key((await broker.zrange(LANES[4] + "#f:hourly", 0, 0))[0].decode())) is None
+
+
+async def test_a_concurrency_cap_holds_in_one_claim_and_a_lapsed_lease_gives_its_slot_back(fapp: App) -> None:
+    @fapp.task(name="capped3", max_concurrency=3, tenant_concurrency=2)
+    async def capped3(n: int) -> None: ...
+
+    await fapp.enqueue_many([capped3.s(n).set(tenant="a") for n in range(10)])
+    await fapp.enqueue_many([capped3.s(n).set(tenant="b") for n in range(10)])
+    limits = pack_limits([(capped3.name, capped3.options.limits)])
+    broker = await fapp.broker()
+    claimed, _, _ = await broker.claim(LANES, QUEUES, 20, 60_000, "w1", limits=limits)
+    assert len(claimed) == 3 and max(Counter(tenant_of(c.lane) for c in claimed).values()) == 2
+    assert (await broker.claim(LANES, QUEUES, 20, 60_000, "w1", limits=limits))[0] == []
+    await broker.delete(keys.in_progress_key(claimed[0].job_id))  # its lease is gone (what a lapse leaves)
+    more, _, _ = await broker.claim(LANES, QUEUES, 20, 60_000, "w2", limits=limits)
+    assert len(more) == 1
+
+
+def start_worker(url: str, log: Path, **settings: object) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "ASYNCQ_REDIS_URL": url, "PYTHONPATH": str(ROOT)}
+    for key, value in settings.items():
+        env[f"ASYNCQ_WORKER_{key.upper()}"] = str(value)
+    out = log.open("ab")
+    return subprocess.Popen([sys.executable, "-m", "tests.flow_app"], cwd=ROOT, env=env, stdout=out, stderr=out)
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+        p.wait(10)
+
+
+def max_in_flight(r: redis.Redis, killed: dict[int, float]) -> int:
+    """The most jobs ever in flight at once, from the recorded intervals; a killed worker's unfinished jobs ran
+    until it was killed."""
+    ends = {k.decode(): float(v) for k, v in r.hgetall(ENDS).items()}
+    events = []
+    for k, v in r.hgetall(STARTS).items():
+        pid, start = v.decode().split()
+        end = ends.get(k.decode(), killed.get(int(pid)))
+        assert end is not None, f"job run {k!r} neither finished nor ran on the killed worker"
+        events += [(float(start), 1), (end, -1)]
+    n = peak = 0
+    for _, step in sorted(events, key=lambda e: (e[0], e[1])):  # an end before a start at the same ms
+        n += step
+        peak = max(peak, n)
+    return peak
+
+
+@pytest.mark.slow
+async def test_the_cap_holds_across_processes_and_a_sigkilled_workers_slots_come_back(
+    procs: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    url = flushed_url(FLOW_DB)
+    app = App(redis_url=url)
+    from .flow_app import capped
+
+    app.tasks[capped.name] = capped  # the producer knows the task's limits: its jobs go to the task's flow
+    try:
+        await app.enqueue_many([capped.s(n, 0.3) for n in range(24)])
+        r = redis.Redis.from_url(url)
+        procs += [start_worker(url, tmp_path / f"w{i}.log", concurrency=10, lease=2.0) for i in range(2)]
+        victim = procs[0]
+
+        def victim_runs_one() -> bool:  # killed with a capped job in flight: its slot is held by a dead lease
+            ended = set(r.hkeys(ENDS))
+            return any(v.split()[0] == str(victim.pid).encode() and k not in ended
+                       for k, v in r.hgetall(STARTS).items())
+
+        await wait_until(victim_runs_one, timeout=30, interval=0.01)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        killed_at = now_ms()
+        survivors_after = r.hlen(STARTS)
+        await wait_until(lambda: len({k.split(b":")[0] for k in r.hkeys(ENDS)}) == 24, timeout=90)
+        assert max_in_flight(r, {victim.pid: killed_at}) <= CAP
+        assert r.hlen(STARTS) > survivors_after  # work went on after the kill
+        inflight = r.smembers(keys.INFLIGHT_PREFIX + "capped")
+        assert len(inflight) <= CAP  # stale ids are pruned, never more than the cap held
+        r.close()
+    finally:
+        await app.close()
+
+
+async def test_fair_share_with_a_real_worker_serves_late_tenants_before_the_backlog(
+    fapp: App, workers: WorkerRunner
+) -> None:
+    started: list[str] = []
+
+    @fapp.task(name="job", tenant_from="tenant")
+    async def job(tenant: str) -> None:
+        started.append(tenant)
+        await asyncio.sleep(0.001)
+
+    await fapp.enqueue_many([job.s(tenant="a") for _ in range(300)])
+    await fapp.enqueue_many([job.s(tenant=t) for t in "bcd" for _ in range(5)])
+    await workers.start(fapp, concurrency=2, claim_batch=2)
+    await wait_until(lambda: len(started) == 315, timeout=60)
+    last_late = max(i for i, t in enumerate(started) if t != "a")
+    assert last_late < 60  # 15 late jobs among the first 60 starts, not after 300 of a's
