@@ -232,3 +232,26 @@ async def test_fair_share_with_a_real_worker_serves_late_tenants_before_the_back
     await wait_until(lambda: len(started) == 315, timeout=60)
     last_late = max(i for i, t in enumerate(started) if t != "a")
     assert last_late < 60  # 15 late jobs among the first 60 starts, not after 300 of a's
+
+
+async def test_a_tenant_job_dead_lettered_and_retried_runs_again(fapp: App, workers: WorkerRunner) -> None:
+    from asyncq import admin
+
+    attempts: list[int] = []
+
+    @fapp.task(name="flaky", max_tries=1)
+    async def flaky(n: int) -> int:
+        attempts.append(n)
+        if len(attempts) == 1:
+            raise RuntimeError("first run fails")
+        return n
+
+    job = await flaky.enqueue_with((7,), tenant="acme")
+    w = await workers.start(fapp, concurrency=2)
+    broker = await fapp.broker()
+    await wait_until(lambda: broker.zcard(keys.DLQ_INDEX))
+    await workers.stop(w)
+    assert await broker.zcard(keys.fair_key(job.lane or "")) == 0  # the emptied flow left the ring ...
+    await admin.retry_dead_letter(fapp, job.job_id)
+    await workers.start(fapp, concurrency=2)
+    assert await job.result(timeout=20) == 7  # ... and the retried job brought it back

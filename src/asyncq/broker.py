@@ -383,7 +383,8 @@ class Broker(BrokerReads):
                 args=[
                     now_ms(), keys.JOB_PREFIX, keys.RETRY_PREFIX, keys.RESULT_PREFIX, keys.DLQ_INDEX,
                     keys.DLQ_PAYLOADS, keys.DLQ_META, keys.WAKE_PREFIX, job_id, lane, queue, ttl_ms,
-                    keys.RECOVERIES,
+                    keys.RECOVERIES, keys.fair_key(lane) if lane != keys.base_lane(lane) else "",
+                    lane[len(keys.base_lane(lane)):],
                 ]
             )
         )
