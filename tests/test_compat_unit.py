@@ -99,10 +99,18 @@ def test_config_from_object_namespace_and_old_names() -> None:
     assert app.conf["task_default_queue"] == "other"
 
 
-def test_unknown_task_option_and_apply_async_option_raise() -> None:
+def test_unknown_task_option_is_an_attribute_and_apply_async_option_raises(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     app = Celery("x", broker=redis_url(COMPAT_DB))
-    with pytest.raises(TypeError, match="unknown option"):
-        app.task(retries=3)(lambda: None)
+    # As in Celery: an option the app does not know becomes a task attribute (projects read their own options
+    # in a base class); one that looks like a misspelt Celery option is warned about.
+    with caplog.at_level(logging.WARNING, logger="asyncq.compat"):
+        own = app.task(name="own", audit_channel="billing")(lambda: None)
+        typo = app.task(name="typo", max_retry=3)(lambda: None)
+    assert own.audit_channel == "billing" and typo.max_retry == 3
+    warned = [r.getMessage() for r in caplog.records if "not a Celery option" in r.getMessage()]
+    assert len(warned) == 1 and "'max_retry'" in warned[0] and "'max_retries'" in warned[0]
 
     @app.task(name="t")
     def t() -> None: ...

@@ -8,6 +8,7 @@ current app because Celery code relies on it; everything else is owned by the ap
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import logging
 import os
@@ -239,9 +240,7 @@ class Celery:
         return decorate
 
     def _create_task(self, fun: Callable[..., Any], opts: dict[str, Any]) -> _Task:
-        unknown = sorted(k for k in opts if k not in TASK_OPTIONS and not hasattr(opts.get("base", self.Task), k))
-        if unknown:
-            raise TypeError(f"@app.task got unknown option(s) {', '.join(unknown)} for {fun.__qualname__}")
+        _warn_unknown_options(opts, opts.get("base", self.Task), fun.__qualname__)
         name = opts.pop("name", None) or f"{fun.__module__}.{fun.__name__}"
         base = _task_base(opts.pop("base", None) or self.Task, f"@task(base=...) of {fun.__module__}.{fun.__name__}")
         opts.pop("shared", None)
@@ -379,6 +378,17 @@ class Celery:
 
     def __reduce__(self) -> Any:  # pragma: no cover - apps are not sent anywhere
         raise TypeError("a Celery app cannot be pickled")
+
+
+def _warn_unknown_options(opts: dict[str, Any], base: Any, where: str) -> None:
+    """Celery sets any ``@app.task`` option it does not know as a task attribute (projects read their own
+    options in a base class or a signal receiver), so asyncq does too; one that looks like a misspelt Celery
+    option is most likely a typo that Celery would silently ignore, so it gets a warning naming the option."""
+    for key in sorted(k for k in opts if k not in TASK_OPTIONS and not hasattr(base, k)):
+        close = difflib.get_close_matches(key, TASK_OPTIONS, n=1, cutoff=0.75)
+        if close:
+            log.warning("@app.task option %r of %s is not a Celery option (did you mean %r?); it is kept as a "
+                        "task attribute, as Celery does", key, where, close[0])
 
 
 def shared_task(*args: Any, **opts: Any) -> Any:

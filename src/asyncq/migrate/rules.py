@@ -124,8 +124,9 @@ def task_option_rule(name: str, custom_base: bool) -> Rule:
     if name in TASK_OPTIONS or hasattr(Task, name):
         return Verdict.supported, ""
     if custom_base:
-        return Verdict.check, "not a Celery option: accepted only if the base class defines this attribute"
-    return Verdict.unsupported, "unknown option: asyncq.compat raises TypeError when the module is imported"
+        return Verdict.check, "not a Celery option: kept as a task attribute for the base class to read"
+    return Verdict.check, ("not a Celery option: kept as a task attribute, as Celery does (a misspelt Celery "
+                           "option is logged as a warning)")
 
 
 # --- apply_async(...) / send_task(...) / signature options ---------------------------------------------------------
