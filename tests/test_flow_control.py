@@ -26,6 +26,7 @@ from .conftest import WorkerRunner, flushed_url, wait_until
 from .flow_app import CAP, ENDS, STARTS
 
 FLOW_DB = 15
+JOBS = 40  # in the SIGKILL test: 40 x 0.3 s at 3 in flight, 4 s of work
 ROOT = Path(__file__).resolve().parent.parent
 LANES = keys.lanes_by_priority("default")
 QUEUES = ["default"] * len(LANES)
@@ -191,22 +192,22 @@ async def test_the_cap_holds_across_processes_and_a_sigkilled_workers_slots_come
 
     app.tasks[capped.name] = capped  # the producer knows the task's limits: its jobs go to the task's flow
     try:
-        await app.enqueue_many([capped.s(n, 0.3) for n in range(24)])
         r = redis.Redis.from_url(url)
         procs += [start_worker(url, tmp_path / f"w{i}.log", concurrency=10, lease=2.0) for i in range(2)]
-        victim = procs[0]
+        await wait_until(lambda: r.zcard(keys.WORKERS_SET) == 2, timeout=60)
+        await app.enqueue_many([capped.s(n, 0.3) for n in range(JOBS)])
 
-        def victim_runs_one() -> bool:  # killed with a capped job in flight: its slot is held by a dead lease
+        def running_pid() -> int | None:  # a worker with a capped job in flight: killed, a dead lease holds its slot
             ended = set(r.hkeys(ENDS))
-            return any(v.split()[0] == str(victim.pid).encode() and k not in ended
-                       for k, v in r.hgetall(STARTS).items())
+            return next((int(v.split()[0]) for k, v in r.hgetall(STARTS).items() if k not in ended), None)
 
-        await wait_until(victim_runs_one, timeout=30, interval=0.01)
+        pid = await wait_until(running_pid, timeout=30, interval=0.01)
+        victim = next(p for p in procs if p.pid == pid)
         victim.send_signal(signal.SIGKILL)
         victim.wait(10)
         killed_at = now_ms()
         survivors_after = r.hlen(STARTS)
-        await wait_until(lambda: len({k.split(b":")[0] for k in r.hkeys(ENDS)}) == 24, timeout=90)
+        await wait_until(lambda: len({k.split(b":")[0] for k in r.hkeys(ENDS)}) == JOBS, timeout=90)
         assert max_in_flight(r, {victim.pid: killed_at}) <= CAP
         assert r.hlen(STARTS) > survivors_after  # work went on after the kill
         inflight = r.smembers(keys.INFLIGHT_PREFIX + "capped")
@@ -255,3 +256,27 @@ async def test_a_tenant_job_dead_lettered_and_retried_runs_again(fapp: App, work
     await admin.retry_dead_letter(fapp, job.job_id)
     await workers.start(fapp, concurrency=2)
     assert await job.result(timeout=20) == 7  # ... and the retried job brought it back
+
+
+def test_compat_apply_async_tenant_and_the_global_options() -> None:
+    from asyncq.compat import Celery
+
+    capp = Celery("flow", broker=flushed_url(FLOW_DB))
+    try:
+        @capp.task(name="hook", rate_limit="10/s", global_rate_limit="50/s", max_concurrency=5)
+        def hook(n: int) -> int:
+            return n
+
+        hook.apply_async((1,), tenant="acme")
+        hook.s(2).set(tenant="globex").delay()
+        hook.delay(3)
+        limits = capp._asyncq.tasks["hook"].options.limits  # type: ignore[union-attr]
+        assert limits.rate is not None and limits.rate.count == 50 and limits.max_concurrency == 5
+        assert hook.rate_limit == "10/s"  # Celery's own: per worker, as in Celery
+        r = redis.Redis.from_url(capp.conf.broker_url)
+        lanes = {k.decode() for k in r.keys("arq:queue*")}
+        base = keys.lane_key(capp.conf.task_default_queue)
+        assert lanes == {f"{base}#t:acme#f:hook", f"{base}#t:globex#f:hook", f"{base}#f:hook"}
+        r.close()
+    finally:
+        capp.close()

@@ -43,12 +43,19 @@ from asyncq.redis_url import from_celery
 
 log = logging.getLogger("asyncq.compat")
 
+#: asyncq's fleet-wide flow control on a Celery task (option -> asyncq task option); rate_limit keeps Celery's
+#: per-worker meaning, global_rate_limit is the limit across all workers
+FLOW_OPTIONS = {"global_rate_limit": "rate_limit", "tenant_rate_limit": "tenant_rate_limit",
+                "max_concurrency": "max_concurrency", "tenant_concurrency": "tenant_concurrency",
+                "tenant_from": "tenant_from"}
+
 TASK_OPTIONS = frozenset({
     "name", "bind", "base", "max_retries", "default_retry_delay", "autoretry_for", "dont_autoretry_for",
     "retry_kwargs", "retry_backoff", "retry_backoff_max", "retry_jitter", "acks_late", "ignore_result",
     "time_limit", "soft_time_limit", "rate_limit", "queue", "priority", "typing", "serializer", "track_started",
     "expires", "reject_on_worker_lost", "throws", "shared", "pydantic", "trail", "send_events",
     "store_errors_even_if_ignored", "acks_on_failure_or_timeout",
+    *FLOW_OPTIONS,  # asyncq's fleet-wide flow control (docs/guide.md); Celery's rate_limit stays per worker
 })
 
 class _Lifecycle(Hooks):
@@ -274,8 +281,9 @@ class Celery:
         tries = UNLIMITED_TRIES
         assert self._asyncq is not None
         self._asyncq.tasks.pop(task.name, None)
+        flow = {FLOW_OPTIONS[k]: getattr(task, k) for k in FLOW_OPTIONS if getattr(task, k, None) is not None}
         self._asyncq.task(name=task.name, queue=queue or self.conf.task_default_queue, max_tries=tries,
-                          retry=False, keep_result=0 if ignore else None)(runner)
+                          retry=False, keep_result=0 if ignore else None, **flow)(runner)
 
     def _create_builtins(self) -> None:
         app = self

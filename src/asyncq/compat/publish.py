@@ -20,7 +20,7 @@ from asyncq.compat.config import seconds
 from asyncq.compat.exceptions import ImproperlyConfigured
 from asyncq.compat.request import current_request
 from asyncq.compat.routes import route
-from asyncq.keys import MAX_PRIORITY
+from asyncq.keys import MAX_PRIORITY, check_tenant
 from asyncq.task import CallOptions, JobSpec
 
 #: every apply_async option asyncq understands; anything else raises
@@ -29,6 +29,7 @@ OPTIONS = frozenset({
     "headers", "ignore_result", "time_limit", "soft_time_limit", "shadow", "retry", "retry_policy", "serializer",
     "producer", "connection", "publisher", "add_to_parent", "group_id", "group_index", "root_id", "parent_id",
     "chain", "chord", "reply_to", "declare", "compression", "immutable", "subtask_type", "chord_error",
+    "tenant",  # asyncq: the job's tenant for fair share (docs/guide.md)
 })
 #: accepted and not needed: publishing never retries silently (enqueue raises BrokerUnavailable instead),
 #: and connections, producers and exchanges are asyncq's business
@@ -146,6 +147,7 @@ def prepare(app: CeleryApp, name: str, args: Any, kwargs: Any, options: dict[str
     asyncq_priority = None if priority is None else MAX_PRIORITY - max(0, min(MAX_PRIORITY, int(priority)))
     spec = JobSpec(name, args, kwargs, CallOptions(
         job_id=task_id, queue=queue, priority=asyncq_priority, at=eta, headers={"celery": celery},
+        tenant=None if options.get("tenant") is None else check_tenant(str(options["tenant"])),  # fair share
     ))
     publish_headers = {"lang": "py", "task": name, "id": task_id, **celery, **(options.get("headers") or {})}
     return Prepared(spec, task_id, queue, ignore_result, publish_headers, (list(args), kwargs, {
