@@ -79,21 +79,22 @@ async def one_round(url: str, mode: str, jobs: int, single: int) -> dict[str, fl
     broker = await app.broker()
     await broker.flushdb()
     noop = app.tasks["bench.noop"]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for start in range(0, jobs, 1000):
         await app.enqueue_many([noop.s(i) for i in range(start, min(jobs, start + 1000))])
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     for i in range(single):
         await noop.enqueue(i)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     await run_worker(app, WorkerSettings(burst=True, concurrency=100, handle_signals=False, stats_interval=0))
-    t3 = time.perf_counter()
+    t3, c3 = time.perf_counter(), time.process_time()
     if provider is not None:
         provider.force_flush()
         provider.shutdown()
     if exporter is not None:  # a create (or send) and a process span per job reached the exporter
         assert exporter.count >= 2 * (jobs + single), exporter.count
-    return {"enqueue_many": t1 - t0, "enqueue": t2 - t1, "drain": t3 - t2}
+    return {"enqueue_many": t1 - t0, "enqueue": t2 - t1, "drain": t3 - t2,
+            "enqueue_many cpu": c1 - c0, "enqueue cpu": c2 - c1, "drain cpu": c3 - c2}
 
 
 async def main() -> None:
@@ -111,17 +112,20 @@ async def main() -> None:
         for r in range(args.rounds):
             for mode in modes if r % 2 == 0 else reversed(modes):
                 results[mode].append(await one_round(url, mode, args.jobs, args.single))
-                print(f"round {r + 1} {mode:16s} " + "  ".join(f"{k} {v:.3f}s" for k, v in results[mode][-1].items()),
-                      flush=True)
+                print(f"round {r + 1} {mode:16s} " + "  ".join(f"{k} {v:.3f}s" for k, v in results[mode][-1].items()
+                                                               if not k.endswith("cpu")), flush=True)
     total = args.jobs + args.single
-    base = {k: statistics.median(r[k] for r in results["off"]) for k in ("enqueue_many", "enqueue", "drain")}
+    phases = ("enqueue_many", "enqueue", "drain")
+    base = {k: statistics.median(r[k] for r in results["off"]) for k in results["off"][0]}
     print(f"\n{args.jobs} jobs by enqueue_many (batches of 1000) + {args.single} by enqueue, drained by one "
           f"in-process worker (concurrency 100); median of {args.rounds} rounds")
-    print(f"{'mode':16s} {'enqueue_many':>14s} {'enqueue':>14s} {'drain':>14s} {'drain jobs/s':>13s}")
-    for mode in modes:
-        med = {k: statistics.median(r[k] for r in results[mode]) for k in base}
-        cells = [f"{med[k]:7.3f}s {100 * (med[k] / base[k] - 1):+5.1f}%" for k in base]
-        print(f"{mode:16s} {cells[0]:>14s} {cells[1]:>14s} {cells[2]:>14s} {total / med['drain']:13.0f}")
+    for suffix, title in (("", "wall time"), (" cpu", "CPU time of this process (steadier on a shared machine)")):
+        print(f"\n{title}")
+        print(f"{'mode':16s} {'enqueue_many':>15s} {'enqueue':>15s} {'drain':>15s} {'drain jobs/s':>13s}")
+        for mode in modes:
+            med = {k: statistics.median(r[k] for r in results[mode]) for k in base}
+            cells = [f"{med[k + suffix]:7.3f}s {100 * (med[k + suffix] / base[k + suffix] - 1):+6.1f}%" for k in phases]
+            print(f"{mode:16s} {cells[0]:>15s} {cells[1]:>15s} {cells[2]:>15s} {total / med['drain' + suffix]:13.0f}")
 
 
 if __name__ == "__main__":
