@@ -22,7 +22,7 @@ from asyncq.broker import now_ms
 from asyncq.exceptions import ConfigurationError
 from asyncq.flow import pack_limits, parse_rate
 
-from .conftest import WorkerRunner, flushed_url, wait_until
+from .conftest import WorkerRunner, flushed_url, redis_url, wait_until
 from .flow_app import CAP, ENDS, STARTS
 
 FLOW_DB = 15
@@ -280,3 +280,37 @@ def test_compat_apply_async_tenant_and_the_global_options() -> None:
         r.close()
     finally:
         capp.close()
+
+
+def test_the_shell_sets_weights_and_shows_tenants_and_limited_jobs() -> None:
+    from typer.testing import CliRunner
+
+    from asyncq.cli import cli
+
+    url = flushed_url(FLOW_DB)
+    fapp = App(redis_url=url)
+
+    @fapp.task(name="metered", rate_limit="1/h")
+    async def metered(n: int) -> None: ...
+
+    async def setup() -> None:
+        await fapp.enqueue_many([metered.s(n).set(tenant="big") for n in range(30)])
+        await fapp.enqueue_many([metered.s(n).set(tenant="small") for n in range(2)])
+        await claim_all(fapp, 5, pack_limits([(metered.name, metered.options.limits)]))  # one start; rest wait
+        await fapp.close()
+
+    asyncio.run(setup())
+    runner = CliRunner()
+    set_w = runner.invoke(cli, ["tenant", "weight", "default", "big", "2", "--redis-url", url])
+    assert set_w.exit_code == 0, set_w.output
+    r = redis.Redis.from_url(url)
+    assert r.hgetall(keys.tenant_weight_key("default")) == {b"big": b"2.0"}
+    r.close()
+    listed = runner.invoke(cli, ["tenant", "list", "default", "--top", "1", "--redis-url", url])
+    assert listed.exit_code == 0, listed.output
+    assert "big" in listed.output and "small" not in listed.output and "1 more tenants" in listed.output
+    assert "limited task metered: 31 ready, 0 holding a slot, next start allowed in" in listed.output
+    queues = runner.invoke(cli, ["queues", "--redis-url", url])
+    assert "2 tenant(s) with queued jobs" in queues.output and "big 29 ready" in queues.output, queues.output
+    bad = runner.invoke(cli, ["tenant", "weight", "default", "big", "0", "--redis-url", url])
+    assert bad.exit_code == 2 and "weight must be a number > 0" in bad.output

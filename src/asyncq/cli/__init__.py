@@ -13,6 +13,7 @@ from asyncq.cli import dashboard as dashboard
 from asyncq.cli import dlq as dlq
 from asyncq.cli import migrate as migrate
 from asyncq.cli import ops as ops
+from asyncq.cli import tenant as tenant
 from asyncq.cli._common import cli as cli
 
 

@@ -15,6 +15,7 @@ from asyncq import admin
 from asyncq._version import __version__
 from asyncq.app import App
 from asyncq.broker import redact
+from asyncq.cli import tenant
 from asyncq.cli._common import (
     STATUS_STYLE,
     AppPath,
@@ -385,6 +386,7 @@ def queues(as_json: AsJson = False, app_path: AppPath = None, redis_url: RedisUr
             return stats, workers, await admin.queue_service(application, stats, workers)
 
     stats, workers, service = run(go())
+    flows = run(_flows(application, [s.queue for s in stats]))
     alive = [w for w in workers if w.alive]
     if as_json:
         print(
@@ -405,6 +407,11 @@ def queues(as_json: AsJson = False, app_path: AppPath = None, redis_url: RedisUr
             Text("NONE" if v.unserved else str(v.serving_workers), style="bold red" if v.unserved else ""),
         )
     out.print(table if stats else Text("no queues yet: nothing was ever enqueued to this Redis", style="dim"))
+    for f in flows:  # fair share: the tenants with most ready jobs, and jobs held by a task's limit
+        top = ", ".join(f"{t} {r} ready" for t, r, _ in f.top(3))
+        out.print(f"queue {f.queue}: {len(f.tenants)} tenant(s) with queued jobs (also counted above only when "
+                  f"untagged); most ready: {top}; `asyncq tenant list {f.queue}`", markup=False, soft_wrap=True)
+        tenant.print_limited(f)
     for v in service:
         if v.unserved:
             out.print(Text(f"queue {v.queue} has ready jobs and no live worker serves it: start one with "
@@ -424,6 +431,12 @@ def queues(as_json: AsJson = False, app_path: AppPath = None, redis_url: RedisUr
         )
         if state == "wedged":
             out.print("    its claim loop stopped making progress: restart this worker", style="red", markup=False)
+
+
+async def _flows(application: App, queues: list[str]) -> list[tenant.FlowSummary]:
+    async with application:
+        found = [await tenant.flow_summary(application, q) for q in queues]
+    return [f for f in found if f.tenants]
 
 
 # --- dead letters --------------------------------------------------------------------------------------------
