@@ -376,3 +376,23 @@ def test_a_call_the_celery_layer_routes_to_a_stock_celery_worker(
     assert run["trace_id"] == trace_hex(root) == inside["trace_id"]
     assert run["parent_id"] == hexid(send)  # Celery's worker span, under asyncq's send span
     assert inside["parent_id"] == run["span_id"]
+
+
+async def test_the_tenant_is_on_the_send_and_process_spans(
+    turl: str, memory: tuple[TracerProvider, InMemorySpanExporter], workers: WorkerRunner
+) -> None:
+    provider, exporter = memory
+    app = App(redis_url=turl)
+
+    @app.task(name="otel.t.work")
+    async def work() -> None: ...
+
+    instrument(app, tracer_provider=provider)
+    await workers.start(app)
+    await (await work.enqueue_with(tenant="acme")).result(timeout=10)
+    await (await work.enqueue_with()).result(timeout=10)
+    await wait_until(lambda: sum(s.name == "process default" for s in exporter.get_finished_spans()) == 2)
+    spans = exporter.get_finished_spans()
+    tenants = sorted(((s.attributes or {}).get("asyncq.tenant", "-"), s.name) for s in spans)
+    assert tenants == [("-", "process default"), ("-", "send default"), ("acme", "process default"),
+                       ("acme", "send default")]

@@ -14,7 +14,7 @@ Spans (the conventions' names, kinds and attributes; ``messaging.system`` is ``a
   each creation context (what the conventions ask for batch publishing).
 * ``process {queue}`` (CONSUMER) around each run, in the worker: its parent is the creation context carried
   in the job (one trace from the web request to the task), and it links to it as well; it carries the job id,
-  ``asyncq.task.name``, ``asyncq.job.try``, the tenant (``headers["tenant"]``) when there is one and the
+  ``asyncq.task.name``, ``asyncq.job.try``, the tenant (``asyncq.tenant``) when there is one and the
   outcome (``asyncq.job.outcome``); a failed run records the exception as an event and sets the status to
   ERROR with ``error.type``. The task body runs with this span current, so the spans of instrumented clients
   (httpx, SQLAlchemy, redis) in the task become its children, and a job the task enqueues (a chain's next
@@ -48,11 +48,12 @@ except ImportError as exc:  # App(tracing=True) without the extra: say how to ge
     ) from exc
 
 from asyncq._version import __version__
+from asyncq.app import App, job_tenant
 from asyncq.context import JobContext
 from asyncq.hooks import Hooks, SendHooks
+from asyncq.keys import DEFAULT_TENANT
 
 if TYPE_CHECKING:
-    from asyncq.app import App
     from asyncq.task import JobSpec
 
 SYSTEM = "asyncq"
@@ -150,6 +151,9 @@ class TracingSendHooks(SendHooks):
         name = f"send {queues[0]}" if one else "send"
         if len(specs) == 1:
             attrs[TASK_NAME] = specs[0].task_name
+            tenant = job_tenant(self.app.tasks.get(specs[0].task_name), specs[0])
+            if tenant is not None and tenant != DEFAULT_TENANT:
+                attrs[TENANT] = tenant
             span = self.tracer.start_span(name, kind=SpanKind.PRODUCER, attributes=attrs)
             out: Sequence[JobSpec] = [_with_context(specs[0], trace.set_span_in_context(span))]
         else:
@@ -255,9 +259,9 @@ class TracingHooks(Hooks):
                                          MAX_TRIES: ctx.max_tries}
                 if ctx.recoveries:
                     attrs[RECOVERIES] = ctx.recoveries
-                tenant = ctx.headers.get("tenant")
-                if isinstance(tenant, str | int):
-                    attrs[TENANT] = str(tenant)
+                tenant = ctx.state.get("tenant")
+                if tenant is not None:
+                    attrs[TENANT] = tenant
                 span.set_attributes(attrs)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         ctx.state["otel"] = (span, token, time.perf_counter())

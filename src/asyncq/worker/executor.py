@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import orjson
 
+from asyncq import keys
 from asyncq.broker import REDIS_DOWN, Claimed, Lease, now_ms
 from asyncq.codec import Payload, decode_payload, encode_error, encode_result
 from asyncq.context import JobContext, reset_current, set_current
@@ -120,6 +121,9 @@ class Executor:
             recoveries=c.recoveries,
         )
         rj.ctx = ctx
+        tenant = keys.tenant_of_suffix(c.lane[len(keys.base_lane(c.lane)):])
+        if tenant != keys.DEFAULT_TENANT:  # for hooks (a tracing span's attribute): its sub-lane names it
+            ctx.state["tenant"] = tenant
         if c.job_try > max_tries:  # only reachable for counters written by older versions or by hand
             over = JobDeadLettered(
                 f"tried {c.job_try - 1} times without an outcome; max_tries is {max_tries}", job_id=c.job_id
