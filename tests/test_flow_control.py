@@ -314,3 +314,18 @@ def test_the_shell_sets_weights_and_shows_tenants_and_limited_jobs() -> None:
     assert "2 tenant(s) with queued jobs" in queues.output and "big 29 ready" in queues.output, queues.output
     bad = runner.invoke(cli, ["tenant", "weight", "default", "big", "0", "--redis-url", url])
     assert bad.exit_code == 2 and "weight must be a number > 0" in bad.output
+
+
+async def test_prometheus_gauges_are_per_queue_never_per_tenant(fapp: App) -> None:
+    from asyncq.flow_stats import flow_summary
+    from asyncq.metrics import fleet_metrics
+
+    @fapp.task(name="metered2", max_concurrency=1)
+    async def metered2(n: int) -> None: ...
+
+    await fapp.enqueue_many([metered2.s(n).set(tenant=f"c{n}") for n in range(40)])
+    text = fleet_metrics({}, [], [], [await flow_summary(fapp, "default")]).decode()
+    assert 'asyncq_queue_tenants{queue="default"} 40.0' in text
+    assert 'asyncq_queue_limited_ready{queue="default"} 40.0' in text
+    assert 'asyncq_queue_tenant_ready{queue="default"} 40.0' in text
+    assert "c17" not in text  # no tenant label: 40 tenants, still one series per queue

@@ -43,6 +43,7 @@ from asyncq.stats import BUCKETS, COUNTERS, UNKNOWN
 
 if TYPE_CHECKING:
     from asyncq.admin import QueueStats, WorkerInfo
+    from asyncq.flow_stats import FlowSummary
 
 log = logging.getLogger("asyncq.metrics")
 
@@ -221,9 +222,11 @@ def _histogram(name: str, doc: str, fields: dict[tuple[str, str], dict[str, int]
 
 
 def fleet_metrics(
-    totals: dict[str, dict[str, int]], queues: Iterable[QueueStats], workers: Iterable[WorkerInfo]
+    totals: dict[str, dict[str, int]], queues: Iterable[QueueStats], workers: Iterable[WorkerInfo],
+    flows: Iterable[FlowSummary] = (),
 ) -> bytes:
-    """Prometheus text for every worker's flushed counters plus the live queue and worker gauges."""
+    """Prometheus text for every worker's flushed counters plus the live queue and worker gauges; ``flows`` adds
+    the flow-control gauges, labelled by queue only (a tenant label would be unbounded)."""
     by_task: dict[tuple[str, str], dict[str, int]] = {}
     for queue, fields in totals.items():
         for name, value in fields.items():
@@ -250,6 +253,20 @@ def fleet_metrics(
         for s in qs:
             g.add_metric([s.queue], getattr(s, attr))
         families.append(g)
+    flow_gauges = {
+        "tenant_ready": ("asyncq_queue_tenant_ready", "Ready jobs in tenants' and limited tasks' flows."),
+        "limited_ready": ("asyncq_queue_limited_ready", "Ready jobs of rate- or concurrency-limited tasks."),
+    }
+    fl = list(flows)
+    for attr, (name, doc) in flow_gauges.items():
+        g = GaugeMetricFamily(name, doc, labels=("queue",))
+        for fs in fl:
+            g.add_metric([fs.queue], getattr(fs, attr))
+        families.append(g)
+    tenants = GaugeMetricFamily("asyncq_queue_tenants", "Tenants with queued jobs.", labels=("queue",))
+    for fs in fl:
+        tenants.add_metric([fs.queue], len(fs.tenants))
+    families.append(tenants)
     alive = GaugeMetricFamily("asyncq_workers_alive", "Workers with a live heartbeat.")
     alive.add_metric([], sum(1 for w in workers if w.alive))
     families.append(alive)

@@ -7,53 +7,21 @@ steered from the shell (a thin shell over ``App.set_tenant_weight`` and ``Broker
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from asyncq import keys
-from asyncq.app import App
-from asyncq.broker import now_ms
 from asyncq.cli._common import AppPath, AsJson, RedisUrl, cli, dumps, fail, make_app, out, run
 from asyncq.exceptions import ConfigurationError
 from asyncq.flow import check_weight
+from asyncq.flow_stats import FlowSummary, flow_summary
+
+__all__ = ["FlowSummary", "flow_summary", "print_limited", "tenant_cli"]
 
 tenant_cli = typer.Typer(help="Fair share between tenants: weights and per-tenant queued jobs.", no_args_is_help=True)
 cli.add_typer(tenant_cli, name="tenant")
-
-
-@dataclass
-class FlowSummary:
-    """One queue's flows: ready and waiting jobs per tenant, and per limited task what holds it."""
-
-    queue: str
-    tenants: dict[str, list[int]] = field(default_factory=dict)  # tenant -> [ready, waiting]
-    limited: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> ready, in flight, next start (s)
-    weights: dict[str, float] = field(default_factory=dict)
-
-    def top(self, n: int) -> list[tuple[str, int, int]]:
-        rows = sorted(self.tenants.items(), key=lambda kv: (-kv[1][0], kv[0]))
-        return [(t, r, w) for t, (r, w) in rows[:n]]
-
-
-async def flow_summary(app: App, queue: str) -> FlowSummary:
-    broker = await app.broker()
-    summary = FlowSummary(queue, weights=await broker.tenant_weights(queue))
-    now = now_ms()
-    for _lane, suffix, ready, waiting in await broker.flows(queue):
-        counts = summary.tenants.setdefault(keys.tenant_of_suffix(suffix), [0, 0])
-        counts[0] += ready
-        counts[1] += waiting
-        if "#f:" in suffix:
-            task = suffix.split("#f:", 1)[1]
-            row = summary.limited.setdefault(task, {"ready": 0, "in_flight": 0, "next_start_in": 0.0})
-            row["ready"] += ready
-            row["in_flight"] = int(await broker.scard(keys.INFLIGHT_PREFIX + task))
-            tat = float(await broker.get(keys.RATE_PREFIX + task) or 0)
-            row["next_start_in"] = max(0.0, (tat - now) / 1000)
-    return summary
 
 
 def _check(queue: str, tenant: str | None = None) -> None:

@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute
 from asyncq import admin, stats
 from asyncq.broker import redact
 from asyncq.exceptions import BrokerUnavailable, ConfigurationError, JobNotFound
+from asyncq.flow_stats import flow_summary
 from asyncq.job import JobStatus
 from asyncq.metrics import CONTENT_TYPE, fleet_metrics
 from asyncq.web.data import history, list_jobs, overview, periodic
@@ -224,6 +225,7 @@ def metrics_router(dash: "Dashboard") -> APIRouter:
             queue_stats = await admin.queue_stats(dash.app)
             workers = await admin.list_workers(dash.app)
             totals = await stats.totals(await dash.app.broker(), [q.queue for q in queue_stats])
-        return Response(fleet_metrics(totals, queue_stats, workers), media_type=CONTENT_TYPE)
+            flows = [await flow_summary(dash.app, q.queue) for q in queue_stats]
+        return Response(fleet_metrics(totals, queue_stats, workers, flows), media_type=CONTENT_TYPE)
 
     return router
