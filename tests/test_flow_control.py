@@ -329,3 +329,30 @@ async def test_prometheus_gauges_are_per_queue_never_per_tenant(fapp: App) -> No
     assert 'asyncq_queue_limited_ready{queue="default"} 40.0' in text
     assert 'asyncq_queue_tenant_ready{queue="default"} 40.0' in text
     assert "c17" not in text  # no tenant label: 40 tenants, still one series per queue
+
+
+async def test_delayed_retried_and_aborted_tenant_jobs(fapp: App, workers: WorkerRunner) -> None:
+    from asyncq.retry import RetryPolicy
+
+    tries: list[int] = []
+
+    @fapp.task(name="retried", max_tries=3, retry=RetryPolicy(base=0.05, jitter=False))
+    async def retried(n: int) -> int:
+        tries.append(n)
+        if len(tries) < 3:
+            raise RuntimeError("again")
+        return n
+
+    @fapp.task(name="later")
+    async def later(n: int) -> int:
+        return n
+
+    delayed = await later.enqueue_with((1,), tenant="acme", delay=0.3)
+    doomed = await later.enqueue_with((2,), tenant="acme", delay=30)
+    again = await retried.enqueue_with((3,), tenant="acme")
+    assert await doomed.abort()  # a scheduled tenant job, removed from its sub-lane at once
+    broker = await fapp.broker()
+    assert await broker.zscore(doomed.lane or "", doomed.job_id) is None
+    await workers.start(fapp, concurrency=2)
+    assert await delayed.result(timeout=20) == 1
+    assert await again.result(timeout=20) == 3 and tries == [3, 3, 3]  # retried in its flow, backoff honoured
