@@ -26,8 +26,8 @@ from asyncq.celery_protocol.encode import decode_body, encode_message
 from asyncq.celery_protocol.kombu_layout import queue_list_key, queue_list_keys
 from asyncq.celery_protocol.results import parse_meta, rebuild_celery_exception
 from asyncq.compat import Celery
-from asyncq.compat.result import CeleryBackendResult
 from asyncq.compat.exceptions import ImproperlyConfigured, TaskRevokedError, TimeoutError
+from asyncq.compat.result import CeleryBackendResult
 from asyncq.compat.router import Router, set_rule
 from asyncq.exceptions import RemoteTaskError
 
