@@ -150,6 +150,7 @@ class App:
                 connect_timeout=self.settings.connect_timeout,
                 command_timeout=self.settings.command_timeout,
                 max_connections=self.settings.max_connections,
+                namespace=self.settings.namespace,
             )
             conn = self._conns[loop] = (broker, ResultWaiter(broker))
         return conn
@@ -263,7 +264,8 @@ class App:
             new = [self.new_job(spec, now) for spec in specs]
             if self._sync_broker is None:
                 self._sync_broker = SyncBroker(self.settings.redis_url, connect_timeout=self.settings.connect_timeout,
-                                               command_timeout=self.settings.command_timeout)
+                                               command_timeout=self.settings.command_timeout,
+                                               namespace=self.settings.namespace)
             jobs: list[Job] = []
             for start in range(0, len(new), batch_size):
                 chunk = new[start : start + batch_size]

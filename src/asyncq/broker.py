@@ -110,31 +110,35 @@ class Lease:
         """The id as Redis knows it (raw bytes for an id that is not valid UTF-8)."""
         return self.raw_id if self.raw_id is not None else self.job_id
 
-    def args(self) -> list[Any]:
-        """id, token, lane, queue, generation: the per-job arguments of renew and finish."""
-        return [self.key_id, self.token, self.lane, self.queue, self.generation]
+    def args(self, k: keys.Keys = keys.DEFAULT_KEYS) -> list[Any]:
+        """id, token, lane (in ``k``'s namespace), queue, generation: the per-job arguments of renew and finish."""
+        return [self.key_id, self.token, k(self.lane), self.queue, self.generation]
 
 
-def enqueue_args(jobs: Sequence[NewJob], acknowledge: tuple[str, str, Sequence[str]] | None = None) -> list[Any]:
+def enqueue_args(
+    jobs: Sequence[NewJob], acknowledge: tuple[str, str, Sequence[str]] | None = None, k: keys.Keys = keys.DEFAULT_KEYS
+) -> list[Any]:
     """The enqueue script's arguments: the batch's metadata packed into one msgpack argument (lanes and
     queues named once), then one argument per payload. Fewer arguments is most of the producer's speed.
 
     ``acknowledge`` = (hash key, zset key, one member per job): each job is created only if its member is
     still in the hash, and leaves hash and zset in the same step (the Celery transport's adoption of messages
-    from kombu's ``unacked``; the enqueue script returns -2 for a member already gone)."""
+    from kombu's ``unacked``; the enqueue script returns -2 for a member already gone: kombu's keys, never
+    namespaced). ``k``: the namespace's key names, applied to the jobs' lanes, guards and rings."""
     lanes: dict[str, int] = {}
     queues: dict[str, int] = {}
     rows = []
     for j in jobs:
-        lane_i = lanes.setdefault(j.lane, len(lanes) + 1)  # Lua tables are 1-based
+        lane_i = lanes.setdefault(k(j.lane), len(lanes) + 1)  # Lua tables are 1-based
         queue_i = queues.setdefault(j.queue, len(queues) + 1)
-        row: tuple[Any, ...] = (j.job_id, lane_i, queue_i, j.score, j.ttl_ms, j.guard_key, j.guard_tick)
-        rows.append((*row, j.ring, j.flow) if j.ring else row)
+        guard = k(j.guard_key) if j.guard_key else ""
+        row: tuple[Any, ...] = (j.job_id, lane_i, queue_i, j.score, j.ttl_ms, guard, j.guard_tick)
+        rows.append((*row, k.ring(j.lane), j.flow) if j.ring else row)
     parts: list[Any] = [list(lanes), list(queues), rows]
     if acknowledge is not None:
         parts.append([acknowledge[0], acknowledge[1], list(acknowledge[2])])
     meta = msgpack.packb(parts, use_bin_type=False)
-    return [now_ms(), keys.JOB_PREFIX, keys.RESULT_PREFIX, keys.WAKE_PREFIX, keys.QUEUES_SET, meta,
+    return [now_ms(), k(keys.JOB_PREFIX), k(keys.RESULT_PREFIX), k(keys.WAKE_PREFIX), k(keys.QUEUES_SET), meta,
             *(j.payload for j in jobs)]
 
 
@@ -142,7 +146,10 @@ class SyncBroker:
     """Enqueue from sync code (a Django view, a script, the Celery layer's ``delay()``) with a plain
     redis-py client: no event loop, no thread hop, one round trip. Thread-safe (redis-py's pool)."""
 
-    def __init__(self, url: str, *, connect_timeout: float = 5.0, command_timeout: float = 10.0) -> None:
+    def __init__(
+        self, url: str, *, connect_timeout: float = 5.0, command_timeout: float = 10.0, namespace: str = ""
+    ) -> None:
+        self.names = keys.Keys.of(namespace)
         self._client = SyncRedis(connection_pool=sync_pool(  # redis:// or redis+sentinel:// (redis_url.py)
             url, socket_connect_timeout=connect_timeout, socket_timeout=command_timeout, retry=no_retry()))
         self._enqueue = self._client.register_script(script_source("enqueue"))
@@ -150,7 +157,7 @@ class SyncBroker:
 
     def enqueue(self, jobs: Sequence[NewJob]) -> list[int]:
         try:
-            out = self._enqueue(args=enqueue_args(jobs))
+            out = self._enqueue(args=enqueue_args(jobs, k=self.names))
         except REDIS_DOWN as exc:
             raise BrokerUnavailable(
                 f"Redis at {self.url_for_humans} is unreachable while enqueueing {len(jobs)} job(s) ({exc}); "
@@ -164,16 +171,19 @@ class SyncBroker:
 
 class Broker(BrokerReads):
     """redis-py's asyncio client with asyncq's scripts registered on it: the writes here, the reads in
-    ``BrokerReads`` (``broker_reads.py``)."""
+    ``BrokerReads`` (``broker_reads.py``). Every key it sends goes through ``self.names`` (the namespace,
+    ``keys.Keys``): callers pass logical names (``keys.lane_key(q)``), as in the default layout."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, namespace: str = "", **kwargs: Any) -> None:
+        self.names = keys.Keys.of(namespace)
         super().__init__(*args, **kwargs)
         self.scripts = Scripts(self)
         self.url_for_humans = "redis"
 
     @classmethod
     def connect(
-        cls, url: str, *, connect_timeout: float = 5.0, command_timeout: float = 10.0, max_connections: int = 1000
+        cls, url: str, *, connect_timeout: float = 5.0, command_timeout: float = 10.0, max_connections: int = 1000,
+        namespace: str = "",
     ) -> Broker:
         # A blocking pool with an explicit cap: redis-py 5's asyncio pool was unbounded, redis-py 8's refuses a
         # 101st connection (MaxConnectionsError), which a worker running hundreds of tasks that use Redis reaches.
@@ -189,7 +199,7 @@ class Broker(BrokerReads):
             health_check_interval=30,
             retry=no_retry(),
         )
-        broker = cls(connection_pool=pool)
+        broker = cls(connection_pool=pool, namespace=namespace)
         broker.url_for_humans = redact(url)
         return broker
 
@@ -204,18 +214,19 @@ class Broker(BrokerReads):
     async def enqueue(self, jobs: Sequence[NewJob]) -> list[int]:
         """Enqueue a batch atomically in one round trip; one status per job (1 new, 0 duplicate, -1 guarded)."""
         try:
-            out = await self.scripts.enqueue(args=enqueue_args(jobs))
+            out = await self.scripts.enqueue(args=enqueue_args(jobs, k=self.names))
         except REDIS_DOWN as exc:
             raise self.unavailable(exc, f"enqueueing {len(jobs)} job(s)", nothing_written=True) from exc
         return [int(x) for x in out]
 
     async def abort(self, job_id: str, lane: str, aborted_result: bytes, keep_ms: int) -> int:
+        k = self.names
         return int(
             await self.scripts.abort(
                 args=[
-                    now_ms(), keys.IN_PROGRESS_PREFIX, keys.JOB_PREFIX, keys.RETRY_PREFIX, keys.RESULT_PREFIX,
-                    keys.ABORT_SET, keys.ABORT_CHANNEL, keys.DONE_PREFIX, job_id, lane, aborted_result, keep_ms,
-                    keys.RECOVERIES, keys.claimed_key(keys.queue_of_lane(lane)),
+                    now_ms(), k(keys.IN_PROGRESS_PREFIX), k(keys.JOB_PREFIX), k(keys.RETRY_PREFIX),
+                    k(keys.RESULT_PREFIX), k(keys.ABORT_SET), k(keys.ABORT_CHANNEL), k(keys.DONE_PREFIX), job_id,
+                    k(lane), aborted_result, keep_ms, k(keys.RECOVERIES), k(keys.claimed_key(keys.queue_of_lane(lane))),
                 ]
             )
         )
@@ -236,18 +247,20 @@ class Broker(BrokerReads):
         keys the script had to skip because they hold foreign data (key -> Redis error). ``limits`` is the
         worker's packed task limits (``asyncq.flow.pack_limits``; empty by default)."""
         now = now_ms()
+        k = self.names
         args: list[Any] = [
             now, want, lease_ms, worker_id,
-            keys.IN_PROGRESS_PREFIX, keys.JOB_PREFIX, keys.RETRY_PREFIX, keys.RUNNING_PREFIX, keys.PAUSED_SET,
-            keys.CLAIMED_PREFIX, keys.RECOVERIES, keys.RECONNECT_UNTIL, reconnect_until_ms,
-            keys.FAIR_PREFIX, keys.TENANT_WEIGHT_PREFIX, keys.RATE_PREFIX, keys.INFLIGHT_PREFIX, limits,
+            k(keys.IN_PROGRESS_PREFIX), k(keys.JOB_PREFIX), k(keys.RETRY_PREFIX), k(keys.RUNNING_PREFIX),
+            k(keys.PAUSED_SET), k(keys.CLAIMED_PREFIX), k(keys.RECOVERIES), k(keys.RECONNECT_UNTIL), reconnect_until_ms,
+            k(keys.FAIR_PREFIX), k(keys.TENANT_WEIGHT_PREFIX), k(keys.RATE_PREFIX), k(keys.INFLIGHT_PREFIX), limits,
             *lane_queues,
         ]
-        out = await self.scripts.claim(keys=list(lanes), args=args)
+        out = await self.scripts.claim(keys=[k(lane) for lane in lanes], args=args)
         next_due = int(out[0])
         raw_broken = out[1]
-        broken = {
-            printable_id(raw_broken[i])[0]: printable_id(raw_broken[i + 1])[0] for i in range(0, len(raw_broken), 2)
+        broken = {  # logical key names, as the caller passed them
+            k.strip(printable_id(raw_broken[i])[0]): printable_id(raw_broken[i + 1])[0]
+            for i in range(0, len(raw_broken), 2)
         }
         claimed = []
         prefix = f"{worker_id}:{now}:"
@@ -274,32 +287,35 @@ class Broker(BrokerReads):
         return claimed, next_due, broken
 
     async def renew(self, leases: Sequence[Lease], lease_ms: int) -> list[int]:
+        k = self.names
         args: list[Any] = [
-            now_ms(), lease_ms, keys.IN_PROGRESS_PREFIX, keys.RUNNING_PREFIX, keys.ABORT_SET, keys.RETRY_PREFIX,
-            keys.CLAIMED_PREFIX, len(leases),
+            now_ms(), lease_ms, k(keys.IN_PROGRESS_PREFIX), k(keys.RUNNING_PREFIX), k(keys.ABORT_SET),
+            k(keys.RETRY_PREFIX), k(keys.CLAIMED_PREFIX), len(leases),
         ]
         for lease in leases:
-            args += lease.args()
+            args += lease.args(k)
         return [int(x) for x in await self.scripts.renew(args=args)]
 
     async def finish(self, done: Sequence[tuple[Lease, bytes, int]]) -> list[int]:
         """Release finished jobs and store their results: ``(lease, result bytes, keep ms)`` each."""
+        k = self.names
         args: list[Any] = [
-            now_ms(), keys.IN_PROGRESS_PREFIX, keys.JOB_PREFIX, keys.RETRY_PREFIX, keys.RESULT_PREFIX,
-            keys.RUNNING_PREFIX, keys.ABORT_SET, keys.DONE_PREFIX, keys.RECENT_JOBS, keys.RECENT_JOBS_MAX,
-            keys.CLAIMED_PREFIX, keys.RECOVERIES, len(done),
+            now_ms(), k(keys.IN_PROGRESS_PREFIX), k(keys.JOB_PREFIX), k(keys.RETRY_PREFIX), k(keys.RESULT_PREFIX),
+            k(keys.RUNNING_PREFIX), k(keys.ABORT_SET), k(keys.DONE_PREFIX), k(keys.RECENT_JOBS), keys.RECENT_JOBS_MAX,
+            k(keys.CLAIMED_PREFIX), k(keys.RECOVERIES), len(done),
         ]
         for lease, result, keep_ms in done:
-            args += [*lease.args(), result, keep_ms]
+            args += [*lease.args(k), result, keep_ms]
         return [int(x) for x in await self.scripts.finish(args=args)]
 
     async def requeue(self, lease: Lease, run_at_ms: int, *, give_back_try: bool) -> int:
+        k = self.names
         return int(
             await self.scripts.requeue(
                 args=[
-                    now_ms(), keys.IN_PROGRESS_PREFIX, keys.RETRY_PREFIX, keys.RUNNING_PREFIX, keys.WAKE_PREFIX,
-                    lease.key_id, lease.token, lease.lane, lease.queue, run_at_ms, 1 if give_back_try else 0,
-                    keys.CLAIMED_PREFIX, lease.generation,
+                    now_ms(), k(keys.IN_PROGRESS_PREFIX), k(keys.RETRY_PREFIX), k(keys.RUNNING_PREFIX),
+                    k(keys.WAKE_PREFIX), lease.key_id, lease.token, k(lease.lane), lease.queue, run_at_ms,
+                    1 if give_back_try else 0, k(keys.CLAIMED_PREFIX), lease.generation,
                 ]
             )
         )
@@ -307,14 +323,16 @@ class Broker(BrokerReads):
     async def dead_letter(
         self, lease: Lease, meta_json: bytes, result: bytes, keep_ms: int, max_size: int
     ) -> int:
+        k = self.names
         return int(
             await self.scripts.dead_letter(
                 args=[
-                    now_ms(), keys.IN_PROGRESS_PREFIX, keys.JOB_PREFIX, keys.RETRY_PREFIX, keys.RESULT_PREFIX,
-                    keys.RUNNING_PREFIX, keys.ABORT_SET, keys.DONE_PREFIX, keys.DLQ_INDEX, keys.DLQ_PAYLOADS,
-                    keys.DLQ_META, keys.UNKNOWN_SINCE, lease.key_id, lease.token, lease.lane, lease.queue,
-                    meta_json, result, keep_ms, max_size, keys.RECENT_JOBS, keys.RECENT_JOBS_MAX,
-                    keys.CLAIMED_PREFIX, keys.RECOVERIES, lease.generation, lease.job_id,
+                    now_ms(), k(keys.IN_PROGRESS_PREFIX), k(keys.JOB_PREFIX), k(keys.RETRY_PREFIX),
+                    k(keys.RESULT_PREFIX), k(keys.RUNNING_PREFIX), k(keys.ABORT_SET), k(keys.DONE_PREFIX),
+                    k(keys.DLQ_INDEX), k(keys.DLQ_PAYLOADS), k(keys.DLQ_META), k(keys.UNKNOWN_SINCE), lease.key_id,
+                    lease.token, k(lease.lane), lease.queue, meta_json, result, keep_ms, max_size,
+                    k(keys.RECENT_JOBS), keys.RECENT_JOBS_MAX, k(keys.CLAIMED_PREFIX), k(keys.RECOVERIES),
+                    lease.generation, lease.job_id,
                 ]
             )
         )
@@ -323,20 +341,20 @@ class Broker(BrokerReads):
         """When a worker first met this job without knowing its task (ms); records now if it is the first."""
         now = now_ms()
         async with self.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(keys.UNKNOWN_SINCE, job_id, str(now))
-            pipe.hget(keys.UNKNOWN_SINCE, job_id)
+            pipe.hsetnx(self.names(keys.UNKNOWN_SINCE), job_id, str(now))
+            pipe.hget(self.names(keys.UNKNOWN_SINCE), job_id)
             _, first = await pipe.execute()
         return int(first or now)
 
     # --- queue control ------------------------------------------------------------------------------------
     async def pause(self, queue: str) -> None:
         """Stop every worker claiming from ``queue``; its jobs stay queued; running jobs go on."""
-        await cast(Any, self.sadd(keys.PAUSED_SET, keys.check_queue_name(queue)))
+        await cast(Any, self.sadd(self.names(keys.PAUSED_SET), keys.check_queue_name(queue)))
 
     async def resume(self, queue: str) -> None:
         async with self.pipeline(transaction=True) as pipe:
-            pipe.srem(keys.PAUSED_SET, queue)
-            pipe.publish(keys.wake_channel(queue), now_ms())
+            pipe.srem(self.names(keys.PAUSED_SET), queue)
+            pipe.publish(self.names(keys.wake_channel(queue)), now_ms())
             await pipe.execute()
 
     # --- workers and stats ---------------------------------------------------------------------------------
@@ -344,21 +362,21 @@ class Broker(BrokerReads):
         """Write a worker's heartbeat (kept 3 intervals), list it in the worker set (entries silent for 10
         intervals are dropped), write arq's health line of its first queue; returns that queue's arq-layout
         length for the next health line. One round trip."""
-        now = now_ms()
+        now, k = now_ms(), self.names
         async with self.pipeline(transaction=False) as pipe:
-            pipe.set(keys.worker_key(worker_id), beat, px=int(interval * 3000))
-            pipe.zadd(keys.WORKERS_SET, {worker_id: now})
-            pipe.zremrangebyscore(keys.WORKERS_SET, "-inf", now - int(interval * 10_000))
-            pipe.set(keys.health_key(health_queue), health, px=int((interval + 1) * 1000))
-            pipe.zcard(keys.queue_key(health_queue))
+            pipe.set(k(keys.worker_key(worker_id)), beat, px=int(interval * 3000))
+            pipe.zadd(k(keys.WORKERS_SET), {worker_id: now})
+            pipe.zremrangebyscore(k(keys.WORKERS_SET), "-inf", now - int(interval * 10_000))
+            pipe.set(k(keys.health_key(health_queue)), health, px=int((interval + 1) * 1000))
+            pipe.zcard(k(keys.queue_key(health_queue)))
             *_, queued = await pipe.execute()
         return int(queued)
 
     async def sign_off(self, worker_id: str) -> None:
         """A stopping worker leaves the worker list at once (not when its heartbeat expires)."""
         async with self.pipeline(transaction=False) as pipe:
-            pipe.zrem(keys.WORKERS_SET, worker_id)
-            pipe.delete(keys.worker_key(worker_id))
+            pipe.zrem(self.names(keys.WORKERS_SET), worker_id)
+            pipe.delete(self.names(keys.worker_key(worker_id)))
             await pipe.execute()
 
     async def add_stats(self, totals: Mapping[str, Mapping[str, int]], minutes: Mapping[str, Mapping[str, int]],
@@ -368,9 +386,9 @@ class Broker(BrokerReads):
         async with self.pipeline(transaction=False) as pipe:
             for queue, fields in totals.items():
                 for name, n in fields.items():
-                    pipe.hincrby(keys.stats_totals_key(queue), name, n)
+                    pipe.hincrby(self.names(keys.stats_totals_key(queue)), name, n)
             for queue, fields in minutes.items():
-                key = keys.stats_minute_key(queue, minute)
+                key = self.names(keys.stats_minute_key(queue, minute))
                 for name, n in fields.items():
                     pipe.hincrby(key, name, n)
                 pipe.expire(key, keys.STATS_MINUTE_TTL)
@@ -378,12 +396,13 @@ class Broker(BrokerReads):
 
     # --- dead letters ----------------------------------------------------------------------------------------
     async def dlq_retry(self, job_id: str, lane: str, queue: str, ttl_ms: int) -> int:
+        k = self.names
         return int(
             await self.scripts.dlq_retry(
                 args=[
-                    now_ms(), keys.JOB_PREFIX, keys.RETRY_PREFIX, keys.RESULT_PREFIX, keys.DLQ_INDEX,
-                    keys.DLQ_PAYLOADS, keys.DLQ_META, keys.WAKE_PREFIX, job_id, lane, queue, ttl_ms,
-                    keys.RECOVERIES, keys.fair_key(lane) if lane != keys.base_lane(lane) else "",
+                    now_ms(), k(keys.JOB_PREFIX), k(keys.RETRY_PREFIX), k(keys.RESULT_PREFIX), k(keys.DLQ_INDEX),
+                    k(keys.DLQ_PAYLOADS), k(keys.DLQ_META), k(keys.WAKE_PREFIX), job_id, k(lane), queue, ttl_ms,
+                    k(keys.RECOVERIES), k.ring(lane) if lane != keys.base_lane(lane) else "",
                     lane[len(keys.base_lane(lane)):],
                 ]
             )
@@ -391,19 +410,21 @@ class Broker(BrokerReads):
 
     async def dlq_push_to_list(self, dlq_id: str, list_key: str) -> bool:
         """Retry a dead letter that came from a list (a Celery message, ``kind: celery``): LPUSH its payload back
-        onto ``list_key`` (the far end, like a new message) and remove the dead letter, atomically."""
+        onto ``list_key`` (the far end, like a new message; a kombu list, not namespaced) and remove the dead
+        letter, atomically."""
+        payloads, meta, index = self.names(keys.DLQ_PAYLOADS), self.names(keys.DLQ_META), self.names(keys.DLQ_INDEX)
         async with self.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    await pipe.watch(keys.DLQ_PAYLOADS)
-                    message = await cast(Any, pipe.hget(keys.DLQ_PAYLOADS, dlq_id))
+                    await pipe.watch(payloads)
+                    message = await cast(Any, pipe.hget(payloads, dlq_id))
                     if message is None or not list_key:
                         return False
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.lpush(list_key, message)
-                    pipe.hdel(keys.DLQ_PAYLOADS, dlq_id)
-                    pipe.hdel(keys.DLQ_META, dlq_id)
-                    pipe.zrem(keys.DLQ_INDEX, dlq_id)
+                    pipe.hdel(payloads, dlq_id)
+                    pipe.hdel(meta, dlq_id)
+                    pipe.zrem(index, dlq_id)
                     await pipe.execute()
                     return True
                 except WatchError:
@@ -411,18 +432,19 @@ class Broker(BrokerReads):
 
     async def dlq_purge(self, job_ids: Sequence[str] | None = None) -> int:
         """Delete some dead letters, or all of them when ``job_ids`` is None."""
+        index, payloads, meta = self.names(keys.DLQ_INDEX), self.names(keys.DLQ_PAYLOADS), self.names(keys.DLQ_META)
         if job_ids is None:
             async with self.pipeline(transaction=True) as pipe:
-                pipe.zcard(keys.DLQ_INDEX)
-                pipe.delete(keys.DLQ_INDEX, keys.DLQ_PAYLOADS, keys.DLQ_META)
+                pipe.zcard(index)
+                pipe.delete(index, payloads, meta)
                 count, _ = await pipe.execute()
             return int(count)
         if not job_ids:
             return 0
         async with self.pipeline(transaction=True) as pipe:
-            pipe.zrem(keys.DLQ_INDEX, *job_ids)
-            pipe.hdel(keys.DLQ_PAYLOADS, *job_ids)
-            pipe.hdel(keys.DLQ_META, *job_ids)
+            pipe.zrem(index, *job_ids)
+            pipe.hdel(payloads, *job_ids)
+            pipe.hdel(meta, *job_ids)
             removed, _, _ = await pipe.execute()
         return int(removed)
 
@@ -433,13 +455,14 @@ class Broker(BrokerReads):
         stay. Batches of ``batch`` ids per script call, so a long queue never blocks Redis for long. Returns
         the number deleted."""
         queue = keys.check_queue_name(queue)
-        now, removed = now_ms(), 0
+        now, removed, k = now_ms(), 0, self.names
         for lane in keys.lanes_by_priority(queue):
             held = 0
             while True:
                 gone, skipped, scanned = await self.scripts.purge(args=[
-                    now, lane, keys.IN_PROGRESS_PREFIX, keys.JOB_PREFIX, keys.RETRY_PREFIX, keys.RECOVERIES,
-                    keys.claimed_key(queue), keys.running_key(queue), keys.UNKNOWN_SINCE, held, batch,
+                    now, k(lane), k(keys.IN_PROGRESS_PREFIX), k(keys.JOB_PREFIX), k(keys.RETRY_PREFIX),
+                    k(keys.RECOVERIES), k(keys.claimed_key(queue)), k(keys.running_key(queue)),
+                    k(keys.UNKNOWN_SINCE), held, batch,
                 ])
                 removed, held = removed + int(gone), held + int(skipped)
                 if int(scanned) < batch:
@@ -449,29 +472,29 @@ class Broker(BrokerReads):
     # --- flow control (asyncq.flow) ------------------------------------------------------------------------
     async def set_tenant_weight(self, queue: str, tenant: str, weight: float) -> None:
         """A tenant's weight in the round-robin of ``queue``'s lanes (1 is the default and is not stored)."""
-        key = keys.tenant_weight_key(queue)
+        key = self.names(keys.tenant_weight_key(queue))
         if weight == 1:
             await cast(Any, self.hdel(key, tenant))
         else:
             await cast(Any, self.hset(key, tenant, repr(weight)))
 
     async def tenant_weights(self, queue: str) -> dict[str, float]:
-        raw = await cast(Any, self.hgetall(keys.tenant_weight_key(queue)))
+        raw = await cast(Any, self.hgetall(self.names(keys.tenant_weight_key(queue))))
         return {k.decode(): float(v) for k, v in raw.items()}
 
     async def flows(self, queue: str) -> list[tuple[str, str, int, int]]:
         """Every flow with queued jobs in ``queue``: (lane, flow suffix, ready now, waiting) per sub-lane, the
         lane itself included when its ring lists it. Ready-but-refused jobs (a limit) count as ready."""
-        now = now_ms()
+        now, k = now_ms(), self.names
         out = []
         for lane in keys.lanes_by_priority(queue):
-            suffixes = [s.decode() for s in await cast(Any, self.zrange(keys.fair_key(lane), 0, -1))]
+            suffixes = [s.decode() for s in await cast(Any, self.zrange(k.ring(lane), 0, -1))]
             if not suffixes:
                 continue
             async with self.pipeline(transaction=False) as pipe:
                 for s in suffixes:
-                    pipe.zcount(lane + s, "-inf", now)
-                    pipe.zcard(lane + s)
+                    pipe.zcount(k(lane + s), "-inf", now)
+                    pipe.zcard(k(lane + s))
                 counts = await pipe.execute()
             for n, s in enumerate(suffixes):
                 ready, total = int(counts[2 * n]), int(counts[2 * n + 1])

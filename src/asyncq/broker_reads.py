@@ -29,16 +29,19 @@ Scored = list[tuple[bytes, float]]
 
 
 class BrokerReads(AsyncRedis):
-    """Named reads of asyncq's Redis layout (``asyncq.keys``)."""
+    """Named reads of asyncq's Redis layout (``asyncq.keys``). Callers name lanes logically (``keys.lane_key``);
+    every key goes through ``self.names``, the namespace (``keys.Keys``, set by ``Broker``)."""
+
+    names: keys.Keys = keys.DEFAULT_KEYS
 
     # --- queues and lanes --------------------------------------------------------------------------------
     async def queue_names(self) -> list[str]:
         """Every queue that ever had a job enqueued (``asyncq:queues``), sorted."""
-        members: set[bytes] = await cast(Any, self.smembers(keys.QUEUES_SET))
+        members: set[bytes] = await cast(Any, self.smembers(self.names(keys.QUEUES_SET)))
         return sorted(printable_id(m)[0] for m in members)
 
     async def paused(self) -> set[str]:
-        members: set[bytes] = await cast(Any, self.smembers(keys.PAUSED_SET))
+        members: set[bytes] = await cast(Any, self.smembers(self.names(keys.PAUSED_SET)))
         return {printable_id(m)[0] for m in members}
 
     async def queue_snapshot(
@@ -50,12 +53,12 @@ class BrokerReads(AsyncRedis):
         lanes = keys.MAX_PRIORITY - keys.MIN_PRIORITY + 1
         async with self.pipeline(transaction=True) as pipe:
             for q in queues:
-                for lane in keys.lanes_by_priority(q):
+                for lane in map(self.names, keys.lanes_by_priority(q)):
                     pipe.zcount(lane, "-inf", now)
                     pipe.zcount(lane, f"({now}", "+inf")
                     pipe.zrangebyscore(lane, "-inf", now, start=0, num=probe, withscores=True)
-                pipe.zcount(keys.running_key(q), f"({now}", "+inf")
-            pipe.hvals(keys.DLQ_META)
+                pipe.zcount(self.names(keys.running_key(q)), f"({now}", "+inf")
+            pipe.hvals(self.names(keys.DLQ_META))
             out = await pipe.execute()
         per_queue = lanes * 3 + 1
         rows = []
@@ -70,7 +73,7 @@ class BrokerReads(AsyncRedis):
         """For (queue, ids) pairs, each id's lease end in the queue's running set (None: not running)."""
         async with self.pipeline(transaction=False) as pipe:
             for q, ids in queue_ids:
-                pipe.zmscore(keys.running_key(q), list(ids))
+                pipe.zmscore(self.names(keys.running_key(q)), list(ids))
             out: list[list[float | None]] = await pipe.execute()
         return out
 
@@ -78,138 +81,147 @@ class BrokerReads(AsyncRedis):
         """The first ``limit`` (id, score) pairs of each lane, in lane order."""
         async with self.pipeline(transaction=False) as pipe:
             for lane in lanes:
-                pipe.zrange(lane, 0, limit - 1, withscores=True)
+                pipe.zrange(self.names(lane), 0, limit - 1, withscores=True)
             out: list[Scored] = await pipe.execute()
         return out
 
     async def lane_later(self, lane: str, now: int) -> Scored:
         """The (id, score) pairs of a lane due after ``now`` (scheduled jobs, and running ones: a running job's
         score is its lease end)."""
-        return cast(Scored, await cast(Any, self.zrangebyscore(lane, f"({now}", "+inf", withscores=True)))
+        return cast(Scored, await cast(Any, self.zrangebyscore(self.names(lane), f"({now}", "+inf", withscores=True)))
 
     async def ready_count(self, lanes: Sequence[str], now: int) -> int:
         """Jobs ready to run now in these lanes."""
         async with self.pipeline(transaction=False) as pipe:
             for lane in lanes:
-                pipe.zcount(lane, "-inf", now)
+                pipe.zcount(self.names(lane), "-inf", now)
             counts = await pipe.execute()
         return int(sum(counts))
 
     async def lane_score(self, lane: str, job_id: str) -> float | None:
         """The job's score in a lane (its run-at time, or its lease end while running); None: not there."""
-        score: float | None = await self.zscore(lane, job_id)
+        score: float | None = await self.zscore(self.names(lane), job_id)
         return score
 
     async def running_ids(self, queue: str, now: int) -> list[str]:
         """Ids holding a live lease in ``queue``."""
-        raw: list[bytes] = await cast(Any, self.zrangebyscore(keys.running_key(queue), now, "+inf"))
+        raw: list[bytes] = await cast(Any, self.zrangebyscore(self.names(keys.running_key(queue)), now, "+inf"))
         return [printable_id(r)[0] for r in raw]
+
+    async def task_limit_state(self, task: str) -> tuple[int, float]:
+        """A limited task's (jobs holding a concurrency slot, GCRA theoretical arrival time in ms; 0: none)."""
+        async with self.pipeline(transaction=False) as pipe:
+            pipe.scard(self.names(keys.INFLIGHT_PREFIX + task))
+            pipe.get(self.names(keys.RATE_PREFIX + task))
+            in_flight, tat = await pipe.execute()
+        return int(in_flight), float(tat or 0)
 
     # --- one job -----------------------------------------------------------------------------------------
     async def job_payload(self, job_id: str) -> bytes | None:
-        raw: bytes | None = await cast(Any, self.get(keys.job_key(job_id)))
+        raw: bytes | None = await cast(Any, self.get(self.names(keys.job_key(job_id))))
         return raw
 
     async def lease_of(self, job_id: str) -> bytes | None:
         """The in-progress key's value: ``<worker>:<claimed ms>:<id>`` (``b"1"`` from a plain arq worker)."""
-        raw: bytes | None = await cast(Any, self.get(keys.in_progress_key(job_id)))
+        raw: bytes | None = await cast(Any, self.get(self.names(keys.in_progress_key(job_id))))
         return raw
 
     async def is_running(self, job_id: str) -> bool:
-        return bool(await self.exists(keys.in_progress_key(job_id)))
+        return bool(await self.exists(self.names(keys.in_progress_key(job_id))))
 
     async def is_queued(self, job_id: str) -> bool:
         """Whether the job's payload is still there (queued, scheduled or running)."""
-        return bool(await self.exists(keys.job_key(job_id)))
+        return bool(await self.exists(self.names(keys.job_key(job_id))))
 
     async def job_snapshot(self, job_id: str) -> tuple[bytes | None, ...]:
         """(result, lease, payload, tries, dead-letter metadata, recoveries) of one job, in one round trip."""
         async with self.pipeline(transaction=False) as pipe:
-            pipe.get(keys.result_key(job_id))
-            pipe.get(keys.in_progress_key(job_id))
-            pipe.get(keys.job_key(job_id))
-            pipe.get(keys.retry_key(job_id))
-            pipe.hget(keys.DLQ_META, job_id)
-            pipe.hget(keys.RECOVERIES, job_id)
+            pipe.get(self.names(keys.result_key(job_id)))
+            pipe.get(self.names(keys.in_progress_key(job_id)))
+            pipe.get(self.names(keys.job_key(job_id)))
+            pipe.get(self.names(keys.retry_key(job_id)))
+            pipe.hget(self.names(keys.DLQ_META), job_id)
+            pipe.hget(self.names(keys.RECOVERIES), job_id)
             return tuple(await pipe.execute())
 
     async def job_rows(self, job_ids: Sequence[str]) -> list[tuple[bytes | None, bytes | None, bytes | None]]:
         """(payload, lease, tries) of each job, in one round trip."""
         async with self.pipeline(transaction=False) as pipe:
             for jid in job_ids:
-                pipe.get(keys.job_key(jid))
-                pipe.get(keys.in_progress_key(jid))
-                pipe.get(keys.retry_key(jid))
+                pipe.get(self.names(keys.job_key(jid)))
+                pipe.get(self.names(keys.in_progress_key(jid)))
+                pipe.get(self.names(keys.retry_key(jid)))
             raw = await pipe.execute()
         return [(raw[i], raw[i + 1], raw[i + 2]) for i in range(0, len(raw), 3)]
 
     async def result_of(self, job_id: str) -> bytes | None:
-        raw: bytes | None = await cast(Any, self.get(keys.result_key(job_id)))
+        raw: bytes | None = await cast(Any, self.get(self.names(keys.result_key(job_id))))
         return raw
 
     async def results_of(self, job_ids: Sequence[str]) -> list[bytes | None]:
         if not job_ids:
             return []
-        return list(await cast(Any, self.mget([keys.result_key(i) for i in job_ids])))
+        return list(await cast(Any, self.mget([self.names(keys.result_key(i)) for i in job_ids])))
 
     async def result_or_alive(self, job_id: str) -> tuple[bytes | None, bool]:
         """The result if written, and whether the job still exists (queued, scheduled or running)."""
         async with self.pipeline(transaction=False) as pipe:
-            pipe.get(keys.result_key(job_id))
-            pipe.exists(keys.job_key(job_id), keys.in_progress_key(job_id))
+            pipe.get(self.names(keys.result_key(job_id)))
+            pipe.exists(self.names(keys.job_key(job_id)), self.names(keys.in_progress_key(job_id)))
             raw, alive = await pipe.execute()
         return raw, bool(alive)
 
     async def recent_job_ids(self, count: int) -> list[str]:
         """Ids of the most recently finished jobs (succeeded, failed, dead-lettered), newest first."""
-        raw = await cast(Any, self.lrange(keys.RECENT_JOBS, 0, max(0, count - 1)))
+        raw = await cast(Any, self.lrange(self.names(keys.RECENT_JOBS), 0, max(0, count - 1)))
         return [printable_id(r)[0] for r in raw]
 
     # --- workers, cron, stats ----------------------------------------------------------------------------
     async def worker_beats(self) -> list[tuple[str, float, bytes | None]]:
         """(worker id, last beat ms, heartbeat JSON or None once expired), newest beat first (two round trips)."""
-        members: Scored = await cast(Any, self.zrevrange(keys.WORKERS_SET, 0, -1, withscores=True))
+        members: Scored = await cast(Any, self.zrevrange(self.names(keys.WORKERS_SET), 0, -1, withscores=True))
         ids = [printable_id(m)[0] for m, _ in members]
-        beats: list[bytes | None] = list(await cast(Any, self.mget([keys.worker_key(i) for i in ids]))) if ids else []
+        names = [self.names(keys.worker_key(i)) for i in ids]
+        beats: list[bytes | None] = list(await cast(Any, self.mget(names))) if ids else []
         return [(i, score, beat) for i, (_, score), beat in zip(ids, members, beats, strict=True)]
 
     async def cron_lasts(self, names: Sequence[str]) -> list[bytes | None]:
         """When each periodic entry last fired (ms as text), None if never."""
         if not names:
             return []
-        return list(await cast(Any, self.mget([keys.cron_last_key(n) for n in names])))
+        return list(await cast(Any, self.mget([self.names(keys.cron_last_key(n)) for n in names])))
 
     async def stats_minutes(self, queues: Sequence[str], minutes: Sequence[int]) -> list[dict[bytes, bytes]]:
         """Each queue's per-minute counters for each minute (queue-major order), in one round trip."""
         async with self.pipeline(transaction=False) as pipe:
             for q in queues:
                 for m in minutes:
-                    pipe.hgetall(keys.stats_minute_key(q, m))
+                    pipe.hgetall(self.names(keys.stats_minute_key(q, m)))
             out: list[dict[bytes, bytes]] = await pipe.execute()
         return out
 
     async def stats_totals(self, queues: Sequence[str]) -> list[dict[bytes, bytes]]:
         async with self.pipeline(transaction=False) as pipe:
             for q in queues:
-                pipe.hgetall(keys.stats_totals_key(q))
+                pipe.hgetall(self.names(keys.stats_totals_key(q)))
             out: list[dict[bytes, bytes]] = await pipe.execute()
         return out
 
     # --- dead letters ------------------------------------------------------------------------------------
     async def dlq_count(self) -> int:
-        return int(await self.zcard(keys.DLQ_INDEX))
+        return int(await self.zcard(self.names(keys.DLQ_INDEX)))
 
     async def dlq_ids(self, offset: int = 0, count: int = 100) -> list[str]:
         """Dead-letter ids, newest first."""
-        raw: list[bytes] = await cast(Any, self.zrevrange(keys.DLQ_INDEX, offset, offset + count - 1))
+        raw: list[bytes] = await cast(Any, self.zrevrange(self.names(keys.DLQ_INDEX), offset, offset + count - 1))
         return [printable_id(r)[0] for r in raw]
 
     async def dlq_meta(self, job_ids: Sequence[str]) -> list[bytes | None]:
         if not job_ids:
             return []
-        return list(await cast(Any, self.hmget(keys.DLQ_META, list(job_ids))))
+        return list(await cast(Any, self.hmget(self.names(keys.DLQ_META), list(job_ids))))
 
     async def dlq_payloads(self, job_ids: Sequence[str]) -> list[bytes | None]:
         if not job_ids:
             return []
-        return list(await cast(Any, self.hmget(keys.DLQ_PAYLOADS, list(job_ids))))
+        return list(await cast(Any, self.hmget(self.names(keys.DLQ_PAYLOADS), list(job_ids))))

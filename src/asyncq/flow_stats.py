@@ -50,8 +50,7 @@ async def flow_summary(app: App, queue: str) -> FlowSummary:
             task = suffix.split("#f:", 1)[1]
             row = summary.limited.setdefault(task, {"ready": 0, "in_flight": 0, "next_start_in": 0.0})
             row["ready"] += ready
-            row["in_flight"] = int(await broker.scard(keys.INFLIGHT_PREFIX + task))
-            tat = float(await broker.get(keys.RATE_PREFIX + task) or 0)
+            row["in_flight"], tat = await broker.task_limit_state(task)
             row["next_start_in"] = max(0.0, (tat - now) / 1000)
     return summary
 

@@ -10,11 +10,18 @@ Queue names map to arq queue keys: the queue ``default`` *is* arq's ``arq:queue`
 
 Lua scripts get key *prefixes* (below) for per-job keys, because a batch script touches keys whose ids it only
 learns while running. That rules out Redis Cluster, which arq does not support either.
+
+Namespaces (``App(namespace="billing")``, ``ASYNCQ_NAMESPACE``): the names above are the *logical* layout, used
+everywhere above the Broker. The Broker (the one Redis seam) sends each name through its ``Keys`` object, which
+puts ``<namespace>:`` in front of every key and pub/sub channel (``billing:arq:queue``, ``billing:asyncq:dlq``).
+The default namespace is empty and changes nothing: arq's exact layout. Values stored in Redis (a dead letter's
+lane, a ring's flow suffixes) stay logical, so they mean the same in every namespace.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Final
 
 from asyncq.exceptions import ConfigurationError
@@ -218,3 +225,53 @@ def fair_key(lane: str) -> str:
 
 def tenant_weight_key(queue: str) -> str:
     return TENANT_WEIGHT_PREFIX + queue
+
+
+# --- namespaces -------------------------------------------------------------------------------------------
+_NAMESPACE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+def check_namespace(name: str) -> str:
+    """Return ``name`` if it is a valid namespace ('' is the default: no prefix), else raise with what is allowed.
+
+    ':' would make a namespace's keys look like another's (``a:b`` + ``arq:queue`` vs ``a`` + ``b:arq:queue``),
+    '#' is the lane separator, braces would make Redis Cluster hash tags, spaces break redis-cli and logs."""
+    if name == "":
+        return name
+    if not isinstance(name, str) or not _NAMESPACE.match(name):
+        raise ConfigurationError(
+            f"invalid namespace {name!r}: use 1-64 letters, digits, '_', '.' or '-' (no ':', '#', '{{', '}}' or "
+            "spaces), or '' for none (arq's layout)"
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The key names of one namespace: ``keys(logical)`` is the key Redis stores (``<namespace>:`` + logical).
+
+    Held by the Broker, which applies it to every key, key prefix and channel it sends (script arguments
+    included), so nothing above the Broker knows about namespaces. The default (``Keys()``) is arq's layout."""
+
+    namespace: str = ""
+    prefix: str = ""
+
+    @classmethod
+    def of(cls, namespace: str | None) -> Keys:
+        ns = check_namespace(namespace or "")
+        return cls(ns, f"{ns}:" if ns else "")
+
+    def __call__(self, key: str) -> str:
+        return self.prefix + key if self.prefix else key
+
+    def ring(self, lane: str) -> str:
+        """A lane's fair-share ring as claim.lua builds it: the ring prefix then the (namespaced) base lane."""
+        return self(FAIR_PREFIX) + self(base_lane(lane))
+
+    def strip(self, key: str) -> str:
+        """The logical name of a key of this namespace (the inverse of ``__call__``)."""
+        return key[len(self.prefix):] if self.prefix and key.startswith(self.prefix) else key
+
+
+#: arq's layout, unprefixed
+DEFAULT_KEYS: Final = Keys()

@@ -36,7 +36,7 @@ class ResultWaiter:
             if self._pubsub is None:
                 self._pubsub = self._broker.pubsub(ignore_subscribe_messages=True)
             if first:
-                await self._pubsub.subscribe(keys.done_channel(job_id))
+                await self._pubsub.subscribe(self._broker.names(keys.done_channel(job_id)))
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read(), name="asyncq-result-reader")
 
@@ -50,10 +50,10 @@ class ResultWaiter:
                 del self._waiters[job_id]
                 if self._pubsub is not None:
                     with contextlib.suppress(*REDIS_DOWN):
-                        await self._pubsub.unsubscribe(keys.done_channel(job_id))
+                        await self._pubsub.unsubscribe(self._broker.names(keys.done_channel(job_id)))
 
     async def _read(self) -> None:
-        prefix = keys.DONE_PREFIX.encode()
+        prefix = self._broker.names(keys.DONE_PREFIX).encode()
         while self._waiters:
             try:
                 msg = await self._pubsub.get_message(timeout=SAFETY_POLL)

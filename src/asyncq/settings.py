@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from asyncq.cron import zone
 from asyncq.exceptions import ConfigurationError
-from asyncq.keys import DEFAULT_QUEUE, check_queue_name
+from asyncq.keys import DEFAULT_QUEUE, check_namespace, check_queue_name
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -169,9 +169,13 @@ class AppSettings:
     tracing: bool = False
     #: the IANA time zone cron schedules are read in ("Europe/Berlin"); a schedule may name its own
     timezone: str = "UTC"
+    #: put "<namespace>:" in front of every Redis key and channel, so several apps share one Redis database
+    #: without seeing each other's queues; "" (default) keeps arq's exact layout, which plain arq clients read
+    namespace: str = ""
 
     def __post_init__(self) -> None:
         check_queue_name(self.default_queue)
+        check_namespace(self.namespace)
         zone(self.timezone)  # an unknown name fails here, not at the first tick
         if self.max_tries < 1:
             raise ConfigurationError(f"max_tries must be >= 1 (1 means no retry), got {self.max_tries}")

@@ -36,7 +36,8 @@ class CeleryTransport:
         flat = [x for pair in lists for x in pair]
         out = await self.broker.scripts.celery_claim(args=[
             repr(now), int(now * 1000), want, kombu_layout.UNACKED, kombu_layout.UNACKED_INDEX,
-            keys.DLQ_INDEX, keys.DLQ_PAYLOADS, keys.DLQ_META, *flat,
+            self.broker.names(keys.DLQ_INDEX), self.broker.names(keys.DLQ_PAYLOADS),
+            self.broker.names(keys.DLQ_META), *flat,
         ])
         return [(printable_id(out[i])[0], out[i + 1], printable_id(out[i + 2])[0]) for i in range(0, len(out), 3)]
 
@@ -44,7 +45,7 @@ class CeleryTransport:
         """Enqueue the jobs that Celery messages became and acknowledge the messages, atomically; one status per
         job as ``Broker.enqueue``, plus -2: the message had been restored meanwhile (nothing enqueued)."""
         out = await self.broker.scripts.enqueue(
-            args=enqueue_args(jobs, (kombu_layout.UNACKED, kombu_layout.UNACKED_INDEX, tags)))
+            args=enqueue_args(jobs, (kombu_layout.UNACKED, kombu_layout.UNACKED_INDEX, tags), self.broker.names))
         return [int(x) for x in out]
 
     async def settle(self, actions: Sequence[Settle]) -> list[int]:
@@ -54,8 +55,8 @@ class CeleryTransport:
             return []
         flat = [x for a in actions for x in a]
         out = await self.broker.scripts.celery_settle(args=[
-            now_ms(), kombu_layout.UNACKED, kombu_layout.UNACKED_INDEX, keys.DLQ_INDEX, keys.DLQ_PAYLOADS,
-            keys.DLQ_META, *flat,
+            now_ms(), kombu_layout.UNACKED, kombu_layout.UNACKED_INDEX, self.broker.names(keys.DLQ_INDEX),
+            self.broker.names(keys.DLQ_PAYLOADS), self.broker.names(keys.DLQ_META), *flat,
         ])
         return [int(x) for x in out]
 

@@ -53,6 +53,15 @@ RedisUrl = Annotated[
         show_default=False,
     ),
 ]
+Namespace = Annotated[
+    str | None,
+    typer.Option(
+        "--namespace",
+        help="The App's namespace (its keys' prefix). Default: $ASYNCQ_NAMESPACE, else the given App's own, "
+        "else none (arq's layout).",
+        show_default=False,
+    ),
+]
 AppPath = Annotated[
     str | None,
     typer.Option("--app", help="module.path:app of your App, for its serializer and settings.", show_default=False),
@@ -251,24 +260,32 @@ def django_tasks_configured() -> bool:
     return any(str(b.get("BACKEND", "")).endswith("AsyncqBackend") for b in backends.values() if isinstance(b, dict))
 
 
-def make_app(redis_url: str | None, app_path: str | None = None) -> App:
-    """The user's App (``--app``) or a bare one; ``--redis-url`` wins over the App's own URL."""
-    return make_target(redis_url, app_path)[0]
+def make_app(redis_url: str | None, app_path: str | None = None, namespace: str | None = None) -> App:
+    """The user's App (``--app``) or a bare one; ``--redis-url`` and ``--namespace`` win over the App's own."""
+    return make_target(redis_url, app_path, namespace=namespace)[0]
 
 
-def make_target(redis_url: str | None, app_path: str | None = None, *, celery: bool = False) -> tuple[App, Any]:
+def make_target(
+    redis_url: str | None, app_path: str | None = None, *, celery: bool = False, namespace: str | None = None
+) -> tuple[App, Any]:
     """``make_app``, and the object the App was found as (see ``load_target``); ``celery=True``: ``app_path`` is
     a Celery ``-A`` argument (see ``find_celery_app``)."""
     found: Any = None
     if app_path is None:
         try:
-            application = App(redis_url=redis_url)
+            given: dict[str, Any] = {} if namespace is None else {"namespace": namespace}
+            application = App(redis_url=redis_url, **given)
         except ConfigurationError as exc:
             fail(str(exc), 2)
     else:
         application, found = find_celery_app(app_path) if celery else load_target(app_path)
         if redis_url is not None:
             application.settings = dataclasses.replace(application.settings, redis_url=redis_url)
+        if namespace is not None:
+            try:
+                application.settings = dataclasses.replace(application.settings, namespace=namespace)
+            except ConfigurationError as exc:
+                fail(str(exc), 2)
     try:
         check_redis_url(application.settings.redis_url)  # redis://, rediss://, unix:// or redis+sentinel://
     except ConfigurationError as exc:

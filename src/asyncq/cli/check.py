@@ -20,7 +20,7 @@ import typer
 from asyncq import admin
 from asyncq.app import App
 from asyncq.broker import redact
-from asyncq.cli._common import AppPath, cli, fail, make_app, out, run
+from asyncq.cli._common import AppPath, Namespace, cli, fail, make_app, out, run
 from asyncq.exceptions import BrokerUnavailable
 from asyncq.keys import check_queue_name
 from asyncq.worker.lifecycle import default_queues
@@ -66,9 +66,10 @@ def check(
                      show_default=False),
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for Redis.")] = 5.0,
+    namespace: Namespace = None,
 ) -> None:
     """Exit 0 if Redis answers and every queue has a live worker, else 1 with one line saying what is wrong."""
-    application = make_app(redis_url, app_path)
+    application = make_app(redis_url, app_path, namespace)
     if queues is not None:
         wanted = tuple(q.strip() for q in queues.split(",") if q.strip())
         try:

@@ -20,6 +20,7 @@ from asyncq.cli._common import (
     STATUS_STYLE,
     AppPath,
     AsJson,
+    Namespace,
     RedisUrl,
     cli,
     django_tasks_configured,
@@ -121,6 +122,7 @@ def worker(
                      "(the default when MODULE:APP is left out and DJANGO_SETTINGS_MODULE is set)."),
     ] = False,
     redis_url: RedisUrl = None,
+    namespace: Namespace = None,
     celery_app: Annotated[
         str | None,
         typer.Option("-A", "--app", help="A Celery project, as celery -A takes it (proj, proj.celery, "
@@ -138,7 +140,7 @@ def worker(
         fail(f"--log-format {log_format!r} is not one of {', '.join(LOG_FORMATS)}", 2)
     configure_logging(level, log_format)
     supervise_if_asked(processes, reload)
-    application, found, served, app_path = pick_app(app_path, celery_app, django, redis_url)
+    application, found, served, app_path = pick_app(app_path, celery_app, django, redis_url, namespace)
     given: dict[str, Any] = {
         "queues": queues,
         "concurrency": concurrency,
@@ -178,26 +180,31 @@ def supervise_if_asked(processes: str, reload: bool) -> None:
 
 
 def pick_app(app_path: str | None, celery_app: str | None, django: bool,
-             redis_url: str | None) -> tuple[App, Any, tuple[str, ...], str]:
+             redis_url: str | None, namespace: str | None = None) -> tuple[App, Any, tuple[str, ...], str]:
     """The worker's App, the object it was found as, the django.tasks queues to serve (if any), and its name:
     ``-A proj`` (Celery's lookup, after install_as_celery), MODULE:APP, --django, or both."""
     served: tuple[str, ...] = ()
     if celery_app is not None:  # Celery's -A: the alias first, then Celery's lookup rules
         if app_path is not None:
             fail(f"give the app once: {app_path} or -A {celery_app}", 2)
-        application, found = make_target(redis_url, celery_app, celery=True)
+        application, found = make_target(redis_url, celery_app, celery=True, namespace=namespace)
         app_path = celery_app
         if django or django_tasks_configured():  # the project's django.tasks on the same worker
             served = django_target(redis_url, application)[2]
     elif django and app_path is not None:  # MODULE:APP --django: the App's tasks and the project's django.tasks
-        application, found = make_target(redis_url, app_path)
+        application, found = make_target(redis_url, app_path, namespace=namespace)
         served = django_target(redis_url, application)[2]
     elif django or (app_path is None and os.environ.get("DJANGO_SETTINGS_MODULE")):
         application, found, served, app_path = django_target(redis_url)
+        if namespace is not None:  # --namespace wins over the backend's OPTIONS
+            try:
+                application.settings = dataclasses.replace(application.settings, namespace=namespace)
+            except ConfigurationError as exc:
+                fail(str(exc), 2)
     elif app_path is None:
         fail("give your App as MODULE:APP, or --django (with DJANGO_SETTINGS_MODULE) for django.tasks", 2)
     else:
-        application, found = make_target(redis_url, app_path)
+        application, found = make_target(redis_url, app_path, namespace=namespace)
     return application, found, served, app_path
 
 
@@ -251,6 +258,7 @@ def enqueue(
     app_path: AppPath = None,
     wait: Annotated[float | None, typer.Option(help="Wait up to this many seconds and print the result.")] = None,
     redis_url: RedisUrl = None,
+    namespace: Namespace = None,
 ) -> None:
     """Enqueue a job by task name and print its id (the task need not be importable here)."""
     args = parse_json(args_json, list, "ARGS_JSON", """'[1, "two"]'""") or []
@@ -260,7 +268,7 @@ def enqueue(
         spec = JobSpec(task_name, tuple(args), kwargs).set(**{k: v for k, v in options.items() if v is not None})
     except ConfigurationError as exc:
         fail(str(exc), 2)
-    application = make_app(redis_url, app_path)
+    application = make_app(redis_url, app_path, namespace)
 
     async def go() -> None:
         async with application:
@@ -312,9 +320,10 @@ def job(
     as_json: AsJson = False,
     app_path: AppPath = None,
     redis_url: RedisUrl = None,
+    namespace: Namespace = None,
 ) -> None:
     """Show a job: status, arguments, tries, times, worker, and its result or error with traceback."""
-    application = make_app(redis_url, app_path)
+    application = make_app(redis_url, app_path, namespace)
 
     async def go() -> JobInfo:
         async with application:
@@ -334,8 +343,9 @@ def job(
     info = run(go())
     if info.status is JobStatus.not_found:
         fail(
-            f"no job {job_id}: never enqueued, or its result expired (keep_result); check the id and "
-            f"--redis-url ({redact(application.settings.redis_url)})"
+            f"no job {job_id}: never enqueued, or its result expired (keep_result); check the id, "
+            f"--redis-url ({redact(application.settings.redis_url)}) and --namespace "
+            f"({application.settings.namespace or 'none'})"
         )
     if as_json:
         print(dumps(info))
@@ -376,9 +386,11 @@ def _print_job(info: JobInfo) -> None:
 
 
 @cli.command()
-def queues(as_json: AsJson = False, app_path: AppPath = None, redis_url: RedisUrl = None) -> None:
+def queues(
+    as_json: AsJson = False, app_path: AppPath = None, redis_url: RedisUrl = None, namespace: Namespace = None
+) -> None:
     """Show every queue: ready, oldest ready age, in flight, scheduled, dead letters; and the live workers."""
-    application = make_app(redis_url, app_path)
+    application = make_app(redis_url, app_path, namespace)
 
     async def go() -> tuple[list[admin.QueueStats], list[admin.WorkerInfo], list[admin.QueueService]]:
         async with application:

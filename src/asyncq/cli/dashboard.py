@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from asyncq.broker import redact
-from asyncq.cli._common import AppPath, RedisUrl, cli, err, fail, make_app
+from asyncq.cli._common import AppPath, Namespace, RedisUrl, cli, err, fail, make_app
 from asyncq.exceptions import ConfigurationError
 
 
@@ -31,6 +31,7 @@ def dashboard(
     app_path: AppPath = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     redis_url: RedisUrl = None,
+    namespace: Namespace = None,
 ) -> None:
     """Serve the web dashboard and REST API (queues, workers, jobs, dead letters, periodic tasks, /metrics).
 
@@ -40,7 +41,7 @@ def dashboard(
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    application = make_app(redis_url, app_path)
+    application = make_app(redis_url, app_path, namespace)
     try:
         auth = DashboardAuth.from_env(token=token, basic=basic_auth)
         srv = server(application, host=host, port=port, auth=auth, log_level=log_level.lower())

@@ -15,6 +15,7 @@ from asyncq.app import App
 from asyncq.cli._common import (
     AppPath,
     AsJson,
+    Namespace,
     RedisUrl,
     dlq_cli,
     dumps,
@@ -39,9 +40,10 @@ def dlq_list(
     as_json: AsJson = False,
     app_path: AppPath = None,
     redis_url: RedisUrl = None,
+    namespace: Namespace = None,
 ) -> None:
     """List dead letters, newest first, with why they failed and their arguments."""
-    application = make_app(redis_url, app_path)
+    application = make_app(redis_url, app_path, namespace)
 
     async def go() -> list[admin.DeadLetter]:
         async with application:
@@ -84,10 +86,11 @@ def dlq_retry(
     queue: Annotated[str | None, typer.Option(help="With --all: only this queue's.")] = None,
     app_path: AppPath = None,
     redis_url: RedisUrl = None,
+    namespace: Namespace = None,
 ) -> None:
     """Put dead letters back in their queue as fresh jobs (tries reset)."""
     _select(job_ids, all_, queue, "retry")
-    application = make_app(redis_url, app_path)
+    application = make_app(redis_url, app_path, namespace)
     if all_:
         summary = run(_retry_all(application, queue))
         out.print(f"retried {summary.retried} dead letter(s)", markup=False)
@@ -150,10 +153,11 @@ def dlq_purge(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     app_path: AppPath = None,
     redis_url: RedisUrl = None,
+    namespace: Namespace = None,
 ) -> None:
     """Delete dead letters for good. Asks first unless --yes (required when stdin is not a terminal)."""
     _select(job_ids, all_, queue, "purge")
-    application = make_app(redis_url, app_path)
+    application = make_app(redis_url, app_path, namespace)
     if not yes:
         if not sys.stdin.isatty():
             fail("refusing to purge without confirmation: stdin is not a terminal; add --yes", 2)

@@ -11,7 +11,7 @@ import typer
 
 from asyncq import admin, keys
 from asyncq.app import App
-from asyncq.cli._common import AppPath, RedisUrl, cli, fail, make_app, out, run
+from asyncq.cli._common import AppPath, Namespace, RedisUrl, cli, fail, make_app, out, run
 from asyncq.exceptions import ConfigurationError
 from asyncq.job import JobStatus
 
@@ -26,10 +26,12 @@ def _queue(name: str) -> str:
 
 
 @cli.command()
-def pause(queue: QueueArg, app_path: AppPath = None, redis_url: RedisUrl = None) -> None:
+def pause(
+    queue: QueueArg, app_path: AppPath = None, redis_url: RedisUrl = None, namespace: Namespace = None
+) -> None:
     """Stop every worker claiming from QUEUE; its jobs stay queued and running ones finish."""
     name = _queue(queue)
-    application = make_app(redis_url, app_path)
+    application = make_app(redis_url, app_path, namespace)
 
     async def go() -> None:
         async with application:
@@ -40,10 +42,12 @@ def pause(queue: QueueArg, app_path: AppPath = None, redis_url: RedisUrl = None)
 
 
 @cli.command()
-def resume(queue: QueueArg, app_path: AppPath = None, redis_url: RedisUrl = None) -> None:
+def resume(
+    queue: QueueArg, app_path: AppPath = None, redis_url: RedisUrl = None, namespace: Namespace = None
+) -> None:
     """Let workers claim from a paused QUEUE again (they are woken at once)."""
     name = _queue(queue)
-    application = make_app(redis_url, app_path)
+    application = make_app(redis_url, app_path, namespace)
 
     async def go() -> None:
         async with application:
@@ -59,11 +63,12 @@ def purge(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     app_path: AppPath = None,
     redis_url: RedisUrl = None,
+    namespace: Namespace = None,
 ) -> None:
     """Delete QUEUE's ready jobs for good: due now and held by no worker. Delayed jobs and running jobs stay.
     Asks first unless --yes (required when stdin is not a terminal)."""
     name = _queue(queue)
-    application = make_app(redis_url, app_path)
+    application = make_app(redis_url, app_path, namespace)
     if not yes:
         if not sys.stdin.isatty():
             fail(f"refusing to purge queue {name} without confirmation: stdin is not a terminal; add --yes", 2)
@@ -88,10 +93,11 @@ def abort(
     job_id: Annotated[str, typer.Argument(help="The job's id.")],
     app_path: AppPath = None,
     redis_url: RedisUrl = None,
+    namespace: Namespace = None,
 ) -> None:
     """Abort (revoke) a job: a queued or delayed job is removed at once, a running one is cancelled by its
     worker; either way it ends as aborted."""
-    application = make_app(redis_url, app_path)
+    application = make_app(redis_url, app_path, namespace)
 
     async def go() -> tuple[JobStatus, bool]:
         async with application:

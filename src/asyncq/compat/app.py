@@ -184,9 +184,10 @@ class Celery:
                     "task_serializer='pickle' needs asyncq_signing_key: asyncq signs pickle payloads so that "
                     "write access to Redis is not code execution (or switch to json)"
                 )
+            namespace = {"namespace": self.conf.asyncq_namespace} if self.conf.asyncq_namespace else {}
             app = App(redis_url=url, serializer=serializer, signing_key=self.conf.asyncq_signing_key,
                       default_queue=self.conf.task_default_queue, keep_result=seconds(self.conf.result_expires)
-                      or 0, timeout=None, hooks=[_Lifecycle()])
+                      or 0, timeout=None, hooks=[_Lifecycle()], **namespace)
             self.on_after_configure.send(sender=self, source=self.conf)  # receivers may add_periodic_task
             self._asyncq = app
             for task in self.tasks.values():

@@ -52,6 +52,9 @@ DEFAULTS: dict[str, Any] = {
     "include": (),
     "imports": (),
     "asyncq_signing_key": "",
+    #: asyncq's key prefix (App(namespace=...)); '' reads ASYNCQ_NAMESPACE, else none. Celery's own keys (kombu's
+    #: lists, the result backend) are Celery's layout and are never prefixed
+    "asyncq_namespace": "",
 }
 
 #: keys that have no meaning in asyncq, and why: accepted, logged once

@@ -15,6 +15,10 @@ What is kept and how long (seconds):
 - ``asyncq:celery:retries:<id>`` (``self.retry()`` calls so far): ``RETRIES_TTL``
 - ``asyncq:celery:revoked`` (task id -> revoke time): entries older than ``REVOKE_KEEP`` are dropped on revoke
 - ``celery-task-meta-<id>`` in the result backend: the app's ``result_expires`` (none: kept)
+
+A namespaced App (``asyncq_namespace`` in the Celery conf) puts ``<namespace>:`` in front of the asyncq keys
+(``broker.names``); Celery's own keys (kombu's lists, ``unacked``, the result backend's documents) are Celery's
+layout and stay as they are, so Celery clients keep reading them.
 """
 
 from __future__ import annotations
@@ -54,31 +58,31 @@ def state_key(task_id: str) -> str:
 
 async def save_state(app: CeleryApp, task_id: str, state: str, meta: Any) -> None:
     broker = await app.asyncq_app.broker()
-    await broker.set(state_key(task_id), orjson.dumps({"state": state, "meta": meta}),
+    await broker.set(broker.names(state_key(task_id)), orjson.dumps({"state": state, "meta": meta}),
                      ex=result_ttl(app))
 
 
 async def read_state(app: CeleryApp, task_id: str) -> dict[str, Any] | None:
     """The state a running task set with ``update_state`` (``{"state": ..., "meta": ...}``), or None."""
     broker = await app.asyncq_app.broker()
-    raw = await broker.get(state_key(task_id))
+    raw = await broker.get(broker.names(state_key(task_id)))
     return cast(dict[str, Any], orjson.loads(raw)) if raw else None
 
 
 async def forget(app: CeleryApp, task_id: str) -> None:
     """Delete a task's asyncq result and any custom state (``AsyncResult.forget()``)."""
     broker = await app.asyncq_app.broker()
-    await broker.delete(keys.result_key(task_id), state_key(task_id))
+    await broker.delete(broker.names(keys.result_key(task_id)), broker.names(state_key(task_id)))
 
 
 async def save_group(app: CeleryApp, group_id: str, ids: list[str]) -> None:
     broker = await app.asyncq_app.broker()
-    await broker.set(keys.CELERY_GROUP_PREFIX + group_id, orjson.dumps(ids), ex=result_ttl(app))
+    await broker.set(broker.names(keys.CELERY_GROUP_PREFIX + group_id), orjson.dumps(ids), ex=result_ttl(app))
 
 
 async def load_group(app: CeleryApp, group_id: str) -> list[str] | None:
     broker = await app.asyncq_app.broker()
-    raw = await broker.get(keys.CELERY_GROUP_PREFIX + group_id)
+    raw = await broker.get(broker.names(keys.CELERY_GROUP_PREFIX + group_id))
     return None if raw is None else list(orjson.loads(raw))
 
 
@@ -87,7 +91,7 @@ async def chord_part_done(app: CeleryApp, group_id: str, index: int, result: byt
     """Record one header result (serialized); returns every header result in order to the one caller that
     completes the set and wins the fired guard (it sends the body, exactly once), else None."""
     broker = await app.asyncq_app.broker()
-    key = keys.CELERY_CHORD_PREFIX + group_id
+    key = broker.names(keys.CELERY_CHORD_PREFIX + group_id)
     async with broker.pipeline(transaction=True) as pipe:
         pipe.hset(key, str(index), cast(Any, result))
         pipe.hlen(key)
@@ -102,19 +106,20 @@ async def chord_part_done(app: CeleryApp, group_id: str, index: int, result: byt
 async def chord_fire(app: CeleryApp, group_id: str) -> bool:
     """Take the chord's fired guard (a failed header member sends the body with the error); False if taken."""
     broker = await app.asyncq_app.broker()
-    return bool(await broker.set(keys.CELERY_CHORD_PREFIX + group_id + ":fired", 1, nx=True, ex=CHORD_TTL))
+    fired = broker.names(keys.CELERY_CHORD_PREFIX + group_id + ":fired")
+    return bool(await broker.set(fired, 1, nx=True, ex=CHORD_TTL))
 
 
 # --- self.retry() counter -------------------------------------------------------------------------------------
 async def retries(app: CeleryApp, task_id: str) -> int:
     broker = await app.asyncq_app.broker()
-    return int(await broker.get(keys.CELERY_RETRIES_PREFIX + task_id) or 0)
+    return int(await broker.get(broker.names(keys.CELERY_RETRIES_PREFIX + task_id)) or 0)
 
 
 async def count_retry(app: CeleryApp, task_id: str, *, refresh_ttl: bool = True) -> None:
     """One more ``self.retry()`` (or requeue) of the task; ``refresh_ttl`` restarts its ``RETRIES_TTL``."""
     broker = await app.asyncq_app.broker()
-    key = keys.CELERY_RETRIES_PREFIX + task_id
+    key = broker.names(keys.CELERY_RETRIES_PREFIX + task_id)
     if not refresh_ttl:
         await broker.incr(key)
         return
@@ -129,19 +134,19 @@ async def add_revoked(app: CeleryApp, ids: Sequence[str], now_ms: int) -> None:
     """Remember revokes (and forget those older than ``REVOKE_KEEP``), in one round trip."""
     broker = await app.asyncq_app.broker()
     async with broker.pipeline(transaction=False) as pipe:
-        pipe.zadd(keys.CELERY_REVOKED, dict.fromkeys(ids, now_ms))
-        pipe.zremrangebyscore(keys.CELERY_REVOKED, "-inf", now_ms - REVOKE_KEEP * 1000)
+        pipe.zadd(broker.names(keys.CELERY_REVOKED), dict.fromkeys(ids, now_ms))
+        pipe.zremrangebyscore(broker.names(keys.CELERY_REVOKED), "-inf", now_ms - REVOKE_KEEP * 1000)
         await pipe.execute()
 
 
 async def any_revoked(app: CeleryApp) -> bool:
     broker = await app.asyncq_app.broker()
-    return bool(await broker.exists(keys.CELERY_REVOKED))
+    return bool(await broker.exists(broker.names(keys.CELERY_REVOKED)))
 
 
 async def is_revoked(app: CeleryApp, task_id: str) -> bool:
     broker = await app.asyncq_app.broker()
-    return await broker.zscore(keys.CELERY_REVOKED, task_id) is not None
+    return await broker.zscore(broker.names(keys.CELERY_REVOKED), task_id) is not None
 
 
 # --- Celery's result backend ----------------------------------------------------------------------------------

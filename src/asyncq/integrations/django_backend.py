@@ -15,6 +15,8 @@ A Django task is enqueued as an asyncq job whose function is the task's import p
 whose id is the ``TaskResult.id``. Options (``OPTIONS``; unknown keys are a system check error):
 
 - ``redis_url``: the Redis (default ``ASYNCQ_REDIS_URL``, else redis://localhost:6379/0);
+- ``namespace``: put ``<namespace>:`` in front of every key (default ``ASYNCQ_NAMESPACE``, else none: arq's
+  layout), so this backend and another app share one Redis database without sharing queues;
 - ``enqueue_on_commit`` (default True): ``enqueue()`` inside ``transaction.atomic()`` sends the job when the
   transaction commits and never if it rolls back (at once in autocommit), as Django's documentation
   recommends for tasks that read what the transaction wrote. The ``TaskResult`` and its id are returned at once;
@@ -59,10 +61,11 @@ from asyncq.job import JobInfo, JobStatus
 from asyncq.keys import check_queue_name
 from asyncq.task import JobSpec
 
-OPTION_NAMES = ("database", "enqueue_on_commit", "keep_result", "max_tries", "redis_url", "task_modules",
-                "timeout")
+OPTION_NAMES = ("database", "enqueue_on_commit", "keep_result", "max_tries", "namespace", "redis_url",
+                "task_modules", "timeout")
 DEFAULTS: dict[str, Any] = {"database": "default", "enqueue_on_commit": True, "keep_result": 86400.0,
-                            "max_tries": 1, "redis_url": None, "task_modules": (), "timeout": 300.0}
+                            "max_tries": 1, "namespace": None, "redis_url": None, "task_modules": (),
+                            "timeout": 300.0}
 
 _STATUS = {
     JobStatus.deferred: "READY",
@@ -124,8 +127,10 @@ class AsyncqBackend(api.BaseTaskBackend):  # type: ignore[misc]
         """The asyncq App this backend enqueues with (JSON serializer; created on first use, never connects
         by itself)."""
         if self._app is None:
+            namespace = self.settings["namespace"]  # None: ASYNCQ_NAMESPACE, else none
+            given: dict[str, Any] = {} if namespace is None else {"namespace": namespace}
             self._app = App(redis_url=self.settings["redis_url"], serializer="json",
-                            keep_result=float(self.settings["keep_result"]))
+                            keep_result=float(self.settings["keep_result"]), **given)
         return self._app
 
     def check(self, **kwargs: Any) -> Iterable[Any]:

@@ -35,7 +35,7 @@ class Listener:
         on_redis_down: Callable[[BaseException], None],
     ) -> None:
         self._broker = broker
-        self._channels = [keys.wake_channel(q) for q in queues] + [keys.ABORT_CHANNEL]
+        self._channels = [broker.names(keys.wake_channel(q)) for q in queues] + [broker.names(keys.ABORT_CHANNEL)]
         self._on_wake = on_wake
         self._on_abort = on_abort
         self._on_redis_down = on_redis_down
@@ -46,7 +46,7 @@ class Listener:
         self._task = asyncio.create_task(self._run(), name="asyncq-listener")
 
     async def _run(self) -> None:
-        abort = keys.ABORT_CHANNEL.encode()
+        abort = self._broker.names(keys.ABORT_CHANNEL).encode()
         delay = 0.1
         while not cancel_requested():
             pubsub: Any = self._broker.pubsub(ignore_subscribe_messages=True)
