@@ -356,3 +356,23 @@ async def test_delayed_retried_and_aborted_tenant_jobs(fapp: App, workers: Worke
     await workers.start(fapp, concurrency=2)
     assert await delayed.result(timeout=20) == 1
     assert await again.result(timeout=20) == 3 and tries == [3, 3, 3]  # retried in its flow, backoff honoured
+
+
+async def test_a_ready_tenant_behind_many_refused_and_idle_flows_is_still_claimed(fapp: App) -> None:
+    @fapp.task(name="slow_rate", tenant_rate_limit="1/h")
+    async def slow_rate(n: int) -> None: ...
+
+    @fapp.task(name="plain")
+    async def plain(n: int) -> None: ...
+
+    limits = pack_limits([(slow_rate.name, slow_rate.options.limits)])
+    await fapp.enqueue_many([slow_rate.s(n).set(tenant=f"r{n:03}") for n in range(150) for _ in range(2)])
+    first, _ = await claim_all(fapp, 500, limits)  # each of the 150 tenants starts one; the rest are refused
+    assert len(first) == 150
+    await fapp.enqueue_many([plain.s(n).set(tenant=f"idle{n:03}", delay=3600) for n in range(100)])
+    ready = await plain.enqueue_with((1,), tenant="zz-ready")
+    broker = await fapp.broker()
+    await broker.zadd(keys.fair_key(ready.lane or ""), {"#t:zz-ready": 1e6}, xx=True)  # served a lot before
+    assert await broker.zrank(keys.fair_key(ready.lane or ""), "#t:zz-ready") == 250  # behind 250 flows
+    order, _ = await claim_all(fapp, 10, limits)
+    assert order == ["zz-ready"]

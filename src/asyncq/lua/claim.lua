@@ -42,7 +42,8 @@ local reconnect_until = tonumber(ARGV[13])
 local fair_prefix, weight_prefix, rate_prefix, inflight_prefix = ARGV[14], ARGV[15], ARGV[16], ARGV[17]
 local limits = cmsgpack.unpack(ARGV[18])
 local Q = 18
-local SCAN = 64            -- flows looked at per lane and claim (the lowest passes)
+local SCAN = 64            -- flows read at a time per lane (the lowest passes first)
+local PAGES = 8            -- at most SCAN * PAGES flows looked at per lane and claim
 local CAP_RECHECK = 100    -- ms: a flow refused by a full cap is looked at again this soon (a slot frees unseen)
 local soonest = -1         -- earliest time a refused or not-yet-due flow may give a job (ms)
 local until_ms = now + lease
@@ -290,9 +291,10 @@ local function fair_claim(i, lane, queue, ring)
     note_broken(ring, r)
     return false
   end
-  local flows, has_base = {}, false
+  local flows, seen, has_base = {}, {}, false
   for k = 1, #r, 2 do
     flows[#flows + 1] = {s = r[k], pass = tonumber(r[k + 1]) or 0}
+    seen[r[k]] = true
     if r[k] == '' then has_base = true end
   end
   local vt = flows[1] and flows[1].pass or 0
@@ -300,39 +302,60 @@ local function fair_claim(i, lane, queue, ring)
     local h = redis.pcall('ZRANGEBYSCORE', lane, '-inf', now, 'LIMIT', 0, 1)
     if not failed(h) and h[1] and redis.call('ZADD', ring, 'NX', vt, '') == 1 then
       flows[#flows + 1] = {s = '', pass = vt}
+      seen[''] = true
     end
   end
-  local guard = 4 * want + 2 * #flows + 8
+  -- When every flow read so far has nothing to give (nothing ready, or refused by a limit), read the next SCAN
+  -- flows, up to PAGES pages: many idle or limited flows at the front cannot hide a ready one behind them.
+  local page_len, from, removed = #r / 2, #r / 2, 0
+  local function next_page()
+    if page_len < SCAN or from >= SCAN * PAGES then return false end
+    local more = redis.call('ZRANGE', ring, from - removed, from - removed + SCAN - 1, 'WITHSCORES')
+    page_len, from = #more / 2, from + #more / 2
+    local added = false
+    for k = 1, #more, 2 do
+      if not seen[more[k]] then
+        seen[more[k]] = true
+        flows[#flows + 1] = {s = more[k], pass = tonumber(more[k + 1]) or 0}
+        added = true
+      end
+    end
+    return added or page_len == SCAN
+  end
+  local guard = 4 * want + 2 * SCAN * PAGES + 8
   while got < want and guard > 0 do
     guard = guard - 1
     local best
     for _, f in ipairs(flows) do
       if not f.out and (best == nil or f.pass < best.pass) then best = f end
     end
-    if best == nil then break end
-    local sub = lane .. best.s
-    local ready = redis.pcall('ZRANGEBYSCORE', sub, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
-    if failed(ready) then
-      note_broken(sub, ready)
-      best.out = true
-    elseif not ready[1] then
-      local first = redis.call('ZRANGE', sub, 0, 0, 'WITHSCORES')
-      if first[2] then
-        note_due(math.max(now, math.min(tonumber(first[2]) or now, now + 3600000)))
-        best.pass = best.pass + 1 / weight_of(queue, best.s)
-        best.moved = true
-      else
-        redis.call('ZREM', ring, best.s)
-      end
-      best.out = true
-    else
-      local fl = flow_limits(best.s)
-      if not admit(fl) then
+    if best == nil and not next_page() then break end
+    if best ~= nil then
+      local sub = lane .. best.s
+      local ready = redis.pcall('ZRANGEBYSCORE', sub, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
+      if failed(ready) then
+        note_broken(sub, ready)
         best.out = true
-      elseif claim_one(i, sub, queue, ready[1], ready[2], best.s) then
-        admitted(fl, ready[1])
-        best.pass = best.pass + 1 / weight_of(queue, best.s)
-        best.moved = true
+      elseif not ready[1] then
+        local first = redis.call('ZRANGE', sub, 0, 0, 'WITHSCORES')
+        if first[2] then
+          note_due(math.max(now, math.min(tonumber(first[2]) or now, now + 3600000)))
+          best.pass = best.pass + 1 / weight_of(queue, best.s)
+          best.moved = true
+        else
+          redis.call('ZREM', ring, best.s)
+          removed = removed + 1
+        end
+        best.out = true
+      else
+        local fl = flow_limits(best.s)
+        if not admit(fl) then
+          best.out = true
+        elseif claim_one(i, sub, queue, ready[1], ready[2], best.s) then
+          admitted(fl, ready[1])
+          best.pass = best.pass + 1 / weight_of(queue, best.s)
+          best.moved = true
+        end
       end
     end
   end
