@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from asyncq.migrate._parse import parse  # CPython 3.11.7's spurious SystemError in ast.parse
+
 SRC = Path(__file__).resolve().parent.parent / "src"
 PACKAGE = SRC / "asyncq"
 WING = ("asyncq.compat", "asyncq.celery_protocol")
@@ -58,7 +60,7 @@ def _resolve(importer: str, node: ast.ImportFrom) -> str:
 
 
 def imports_of(name: str) -> Iterator[Import]:
-    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+    tree = parse(MODULES[name].read_text(encoding="utf-8"))
 
     def visit(node: ast.AST, late: bool) -> Iterator[Import]:
         for child in ast.iter_child_nodes(node):

@@ -17,6 +17,8 @@ import ast
 import re
 from pathlib import Path
 
+from asyncq.migrate._parse import parse  # CPython 3.11.7's spurious SystemError in ast.parse
+
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "asyncq"
 
 #: the seam: modules that may issue Redis commands themselves
@@ -58,7 +60,7 @@ def _receiver_name(node: ast.expr) -> str:
 
 def raw_calls(path: Path) -> list[str]:
     found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(parse(path.read_text(encoding="utf-8"))):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             continue
         name = node.func.attr

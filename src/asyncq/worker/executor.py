@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
-import orjson
 
 from asyncq import keys
 from asyncq.broker import REDIS_DOWN, Claimed, Lease, now_ms
 from asyncq.codec import Payload, decode_payload, encode_error, encode_result
 from asyncq.context import JobContext, reset_current, set_current
+from asyncq.dead_letter import DeadLetter
 from asyncq.exceptions import (
     DeserializationError,
     JobAborted,
@@ -303,22 +303,11 @@ class Executor:
     ) -> None:
         c = rj.claimed
         error = encode_error(self.app.serializer, exc or JobDeadLettered(reason, job_id=c.job_id))
-        meta = orjson.dumps(
-            {
-                "job_id": c.job_id,
-                "function": payload.function if payload else None,
-                "queue": c.queue,
-                "lane": c.lane,
-                "reason": reason,
-                "error": f"{error['type']}: {error['message']}",
-                "traceback": error["traceback"],
-                "tries": c.job_try,
-                "recoveries": c.recoveries,
-                "raw_id_hex": c.raw_id.hex() if c.raw_id is not None else None,
-                "failed_at": now_ms(),
-                "worker": self.state.worker_id,
-                "outcome": outcome,
-            }
+        meta = DeadLetter.meta_json(
+            job_id=c.job_id, function=payload.function if payload else None, queue=c.queue, lane=c.lane,
+            reason=reason, error=f"{error['type']}: {error['message']}", traceback=error["traceback"],
+            tries=c.job_try, recoveries=c.recoveries, failed_at_ms=now_ms(), worker=self.state.worker_id,
+            outcome=outcome, raw_id_hex=c.raw_id.hex() if c.raw_id is not None else None,
         )
         stub = payload or Payload(function="", args=(), kwargs={}, job_try=None, enqueue_ms=0)
         result = encode_result(
