@@ -376,3 +376,25 @@ async def test_a_ready_tenant_behind_many_refused_and_idle_flows_is_still_claime
     assert await broker.zrank(keys.fair_key(ready.lane or ""), "#t:zz-ready") == 250  # behind 250 flows
     order, _ = await claim_all(fapp, 10, limits)
     assert order == ["zz-ready"]
+
+
+async def test_the_dashboard_lists_the_top_tenants_and_limited_tasks(fapp: App) -> None:
+    import httpx
+
+    from asyncq.web import create_dashboard_app
+
+    @fapp.task(name="capped_web", max_concurrency=2)
+    async def capped_web(n: int) -> None: ...
+
+    await fapp.enqueue_many([capped_web.s(n).set(tenant="big") for n in range(7)])
+    await fapp.enqueue_many([capped_web.s(n).set(tenant=f"t{n}") for n in range(9)])
+    transport = httpx.ASGITransport(app=create_dashboard_app(fapp), client=("127.0.0.1", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+        resp = await c.get("/api/tenants", params={"top": 3})
+        page = await c.get("/")
+    assert page.status_code == 200 and 'id="tenants-section"' in page.text  # the page renders them
+    assert resp.status_code == 200, resp.text
+    (queue,) = resp.json()
+    assert queue["queue"] == "default" and queue["tenant_count"] == 10
+    assert [t["tenant"] for t in queue["tenants"]][0] == "big" and len(queue["tenants"]) == 3
+    assert queue["limited"]["capped_web"]["ready"] == 16

@@ -112,6 +112,14 @@ def api_router(dash: "Dashboard") -> APIRouter:  # noqa: C901 - one small closur
         with http_errors():
             return (await overview(app, dash.meter)).queues
 
+    @router.get("/tenants", summary="Per queue with tenants: the top tenants by ready jobs, and limited tasks")
+    async def get_tenants(who: Reader, top: Annotated[int, Query(ge=1, le=1000)] = 5) -> list[dict[str, Any]]:
+        with http_errors():
+            found = [await flow_summary(app, q) for q in await (await app.broker()).queue_names()]
+        return [{"queue": f.queue, "tenant_count": len(f.tenants), "limited": f.limited,
+                 "tenants": [{"tenant": t, "ready": r, "waiting": w, "weight": f.weights.get(t, 1.0)}
+                             for t, r, w in f.top(top)]} for f in found if f.tenants]
+
     @router.post("/queues/{queue}/pause", summary="Stop workers claiming from a queue (its jobs stay queued)")
     async def pause(queue: str, who: Actor) -> ActionResult:
         with http_errors():

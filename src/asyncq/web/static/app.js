@@ -168,11 +168,22 @@
     await tick();
   });
 
+  async function refreshTenants() {
+    const queues = await api("api/tenants?top=5");
+    $("#tenants-section").hidden = !queues.length;
+    rows("#tenants tbody", queues.flatMap((q) => q.tenants.map((t) => `<tr>
+      <td>${esc(q.queue)}</td><td>${esc(t.tenant)}</td><td class="num">${t.ready}</td>
+      <td class="num">${t.waiting}</td><td class="num">${t.weight}</td></tr>`)), 5, "no tenants");
+    $("#limited").textContent = queues.flatMap((q) => Object.entries(q.limited).map(([task, l]) =>
+      `${q.queue}: ${task} ${l.ready} ready, ${l.in_flight} holding a slot` +
+      (l.next_start_in ? `, next start in ${l.next_start_in.toFixed(2)}s` : ""))).join("; ");
+  }
+
   async function tick() {
     const live = $("#live");
     try {
       renderOverview(await api("api/overview"));
-      await Promise.all([refreshJobs(), refreshDeadLetters()]);
+      await Promise.all([refreshJobs(), refreshDeadLetters(), refreshTenants()]);
       live.textContent = "live";
       live.className = "pill ok";
       $("#updated").textContent = new Date().toLocaleTimeString();
