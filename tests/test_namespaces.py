@@ -276,3 +276,46 @@ def test_a_celery_apps_asyncq_namespace_prefixes_asyncqs_keys_and_leaves_celerys
         assert all(k.startswith("celery-task-meta-") for k in found if k not in ours), found
     finally:
         app.close()
+
+
+def test_route_rules_are_per_namespace(nurl: str, tmp_path: Path) -> None:
+    from asyncq.compat.router import Router
+
+    proc = run_process_group([sys.executable, "-m", "asyncq", "migrate", "route", "set", "billing.*", "asyncq",
+                              "--namespace", "billing"], cwd=tmp_path, env=env_for(nurl, None), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    r = redis.Redis.from_url(nurl)
+    assert [k.decode() for k in r.scan_iter("*")] == ["billing:asyncq:router:rules"]
+    r.close()
+    billing, plain = Router(), Router()
+    billing.bind(nurl, "billing")
+    plain.bind(nurl)
+    try:
+        assert billing.route("billing.charge") == "asyncq"
+        assert plain.route("billing.charge") == "celery"  # the default: no rule in arq's layout
+    finally:
+        billing.close()
+        plain.close()
+
+
+async def test_the_dashboard_of_a_namespace_shows_its_app_only(nurl: str) -> None:
+    import httpx
+
+    from asyncq.web import create_dashboard_app
+
+    apps = {ns: client_app(nurl, ns) for ns in SPACES}
+    try:
+        jobs = {"billing": await apps["billing"].tasks["who_mail"].enqueue(1),
+                "shipping": await apps["shipping"].tasks["who"].enqueue(2)}
+        for ns, a in apps.items():
+            transport = httpx.ASGITransport(app=create_dashboard_app(a), client=("127.0.0.1", 50000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
+                queues = (await c.get("/api/queues")).json()
+                names = {q["queue"] for q in queues}
+                assert names == ({"mail"} if ns == "billing" else {"default"}), queues
+                for other, j in jobs.items():
+                    status = (await c.get(f"/api/jobs/{j.job_id}")).status_code
+                    assert status == (200 if other == ns else 404)
+    finally:
+        for a in apps.values():
+            await a.close()

@@ -8,7 +8,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from asyncq.cli._common import AsJson, RedisUrl, cli, dumps, fail, out
+from asyncq.cli._common import AsJson, Namespace, RedisUrl, cli, dumps, fail, out
 
 T = TypeVar("T")
 
@@ -80,6 +80,19 @@ def _route_redis(redis_url: str | None) -> Any:
     return redis.Redis.from_url(redis_url or os.environ.get("ASYNCQ_REDIS_URL") or DEFAULT_REDIS_URL)
 
 
+def _route_namespace(namespace: str | None) -> str:
+    """--namespace, else $ASYNCQ_NAMESPACE, else none: the rules of the Celery app's ``asyncq_namespace``."""
+    import os
+
+    from asyncq.exceptions import ConfigurationError
+    from asyncq.keys import check_namespace
+
+    try:
+        return check_namespace(namespace if namespace is not None else os.environ.get("ASYNCQ_NAMESPACE", ""))
+    except ConfigurationError as exc:
+        fail(str(exc), 2)
+
+
 def _route_call(fn: Callable[[], T]) -> T:
     from redis.exceptions import RedisError
 
@@ -95,6 +108,7 @@ def route_set(
     target: Annotated[str, typer.Argument(metavar="celery|asyncq|N%",
                                           help="Where the calls go; N% sends that share to asyncq (a canary).")],
     redis_url: RedisUrl = None,
+    namespace: Namespace = None,
 ) -> None:
     """Add or replace a rule. Running producers pick it up within their cache TTL (2 s by default)."""
     from asyncq.compat.router import parse_rule, set_rule
@@ -104,7 +118,7 @@ def route_set(
     except ValueError as exc:
         fail(str(exc), 2)
     client = _route_redis(redis_url)
-    rule = _route_call(lambda: set_rule(client, pattern, target))
+    rule = _route_call(lambda: set_rule(client, pattern, target, _route_namespace(namespace)))
     out.print(f"{rule.pattern} -> {rule.describe()}", markup=False)
 
 
@@ -112,12 +126,13 @@ def route_set(
 def route_rm(
     pattern: Annotated[str, typer.Argument(help="The pattern exactly as set.")],
     redis_url: RedisUrl = None,
+    namespace: Namespace = None,
 ) -> None:
     """Remove a rule (calls it matched fall to the next matching rule, or the default: celery)."""
     from asyncq.compat.router import remove_rule
 
     client = _route_redis(redis_url)
-    if not _route_call(lambda: remove_rule(client, pattern)):
+    if not _route_call(lambda: remove_rule(client, pattern, _route_namespace(namespace))):
         fail(f"no rule {pattern!r} (see: asyncq migrate route show)")
     out.print(f"removed {pattern}", markup=False)
 
@@ -127,13 +142,14 @@ def route_show(
     tasks: Annotated[list[str] | None, typer.Argument(help="Task names: where does each go now?",
                                                       show_default=False)] = None,
     redis_url: RedisUrl = None,
+    namespace: Namespace = None,
     as_json: AsJson = False,
 ) -> None:
     """The rules (most specific first) and, for the given task names, where each call goes now."""
     from asyncq.compat.router import explain, load_rules
 
     client = _route_redis(redis_url)
-    rules = _route_call(lambda: load_rules(client))
+    rules = _route_call(lambda: load_rules(client, _route_namespace(namespace)))
     order = sorted(rules.by_pattern.values(), key=lambda r: (any(c in r.pattern for c in "*?["),
                                                              -len(r.pattern), r.pattern))
     where = {name: explain(rules, name) for name in tasks or []}

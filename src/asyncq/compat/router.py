@@ -139,11 +139,15 @@ class Router:
         self._read_at = 0.0
         self._client: SyncRedis | None = None
         self._lock = threading.Lock()
+        #: the rules' key in the bound app's namespace (``bind``); arq's layout until then
+        self.rules_key = keys.ROUTER_RULES
 
-    def bind(self, url: str) -> None:
-        """Use this Redis URL unless one was given (the Celery app's broker URL)."""
+    def bind(self, url: str, namespace: str = "") -> None:
+        """Use this Redis URL unless one was given (the Celery app's broker URL), and the rules of the app's
+        namespace (``asyncq_namespace``: ``asyncq migrate route --namespace`` writes them)."""
         if self.url is None:
             self.url = url
+        self.rules_key = rules_key(namespace)
 
     def sync_client(self) -> SyncRedis:
         if self._client is None:
@@ -188,7 +192,7 @@ class Router:
             assert self._rules is not None
             return self._rules
         try:
-            return self._store(cast(Any, self.sync_client().hgetall(keys.ROUTER_RULES)))
+            return self._store(cast(Any, self.sync_client().hgetall(self.rules_key)))
         except ResponseError as exc:
             return self._unreadable(exc)
         except RedisError as exc:
@@ -200,7 +204,7 @@ class Router:
             assert self._rules is not None
             return self._rules
         try:
-            raw: Mapping[Any, Any] = await cast(Any, client.hgetall(keys.ROUTER_RULES))
+            raw: Mapping[Any, Any] = await cast(Any, client.hgetall(self.rules_key))
             return self._store(raw)
         except ResponseError as exc:
             return self._unreadable(exc)
@@ -229,18 +233,23 @@ class Router:
 
 
 # --- the rules in Redis (the CLI's side) ----------------------------------------------------------------------
-def set_rule(client: SyncRedis, pattern: str, value: str) -> Rule:
+def rules_key(namespace: str = "") -> str:
+    """The rules' HASH in a namespace (``keys.Keys``): an app's router reads its own namespace's rules."""
+    return keys.Keys.of(namespace)(keys.ROUTER_RULES)
+
+
+def set_rule(client: SyncRedis, pattern: str, value: str, namespace: str = "") -> Rule:
     rule = parse_rule(pattern, value)
-    client.hset(keys.ROUTER_RULES, rule.pattern, rule.value)
+    client.hset(rules_key(namespace), rule.pattern, rule.value)
     return rule
 
 
-def remove_rule(client: SyncRedis, pattern: str) -> bool:
-    return bool(client.hdel(keys.ROUTER_RULES, pattern))
+def remove_rule(client: SyncRedis, pattern: str, namespace: str = "") -> bool:
+    return bool(client.hdel(rules_key(namespace), pattern))
 
 
-def load_rules(client: SyncRedis) -> Rules:
-    return Rules.from_hash(cast(Any, client.hgetall(keys.ROUTER_RULES)))
+def load_rules(client: SyncRedis, namespace: str = "") -> Rules:
+    return Rules.from_hash(cast(Any, client.hgetall(rules_key(namespace))))
 
 
 def explain(rules: Rules, task_name: str, default: str = CELERY) -> tuple[str, str]:

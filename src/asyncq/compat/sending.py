@@ -42,7 +42,7 @@ def router_of(app: CeleryApp) -> Router:
     router = app.asyncq_router
     if not isinstance(router, Router):
         router = app.asyncq_router = Router()
-    router.bind(app.asyncq_app.settings.redis_url)
+    router.bind(app.asyncq_app.settings.redis_url, app.asyncq_app.settings.namespace)
     return router
 
 
