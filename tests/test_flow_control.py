@@ -398,3 +398,14 @@ async def test_the_dashboard_lists_the_top_tenants_and_limited_tasks(fapp: App) 
     assert queue["queue"] == "default" and queue["tenant_count"] == 10
     assert [t["tenant"] for t in queue["tenants"]][0] == "big" and len(queue["tenants"]) == 3
     assert queue["limited"]["capped_web"]["ready"] == 16
+
+
+async def test_an_id_only_handle_finds_and_aborts_a_queued_tenant_job(fapp: App) -> None:
+    @fapp.task(name="later2")
+    async def later2(n: int) -> int:
+        return n
+
+    job = await later2.enqueue_with((1,), tenant="acme", priority=7)
+    by_id = fapp.job(job.job_id)  # what `asyncq abort JOB_ID` holds: no lane known
+    assert await by_id.abort()
+    assert await (await fapp.broker()).zscore(job.lane or "", job.job_id) is None

@@ -134,7 +134,12 @@ class Job:
                 p = None
             if p is not None and p.queue is not None:
                 self.queue, self.priority = p.queue, p.priority
-                return keys.lane_key(p.queue, p.priority if p.priority is not None else keys.DEFAULT_PRIORITY)
+                lane = keys.lane_key(p.queue, p.priority if p.priority is not None else keys.DEFAULT_PRIORITY)
+                if await broker.lane_score(lane, self.job_id) is None:  # a tenant's job sits in a sub-lane
+                    for base, suffix, _, _ in await broker.flows(p.queue):
+                        if base == lane and await broker.lane_score(lane + suffix, self.job_id) is not None:
+                            return lane + suffix
+                return lane
         for q in await broker.queue_names():
             for lane in keys.lanes_by_priority(q):
                 if await broker.lane_score(lane, self.job_id) is not None:
