@@ -319,3 +319,27 @@ async def test_the_dashboard_of_a_namespace_shows_its_app_only(nurl: str) -> Non
     finally:
         for a in apps.values():
             await a.close()
+
+
+DJANGO_CHECK = '''
+import django
+from django.conf import settings
+settings.configure(INSTALLED_APPS=[], TASKS={})
+django.setup()
+from asyncq.integrations.django_backend import AsyncqBackend
+def backend(options):
+    return AsyncqBackend("default", {"BACKEND": "asyncq.integrations.django_backend.AsyncqBackend",
+                                     "QUEUES": ["default"], "OPTIONS": options})
+print(backend({"namespace": "billing", "redis_url": "redis://127.0.0.1:1/0"}).app.settings.namespace)
+print([e.msg for e in backend({"namespace": "bad:ns"}).check() if "namespace" in e.msg])
+'''
+
+
+def test_django_tasks_backend_options_take_a_namespace(tmp_path: Path) -> None:
+    pytest.importorskip("django")
+    proc = run_process_group([sys.executable, "-c", DJANGO_CHECK], cwd=tmp_path, env=env_for("redis://127.0.0.1:1/0",
+                             None), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    named, errors = proc.stdout.strip().splitlines()
+    assert named == "billing"
+    assert "invalid namespace 'bad:ns'" in errors
