@@ -22,7 +22,7 @@ from asyncq.broker import now_ms
 from asyncq.exceptions import ConfigurationError
 from asyncq.flow import pack_limits, parse_rate
 
-from .conftest import WorkerRunner, flushed_url, redis_url, wait_until
+from .conftest import WorkerRunner, flushed_url, wait_until
 from .flow_app import CAP, ENDS, STARTS
 
 FLOW_DB = 15
@@ -396,7 +396,7 @@ async def test_the_dashboard_lists_the_top_tenants_and_limited_tasks(fapp: App) 
     assert resp.status_code == 200, resp.text
     (queue,) = resp.json()
     assert queue["queue"] == "default" and queue["tenant_count"] == 10
-    assert [t["tenant"] for t in queue["tenants"]][0] == "big" and len(queue["tenants"]) == 3
+    assert queue["tenants"][0]["tenant"] == "big" and len(queue["tenants"]) == 3
     assert queue["limited"]["capped_web"]["ready"] == 16
 
 

@@ -32,9 +32,9 @@
 -- weighted round-robin over its flows: the flow with the lowest pass gives its oldest ready job, then its pass
 -- grows by 1/weight of its tenant. A flow is a sub-lane (the lane's key plus '#t:<tenant>' and/or '#f:<task>');
 -- the lane itself is the default tenant's flow ''. A flow of a limited task ('#f:<task>') is admitted only while
--- the task's rate (GCRA: a theoretical arrival time per task and per task and tenant) and in-flight caps (a set
--- of job ids per task and per task and tenant, an id counting while its lease key lives) allow; a refused flow
--- keeps its jobs queued, no try used, and the reply's next due time is when it may start.
+-- the task's rate (GCRA on Redis's clock: a theoretical arrival time per task and per task and tenant) and
+-- in-flight caps (a set of job ids per task and per task and tenant, an id counting while its lease key lives)
+-- allow; a refused flow keeps its jobs queued, no try used, and the reply's next due time is when it may start.
 local now, want, lease = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local token_prefix, ip_prefix, job_prefix, retry_prefix, running_prefix = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local paused_set, claimed_prefix, recoveries_key, reconnect_key = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
@@ -86,21 +86,33 @@ local function slots_free(key, cap)
   return n < cap
 end
 
+-- Rates run on Redis's clock, read once per claim: one clock for the whole fleet, so a host whose clock runs
+-- ahead cannot start more than the limit, and the order of claims is the order of their times.
+local rnow
+local function redis_now()
+  if rnow == nil then
+    local t = redis.call('TIME')
+    rnow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return rnow
+end
+
 local function rate_ok(key, T, tau)
   local tat = redis.pcall('GET', key)
   if failed(tat) then note_broken(key, tat) return true end
   tat = tonumber(tat or '0') or 0
-  if now < tat - tau then
-    note_due(tat - tau)
+  local rn = redis_now()
+  if rn < tat - tau then
+    note_due(now + math.ceil(tat - tau - rn))  -- in the worker's clock, as the reply's other times
     return false
   end
   return true
 end
 
 local function rate_take(key, T, tau)
-  local tat = tonumber(redis.pcall('GET', key)) or 0
-  tat = math.max(tat, now) + T
-  redis.pcall('SET', key, string.format('%.3f', tat), 'PX', string.format('%d', tat - now + tau + 1000))
+  local rn = redis_now()
+  local tat = math.max(tonumber(redis.pcall('GET', key)) or 0, rn) + T
+  redis.pcall('SET', key, string.format('%.3f', tat), 'PX', string.format('%d', tat - rn + tau + 1000))
 end
 
 local function flow_limits(suffix)
