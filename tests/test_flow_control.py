@@ -409,3 +409,17 @@ async def test_an_id_only_handle_finds_and_aborts_a_queued_tenant_job(fapp: App)
     by_id = fapp.job(job.job_id)  # what `asyncq abort JOB_ID` holds: no lane known
     assert await by_id.abort()
     assert await (await fapp.broker()).zscore(job.lane or "", job.job_id) is None
+
+
+async def test_purge_empties_the_tenants_sub_lanes_too(fapp: App) -> None:
+    from asyncq import admin
+
+    @fapp.task(name="purged")
+    async def purged(n: int) -> None: ...
+
+    await fapp.enqueue_many([purged.s(n).set(tenant=f"t{n % 4}") for n in range(20)])
+    await fapp.enqueue_many([purged.s(n) for n in range(5)])
+    kept = await purged.enqueue_with((99,), tenant="t1", delay=600)  # not ready: stays
+    assert await admin.purge_queue(fapp, "default") == 25
+    broker = await fapp.broker()
+    assert await broker.zcard(kept.lane or "") == 1

@@ -456,7 +456,7 @@ class Broker(BrokerReads):
         the number deleted."""
         queue = keys.check_queue_name(queue)
         now, removed, k = now_ms(), 0, self.names
-        for lane in keys.lanes_by_priority(queue):
+        for lane in await self.lanes_and_flows(queue):
             held = 0
             while True:
                 gone, skipped, scanned = await self.scripts.purge(args=[
@@ -499,5 +499,14 @@ class Broker(BrokerReads):
             for n, s in enumerate(suffixes):
                 ready, total = int(counts[2 * n]), int(counts[2 * n + 1])
                 out.append((lane, s, ready, total - ready))
+        return out
+
+    async def lanes_and_flows(self, queue: str) -> list[str]:
+        """Every lane of ``queue``, each followed by its flows' sub-lanes (tenants, limited tasks): what
+        ``asyncq purge`` empties."""
+        out = []
+        for lane in keys.lanes_by_priority(queue):
+            out.append(lane)
+            out += [lane + f.decode() for f in await cast(Any, self.zrange(self.names.ring(lane), 0, -1)) if f]
         return out
 
