@@ -142,11 +142,13 @@ async def test_the_default_writes_arqs_keys_and_a_namespace_prefixes_them(nurl: 
     try:
         j1 = await plain.tasks["who"].enqueue(1)
         j2 = await billing.tasks["who_mail"].enqueue(2)
+        (j3,) = billing.enqueue_many_sync([billing.tasks["who"].s(3)])  # sync producers (SyncBroker) too
         r = redis.Redis.from_url(nurl)
         found = {k.decode() for k in r.keys("*")}
         r.close()
         assert {"arq:queue", f"arq:job:{j1.job_id}", "asyncq:queues"} <= found
-        assert {"billing:arq:queue:mail", f"billing:arq:job:{j2.job_id}", "billing:asyncq:queues"} <= found
+        assert {"billing:arq:queue:mail", f"billing:arq:job:{j2.job_id}", "billing:asyncq:queues", "billing:arq:queue",
+                f"billing:arq:job:{j3.job_id}"} <= found
         assert {k for k in found if not k.startswith("billing:")} == {"arq:queue", f"arq:job:{j1.job_id}",
                                                                         "asyncq:queues"}
         again = await plain.tasks["who"].enqueue_with((1,), job_id=j2.job_id)  # ids are per namespace: not a duplicate
