@@ -6,6 +6,7 @@ SIGKILL case. No durations are asserted: the order of claims, the counts, and th
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -312,6 +313,9 @@ def test_the_shell_sets_weights_and_shows_tenants_and_limited_jobs() -> None:
     assert "limited task metered: 31 ready, 0 holding a slot, next start allowed in" in listed.output
     queues = runner.invoke(cli, ["queues", "--redis-url", url])
     assert "2 tenant(s) with queued jobs" in queues.output and "big 29 ready" in queues.output, queues.output
+    as_json = json.loads(runner.invoke(cli, ["queues", "--json", "--redis-url", url]).output)
+    (row,) = as_json["queues"]
+    assert (row["length"], row["in_flight"]) == (31, 1)  # the counts include the tenants' jobs
     bad = runner.invoke(cli, ["tenant", "weight", "default", "big", "0", "--redis-url", url])
     assert bad.exit_code == 2 and "weight must be a number > 0" in bad.output
 

@@ -49,25 +49,42 @@ class BrokerReads(AsyncRedis):
     ) -> tuple[list[tuple[int, int, int, Scored]], list[bytes]]:
         """One consistent snapshot (MULTI, one round trip) of each queue, summed over its lanes: (ready now,
         due later, live leases, up to ``probe`` oldest ready candidates per lane), and every dead letter's
-        metadata (HVALS: O(dead letters))."""
-        lanes = keys.MAX_PRIORITY - keys.MIN_PRIORITY + 1
+        metadata (HVALS: O(dead letters)). Tenants' and limited tasks' sub-lanes count with their lane."""
+        lanes_of = await self.queue_lanes(queues)
         async with self.pipeline(transaction=True) as pipe:
-            for q in queues:
-                for lane in map(self.names, keys.lanes_by_priority(q)):
+            for q, lanes in zip(queues, lanes_of, strict=True):
+                for lane in map(self.names, lanes):
                     pipe.zcount(lane, "-inf", now)
                     pipe.zcount(lane, f"({now}", "+inf")
                     pipe.zrangebyscore(lane, "-inf", now, start=0, num=probe, withscores=True)
                 pipe.zcount(self.names(keys.running_key(q)), f"({now}", "+inf")
             pipe.hvals(self.names(keys.DLQ_META))
             out = await pipe.execute()
-        per_queue = lanes * 3 + 1
-        rows = []
-        for i in range(len(queues)):
-            chunk = out[i * per_queue : (i + 1) * per_queue]
+        rows, at = [], 0
+        for lanes in lanes_of:
+            per_queue = len(lanes) * 3 + 1
+            chunk, at = out[at : at + per_queue], at + per_queue
             candidates = sorted((c for lane in chunk[2:-1:3] for c in lane), key=lambda c: c[1])
             rows.append((sum(int(x) for x in chunk[0:-1:3]), sum(int(x) for x in chunk[1:-1:3]), int(chunk[-1]),
                          candidates))
         return rows, list(out[-1])
+
+    async def queue_lanes(self, queues: Sequence[str]) -> list[list[str]]:
+        """Each queue's lanes, highest priority first, each followed by its flows' sub-lanes (its fair ring's
+        members: tenants, limited tasks). One round trip."""
+        async with self.pipeline(transaction=False) as pipe:
+            for q in queues:
+                for lane in keys.lanes_by_priority(q):
+                    pipe.zrange(self.names.ring(lane), 0, -1)
+            rings = await pipe.execute()
+        out, i = [], 0
+        for q in queues:
+            lanes: list[str] = []
+            for lane in keys.lanes_by_priority(q):
+                lanes += [lane] + [lane + m.decode() for m in rings[i] if m]
+                i += 1
+            out.append(lanes)
+        return out
 
     async def lease_ends(self, queue_ids: Sequence[tuple[str, Sequence[str]]]) -> list[list[float | None]]:
         """For (queue, ids) pairs, each id's lease end in the queue's running set (None: not running)."""

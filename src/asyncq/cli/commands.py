@@ -421,8 +421,8 @@ def queues(
     out.print(table if stats else Text("no queues yet: nothing was ever enqueued to this Redis", style="dim"))
     for f in flows:  # fair share: the tenants with most ready jobs, and jobs held by a task's limit
         top = ", ".join(f"{t} {r} ready" for t, r, _ in f.top(3))
-        out.print(f"queue {f.queue}: {len(f.tenants)} tenant(s) with queued jobs (also counted above only when "
-                  f"untagged); most ready: {top}; `asyncq tenant list {f.queue}`", markup=False, soft_wrap=True)
+        out.print(f"queue {f.queue}: {len(f.tenants)} tenant(s) with queued jobs; most ready: {top}; "
+                  f"`asyncq tenant list {f.queue}`", markup=False, soft_wrap=True)
         tenant.print_limited(f)
     for v in service:
         if v.unserved:
