@@ -234,6 +234,14 @@ def test_a_message_from_a_stock_celery_producer_with_its_own_instrumentation(
 ) -> None:
     provider, exporter = memory
     producer = stock.Celery("stock", broker=turl)
+
+    @producer.task(name="otel.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    # Celery's instrumentation finds the task of a sent name in the *current* app and traces only tasks it
+    # finds; earlier tests may have left another app current.
+    producer.set_current()
     instrumentor = CeleryInstrumentor()
     instrumentor.instrument(tracer_provider=provider)
     try:
