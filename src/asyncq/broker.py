@@ -26,6 +26,7 @@ from asyncq.broker_reads import BrokerReads
 from asyncq.broker_reads import printable_id as printable_id  # re-exported: its home before broker_reads
 from asyncq.exceptions import BrokerUnavailable
 from asyncq.redis_url import async_pool, sync_pool
+from asyncq.redis_url import redact as redact  # re-exported: callers import it from here
 from asyncq.scripts import Scripts, script_source
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -40,16 +41,6 @@ def no_retry() -> Retry:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for logs and errors."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    creds, _, host = rest.rpartition("@")
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user + ':***' if user else '***'}@{host}"
 
 
 @dataclass(frozen=True, slots=True)

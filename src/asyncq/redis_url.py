@@ -67,8 +67,7 @@ def is_sentinel(url: str) -> bool:
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for logs and errors (the same rule as ``asyncq.broker.redact``, which
-    this module cannot import: the broker imports it)."""
+    """The URL without its password, for logs and errors (also ``asyncq.broker.redact``)."""
     if "@" not in url:
         return url
     scheme, _, rest = url.partition("://")
