@@ -25,19 +25,26 @@ def _queue(name: str) -> str:
         fail(str(exc), 2)
 
 
-@cli.command()
-def pause(
-    queue: QueueArg, app_path: AppPath = None, redis_url: RedisUrl = None, namespace: Namespace = None
-) -> None:
-    """Stop every worker claiming from QUEUE; its jobs stay queued and running ones finish."""
+def _set_paused(queue: str, app_path: str | None, redis_url: str | None, namespace: str | None,
+                paused: bool) -> str:
     name = _queue(queue)
     application = make_app(redis_url, app_path, namespace)
 
     async def go() -> None:
         async with application:
-            await (await application.broker()).pause(name)
+            broker = await application.broker()
+            await (broker.pause(name) if paused else broker.resume(name))
 
     run(go())
+    return name
+
+
+@cli.command()
+def pause(
+    queue: QueueArg, app_path: AppPath = None, redis_url: RedisUrl = None, namespace: Namespace = None
+) -> None:
+    """Stop every worker claiming from QUEUE; its jobs stay queued and running ones finish."""
+    name = _set_paused(queue, app_path, redis_url, namespace, paused=True)
     out.print(f"queue {name} paused: no worker claims from it until `asyncq resume {name}`", markup=False)
 
 
@@ -46,14 +53,7 @@ def resume(
     queue: QueueArg, app_path: AppPath = None, redis_url: RedisUrl = None, namespace: Namespace = None
 ) -> None:
     """Let workers claim from a paused QUEUE again (they are woken at once)."""
-    name = _queue(queue)
-    application = make_app(redis_url, app_path, namespace)
-
-    async def go() -> None:
-        async with application:
-            await (await application.broker()).resume(name)
-
-    run(go())
+    name = _set_paused(queue, app_path, redis_url, namespace, paused=False)
     out.print(f"queue {name} resumed", markup=False)
 
 
