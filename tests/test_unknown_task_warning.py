@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from asyncq import App, admin
+from asyncq.task import JobSpec
 
 from .conftest import WorkerRunner, wait_until
 
@@ -51,3 +52,27 @@ async def test_enqueue_warns_once_for_a_task_no_live_worker_has(url: str, worker
 
 async def _alive(app: App) -> bool:
     return any(w.alive and w.tasks for w in await admin.list_workers(app))
+
+
+async def test_sync_enqueue_warns_too(url: str, workers: WorkerRunner, caplog: pytest.LogCaptureFixture) -> None:
+    """``enqueue_many_sync`` (what the Celery layer's ``delay()`` and Django views use) checks names as well."""
+    served = App(redis_url=url)
+
+    @served.task(name="reports.send_email", queue="tn")
+    async def send_email(to: str) -> str:
+        return to
+
+    producer = App(redis_url=url)
+    producer.unknown_tasks.refresh = 0
+    caplog.set_level(logging.WARNING, logger="asyncq.app")
+    try:
+        await workers.start(served, queues=("tn", "default"))
+        await wait_until(lambda: _alive(producer))
+        producer.enqueue_many_sync([JobSpec("reports.send_emial", ("a@example.org",), {})])
+        (message,) = warnings_about(caplog, "reports.send_emial")
+        assert "did you mean 'reports.send_email'" in message
+        producer.enqueue_many_sync([JobSpec("reports.send_emial", ("b@example.org",), {})])
+        assert len(warnings_about(caplog, "reports.send_emial")) == 1
+    finally:
+        await producer.close()
+        await served.close()

@@ -169,6 +169,11 @@ async def list_workers(app: App) -> list[WorkerInfo]:
         beats = await broker.worker_beats()
     except REDIS_DOWN as exc:
         raise broker.unavailable(exc, "listing workers") from exc
+    return workers_of(beats)
+
+
+def workers_of(beats: Sequence[tuple[str, float, bytes | None]]) -> list[WorkerInfo]:
+    """``WorkerInfo`` of each (worker id, last beat ms, heartbeat JSON or None) from ``worker_beats``."""
     workers = []
     for wid, score, raw in beats:
         beat: dict[str, Any] = {}

@@ -275,6 +275,7 @@ class App:
             run_sent(self.send_hooks, tokens, [], exc)
             raise
         run_sent(self.send_hooks, tokens, [j.job_id for j in jobs], None)
+        self.unknown_tasks.after_enqueue_sync(self._sync_broker, {spec.task_name for spec in specs})
         return jobs
 
     def _handles(self, chunk: Sequence[NewJob], statuses: Sequence[int], specs: Sequence[JobSpec]) -> list[Job]:

@@ -156,6 +156,13 @@ class SyncBroker:
             ) from exc
         return [int(x) for x in out]
 
+    def worker_beats(self) -> list[tuple[str, float, bytes | None]]:
+        """``BrokerReads.worker_beats`` for sync producers (the unknown-task check of ``enqueue_many_sync``)."""
+        members = cast(Any, self._client.zrevrange(self.names(keys.WORKERS_SET), 0, -1, withscores=True))
+        ids = [printable_id(m)[0] for m, _ in members]
+        beats = list(cast(Any, self._client.mget([self.names(keys.worker_key(i)) for i in ids]))) if ids else []
+        return [(i, score, beat) for i, (_, score), beat in zip(ids, members, beats, strict=True)]
+
     def close(self) -> None:
         self._client.close()
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from asyncq import admin
-from asyncq.broker import REDIS_DOWN
+from asyncq.broker import REDIS_DOWN, SyncBroker
 from asyncq.exceptions import AsyncqError
 
 if TYPE_CHECKING:
@@ -47,6 +47,23 @@ class UnknownTaskWatch:
         except (AsyncqError, *REDIS_DOWN) as exc:
             log.debug("could not read the worker list to check task names: %s", exc)
             return
+        self._warn(new)
+
+    def after_enqueue_sync(self, broker: SyncBroker, names: Iterable[str]) -> None:
+        """``after_enqueue`` for ``enqueue_many_sync`` (the Celery layer's ``delay()``, Django views)."""
+        new = {n for n in names if n not in self._settled}
+        if not new:
+            return
+        try:
+            if time.monotonic() - self._read_at >= self.refresh:
+                self._workers = admin.workers_of(broker.worker_beats())
+                self._read_at = time.monotonic()
+        except (AsyncqError, *REDIS_DOWN) as exc:
+            log.debug("could not read the worker list to check task names: %s", exc)
+            return
+        self._warn(new)
+
+    def _warn(self, new: set[str]) -> None:
         for name in sorted(new):
             check = admin.check_task_name(name, self._workers)
             if not check.workers:
