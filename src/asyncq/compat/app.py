@@ -17,11 +17,13 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, overload
 
 from asyncq.app import App
 from asyncq.compat import django_fixup, sending, signals, states, store
 from asyncq.compat._state import current_app, get_current_app, set_current_app, set_default_app_factory, shared_tasks
+from asyncq.compat.backend import RedisBackend
 from asyncq.compat.bridge import LoopThread
 from asyncq.compat.canvas import Signature, from_dict
 from asyncq.compat.config import Settings, seconds
@@ -201,6 +203,11 @@ class Celery:
             self.on_after_finalize.send(sender=self)
             _warn_real_celery_leaks(self)
         return self._asyncq
+
+    @cached_property
+    def backend(self) -> RedisBackend:
+        """Celery's ``app.backend`` (chord checks, task meta), answered from compat's result store."""
+        return RedisBackend(self)
 
     @property
     def broker_url(self) -> str:

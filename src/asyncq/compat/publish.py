@@ -29,12 +29,13 @@ OPTIONS = frozenset({
     "headers", "ignore_result", "time_limit", "soft_time_limit", "shadow", "retry", "retry_policy", "serializer",
     "producer", "connection", "publisher", "add_to_parent", "group_id", "group_index", "root_id", "parent_id",
     "chain", "chord", "reply_to", "declare", "compression", "immutable", "subtask_type", "chord_error",
+    "app_id", "argsrepr", "kwargsrepr",  # Celery's message properties (how a monitor shows the call)
     "tenant",  # asyncq: the job's tenant for fair share (docs/guide.md)
 })
 #: accepted and not needed: publishing never retries silently (enqueue raises BrokerUnavailable instead),
 #: and connections, producers and exchanges are asyncq's business
 IGNORED = frozenset({"retry", "retry_policy", "producer", "connection", "publisher", "add_to_parent", "reply_to",
-                     "declare", "immutable", "subtask_type", "compression"})
+                     "declare", "immutable", "subtask_type", "compression", "app_id", "argsrepr", "kwargsrepr"})
 
 
 @dataclass(frozen=True, slots=True)

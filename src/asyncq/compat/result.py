@@ -73,6 +73,9 @@ class AsyncResult:
 
     async def ameta(self) -> dict[str, Any]:
         """Celery's task meta: status, result, traceback, date_done."""
+        if self.ignored:  # sent with ignore_result: Celery keeps no result, so there is none to read (PENDING)
+            return {"status": states.PENDING, "result": None, "traceback": None, "date_done": None,
+                    "task_id": self.id}
         info: JobInfo = await self._job().info()
         status, result, tb, done = states.PENDING, None, None, None
         if info.status is JobStatus.complete:

@@ -1,0 +1,53 @@
+"""``app.backend``: the few result-backend calls Celery code makes directly, answered from compat's store.
+
+Why a small object and not Celery's backend class: asyncq keeps one result layout (``compat.store``), and code
+written for Celery mostly asks the backend questions (may I run a chord? is it persistent?) or reads a task's
+meta; those have one honest answer here. Writing results is the worker's job, so no ``store_result``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asyncq.compat import store
+from asyncq.compat._state import CeleryApp
+
+
+class ResultConsumer:
+    """Celery's ``backend.result_consumer``: asyncq opens a connection per process and event loop, so there is
+    nothing to reset after a fork."""
+
+    def on_after_fork(self) -> None:
+        return None
+
+
+class RedisBackend:
+    """The app's Redis result backend as Celery code sees it (``app.backend``)."""
+
+    persistent = True
+    supports_native_join = True
+    supports_autoexpire = True
+
+    def __init__(self, app: CeleryApp) -> None:
+        self.app = app
+        self.result_consumer = ResultConsumer()
+
+    def ensure_chords_allowed(self) -> None:
+        """Chords always work on asyncq (the chord state lives in Redis), so there is nothing to refuse."""
+        return None
+
+    def get_task_meta(self, task_id: str, cache: bool = True) -> dict[str, Any]:
+        """The task's entry in Celery's result backend (``status`` PENDING when there is none)."""
+        meta = self.app.bridge.run(store.read_celery_meta(self.app, task_id))
+        return {**meta.raw, "task_id": task_id, "status": meta.status, "result": meta.result,
+                "traceback": meta.traceback, "date_done": meta.date_done}
+
+    def get_state(self, task_id: str) -> str:
+        return str(self.get_task_meta(task_id)["status"])
+
+    def get_result(self, task_id: str) -> Any:
+        return self.get_task_meta(task_id)["result"]
+
+    def forget(self, task_id: str) -> None:
+        self.app.bridge.run(store.forget_celery_meta(self.app, task_id))
+        self.app.bridge.run(store.forget(self.app, task_id))
