@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from asyncq.compat import store
+from asyncq.compat import states, store
 from asyncq.compat._state import CeleryApp
+from asyncq.compat.result import AsyncResult
 
 
 class ResultConsumer:
@@ -37,10 +38,17 @@ class RedisBackend:
         return None
 
     def get_task_meta(self, task_id: str, cache: bool = True) -> dict[str, Any]:
-        """The task's entry in Celery's result backend (``status`` PENDING when there is none)."""
-        meta = self.app.bridge.run(store.read_celery_meta(self.app, task_id))
-        return {**meta.raw, "task_id": task_id, "status": meta.status, "result": meta.result,
-                "traceback": meta.traceback, "date_done": meta.date_done}
+        """The task's meta (status, result, traceback, date_done): the asyncq job's, else the document a
+        Celery-protocol job wrote to Celery's result backend (``status`` PENDING when there is neither)."""
+        return self.app.bridge.run(self._task_meta(task_id))
+
+    async def _task_meta(self, task_id: str) -> dict[str, Any]:
+        meta: dict[str, Any] = await AsyncResult(task_id, app=self.app).ameta()
+        if meta["status"] != states.PENDING:
+            return meta
+        celery = await store.read_celery_meta(self.app, task_id)
+        return {**celery.raw, "task_id": task_id, "status": celery.status, "result": celery.result,
+                "traceback": celery.traceback, "date_done": celery.date_done}
 
     def get_state(self, task_id: str) -> str:
         return str(self.get_task_meta(task_id)["status"])
