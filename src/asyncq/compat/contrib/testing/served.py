@@ -2,7 +2,7 @@
 
 ``start_worker`` describes the test's app in ``$ASYNCQ_TESTING_APP`` (name, JSON-able config, task modules,
 class-based tasks, whether ``celery`` is aliased to asyncq.compat); this module rebuilds it. Not for use
-outside that process: importing it without the variable is an error that says so.
+outside that process: reading ``app`` without the variable is an error that says so.
 """
 
 from __future__ import annotations
@@ -53,4 +53,11 @@ def _build() -> Celery:
     return app
 
 
-app = _build()
+def __getattr__(name: str) -> Celery:
+    """``app`` is built on first access (what ``asyncq worker ...served:app`` does), so that merely importing
+    this module (documentation tools, an import sweep) needs no ``$ASYNCQ_TESTING_APP``."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    built = _build()
+    globals()["app"] = built
+    return built
