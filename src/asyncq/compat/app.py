@@ -21,7 +21,7 @@ from functools import cached_property
 from typing import Any, overload
 
 from asyncq.app import App
-from asyncq.compat import django_fixup, sending, signals, states, store
+from asyncq.compat import django_fixup, pydantic_args, sending, signals, states, store
 from asyncq.compat._state import current_app, get_current_app, set_current_app, set_default_app_factory, shared_tasks
 from asyncq.compat.backend import RedisBackend
 from asyncq.compat.bridge import LoopThread
@@ -56,7 +56,7 @@ TASK_OPTIONS = frozenset({
     "retry_kwargs", "retry_backoff", "retry_backoff_max", "retry_jitter", "acks_late", "ignore_result",
     "time_limit", "soft_time_limit", "rate_limit", "queue", "priority", "typing", "serializer", "track_started",
     "expires", "reject_on_worker_lost", "throws", "shared", "pydantic", "trail", "send_events",
-    "store_errors_even_if_ignored", "acks_on_failure_or_timeout",
+    "store_errors_even_if_ignored", "acks_on_failure_or_timeout", *pydantic_args.OPTIONS,
     *FLOW_OPTIONS,  # asyncq's fleet-wide flow control (docs/guide.md); Celery's rate_limit stays per worker
 })
 
@@ -155,11 +155,12 @@ class Celery:
             else:
                 pkgs = packages() if callable(packages) else packages
             for pkg in pkgs:
-                try:
-                    importlib.import_module(f"{pkg}.{related_name}")
-                except ModuleNotFoundError as exc:
-                    if exc.name != f"{pkg}.{related_name}":
-                        raise
+                if _is_package(pkg):
+                    try:
+                        importlib.import_module(f"{pkg}.{related_name}")
+                    except ModuleNotFoundError as exc:
+                        if exc.name != f"{pkg}.{related_name}":
+                            raise
 
     def _reconfigure(self) -> None:
         if self._asyncq is not None:
@@ -260,11 +261,7 @@ class Celery:
         base = _task_base(opts.pop("base", None) or self.Task, f"@task(base=...) of {fun.__module__}.{fun.__name__}")
         opts.pop("shared", None)
         bind = opts.get("bind", False)
-        if opts.get("pydantic"):
-            raise ImproperlyConfigured(
-                f"pydantic=True ({name}) is not supported: validate the arguments inside the task "
-                "(e.g. Model.model_validate(data)) and pass plain data"
-            )
+        fun = pydantic_args.wrap(fun, name, opts, self)
         if opts.get("rate_limit"):
             parse_rate(opts["rate_limit"])  # a typo fails at import, not on every job
         body = fun if bind else staticmethod(fun)
@@ -276,6 +273,29 @@ class Celery:
         if self._asyncq is not None:
             self._register(task)
         return task
+
+    def register_task(self, task: Any, **options: Any) -> _Task:
+        """Celery's ``app.register_task``: add a class-based task (a Task subclass, or an instance of one) to
+        this app, as ``@app.task`` does for a function. Celery stopped registering Task subclasses on their own
+        (4.0), so a project that defines tasks as classes calls this for each. ``options`` (``autoretry_for``,
+        ``retry_kwargs`` ...) become task attributes. The task's name is its ``name``, else module.ClassName."""
+        if isinstance(task, type):
+            task = _task_base(task, f"app.register_task({task.__qualname__})")()
+        elif not isinstance(task, _Task):
+            raise ImproperlyConfigured(
+                f"app.register_task({task!r}): expected an asyncq.compat Task subclass or instance (for a plain "
+                "function use @app.task)")
+        cls = type(task)
+        if not task.name:
+            task.name = f"{cls.__module__}.{cls.__name__}"
+        for key, value in options.items():
+            setattr(task, key, value)
+        task._app = self
+        registered: _Task = task
+        self.tasks[registered.name] = registered
+        if self._asyncq is not None:
+            self._register(registered)
+        return registered
 
     def _register(self, task: _Task) -> None:
         """The asyncq task that runs this Celery task in the worker."""
@@ -304,8 +324,14 @@ class Celery:
             t, req = app.tasks[task], current_request.get()
             return [await call_body(t, tuple(item), {}, req) for item in it]  # type: ignore[arg-type]
 
+        def _accumulate(*args: Any, index: Any = None) -> Any:
+            """What ``replace()`` with a group appends (``group | celery.accumulate.s(index=...)``), so the
+            replaced task's result is the group's list of results (or one of them)."""
+            return args[index] if index is not None else args
+
         self._create_task(_map, {"name": "celery.map"})
         self._create_task(_starmap, {"name": "celery.starmap"})
+        self._create_task(_accumulate, {"name": "celery.accumulate"})
 
     def signature(self, *args: Any, **kwargs: Any) -> Signature:
         kwargs.setdefault("app", self)
@@ -463,6 +489,20 @@ def _warn_real_celery_leaks(app: Celery) -> None:
                 "%s has receivers connected through real Celery's celery.signals: they never run under asyncq. "
                 "Change `from celery.signals import %s` to `from asyncq.compat.signals import %s`, or call "
                 "asyncq.compat.install_as_celery() at the top of your project package", name, name, name)
+
+
+def _is_package(name: str) -> bool:
+    """Whether ``name`` is an importable package (one that can hold a ``tasks`` module). A plain module, or a
+    dotted name whose last part is an attribute and not a module (``datetime.datetime``), holds none and is
+    skipped, as Celery's autodiscovery does; a package that does not exist at all raises ModuleNotFoundError."""
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        parent, _, attr = name.rpartition(".")
+        if exc.name == name and parent and hasattr(importlib.import_module(parent), attr):
+            return False
+        raise
+    return hasattr(module, "__path__")
 
 
 def _import(path: str) -> Any:

@@ -20,7 +20,7 @@ from asyncq.compat import exceptions as compat_exceptions
 from asyncq.compat import states, store
 from asyncq.compat._state import CeleryApp, current_app
 from asyncq.compat.exceptions import TaskRevokedError, TimeoutError
-from asyncq.compat.request import current_request
+from asyncq.compat.request import REPLACED_MARK, current_request
 from asyncq.context import _current as current_job_var
 from asyncq.exceptions import JobAborted, JobDeadLettered, JobTimeout
 from asyncq.job import JobInfo, JobStatus
@@ -80,11 +80,15 @@ class AsyncResult:
         status, result, tb, done = states.PENDING, None, None, None
         if info.status is JobStatus.complete:
             status, result, done = states.SUCCESS, info.result, info.finished_at
+            if isinstance(result, dict) and result.get(REPLACED_MARK):  # Task.replace: the replacement's outcome
+                return {**await AsyncResult(result[REPLACED_MARK], app=self.app).ameta(), "task_id": self.id}
             if isinstance(result, dict) and result.get(IGNORED_MARK):
                 status, result = states.IGNORED, None
         elif info.status in (JobStatus.failed, JobStatus.dead):
             status, tb, done = states.FAILURE, info.traceback, info.finished_at
             result = await self._exception()
+            if isinstance(result, TaskRevokedError):  # revoked or expired when the worker took it: not a failure
+                status, tb = states.REVOKED, None
         elif info.status is JobStatus.aborted:
             status, done = states.REVOKED, info.finished_at
             result = TaskRevokedError(info.error or "revoked", job_id=self.id)
@@ -128,6 +132,8 @@ class AsyncResult:
             raise TaskRevokedError(str(exc), job_id=self.id) from None
         except JobDeadLettered as exc:
             raise exc from None
+        if isinstance(value, dict) and value.get(REPLACED_MARK):  # Task.replace: wait for the replacement
+            return await AsyncResult(value[REPLACED_MARK], app=self.app)._wait_one(deadline)
         if isinstance(value, dict) and value.get(IGNORED_MARK):
             return None
         return value

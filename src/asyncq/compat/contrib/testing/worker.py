@@ -27,10 +27,13 @@ from typing import Any
 from asyncq.compat.app import Celery
 from asyncq.compat.contrib.testing.app import config_of
 from asyncq.compat.exceptions import TimeoutError as CeleryTimeoutError
+from asyncq.compat.utils.nodenames import anon_nodename
 
 #: the environment variable that carries the served app's description to the worker process
 SPEC_ENV = "ASYNCQ_TESTING_APP"
 SERVED = "asyncq.compat.contrib.testing.served:app"
+#: the worker's name (its id in heartbeats, and Celery's nodename in ``inspect()`` answers)
+NAME_ENV = "ASYNCQ_WORKER_NAME"
 
 
 @dataclass
@@ -108,22 +111,25 @@ def start_worker(app: Celery, concurrency: int = 1, pool: str = "solo", loglevel
                  queues: Any = None, startup_timeout: float = 60.0, **kwargs: Any) -> Iterator[TestWorker]:
     """Start an ``asyncq worker`` process serving ``app``'s tasks; stop it when the block ends.
 
-    ``pool`` and ``concurrency`` keep Celery's meaning loosely: asyncq runs ``def`` tasks in threads and
-    ``async def`` tasks on the loop, so ``concurrency`` (at least 8, enough for tasks that wait on other tasks)
-    is the number of jobs in flight. Other WorkController options (``without_heartbeat`` ...) are accepted and
-    have no asyncq meaning.
+    ``concurrency`` is the number of jobs in flight, 1 by default as in Celery's test worker (a test that
+    queues slow tasks before a quick one relies on it: the quick one waits, so it can still be revoked or
+    expire). ``pool`` is accepted and unused: asyncq runs ``def`` tasks in threads and ``async def`` tasks on the
+    loop. ``hostname`` is the worker's name (Celery's nodename: what ``inspect()`` answers are keyed by),
+    ``gen<pid>@<host>`` of the test process by default, as in Celery. Other WorkController options
+    (``without_heartbeat`` ...) are accepted and have no asyncq meaning.
     """
     spec = worker_spec(app, includes, class_tasks)
     level = loglevel if isinstance(loglevel, str) else {10: "debug", 20: "info", 30: "warning"}.get(loglevel, "error")
     log_path = Path(logfile) if logfile else Path(tempfile.mkdtemp(prefix="asyncq-test-worker-")) / "worker.log"
-    env = {**os.environ, SPEC_ENV: json.dumps(spec),
+    hostname = str(kwargs.get("hostname") or anon_nodename())
+    env = {**os.environ, SPEC_ENV: json.dumps(spec), NAME_ENV: hostname,
            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p and Path(p).is_dir())}
     cmd = [sys.executable, "-m", "asyncq", "worker", SERVED, "--queues", _queues(app, spec["config"], queues),
-           "--concurrency", str(max(8, concurrency)), "--log-level", level.lower(),
+           "--concurrency", str(max(1, concurrency)), "--log-level", level.lower(),
            "--redis-url", str(spec["config"]["broker_url"])]
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    handle = TestWorker(process=proc, hostname=f"asyncq-test-worker-{proc.pid}", logfile=log_path)
+    handle = TestWorker(process=proc, hostname=hostname, logfile=log_path)
     try:
         if perform_ping_check:
             _wait_ready(app, handle, ping_task_timeout, startup_timeout)

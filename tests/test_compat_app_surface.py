@@ -1,0 +1,196 @@
+"""The Celery app surface Celery's own integration suite uses (issue #14): ``app.register_task`` for class-based
+tasks, autodiscovery that skips what is not a package, ``@task(pydantic=True)``, Celery's node names, revoked and
+expired tasks read as REVOKED, and ``app.control.inspect()`` keyed by worker name. Tasks run on a real asyncq
+worker (in a thread, as in test_compat_unit)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pydantic
+import pytest
+
+from asyncq.compat import Celery, Task, states
+from asyncq.compat.exceptions import ImproperlyConfigured, TaskRevokedError
+from asyncq.compat.utils import nodenames
+
+from .conftest import flushed_url
+from .test_compat_unit import COMPAT_DB, ThreadWorker
+
+
+@pytest.fixture
+def celery_app() -> Iterator[Celery]:
+    app = Celery("surface", broker=flushed_url(COMPAT_DB), backend=flushed_url(COMPAT_DB))
+    yield app
+    app.close()
+
+
+# --- register_task ------------------------------------------------------------------------------------------
+class Doubler(Task):
+    name = "surface.doubler"
+
+    def run(self, x: int) -> int:
+        return 2 * x
+
+
+class Unnamed(Task):
+    def run(self) -> str:
+        return "ok"
+
+
+def test_register_task_serves_a_class_based_task(celery_app: Celery) -> None:
+    task = celery_app.register_task(Doubler())
+    assert celery_app.tasks["surface.doubler"] is task and task.app is celery_app
+    by_class = celery_app.register_task(Unnamed, ignore_result=False)
+    assert by_class.name == f"{__name__}.Unnamed"  # Celery's generated name: module.ClassName
+    with ThreadWorker(celery_app):
+        assert task.delay(21).get(timeout=10) == 42
+        assert by_class.delay().get(timeout=10) == "ok"
+
+
+def test_register_task_refuses_what_is_not_a_task(celery_app: Celery) -> None:
+    with pytest.raises(ImproperlyConfigured, match="use @app.task"):
+        celery_app.register_task(lambda: 1)
+
+
+# --- autodiscovery ------------------------------------------------------------------------------------------
+def test_autodiscovery_skips_names_that_are_not_packages_and_raises_for_missing_ones(celery_app: Celery) -> None:
+    # a module attribute ('datetime.datetime') and a plain module hold no tasks module: skipped, as in Celery
+    celery_app.autodiscover_tasks(["datetime.datetime", "json.decoder", "asyncq.compat"], "no_such_module",
+                                  force=True)
+    with pytest.raises(ModuleNotFoundError) as info:
+        celery_app.autodiscover_tasks(["nonexistent.package"], "tasks", force=True)
+    assert info.value.name == "nonexistent"
+
+
+# --- pydantic=True ------------------------------------------------------------------------------------------
+class Point(pydantic.BaseModel):
+    x: int
+    y: int
+
+
+class Total(pydantic.BaseModel):
+    total: int
+    at: datetime
+
+
+def test_pydantic_task_validates_model_arguments_and_dumps_model_results(celery_app: Celery) -> None:
+    @celery_app.task(name="surface.add_points", pydantic=True)
+    def add_points(p: Point, q: Point | None = None, scale: int = 1) -> Total:
+        return Total(total=scale * (p.x + p.y + (q.x + q.y if q else 0)), at=datetime(2026, 1, 1, tzinfo=UTC))
+
+    @celery_app.task(name="surface.add_points_async", pydantic=True, bind=True)
+    async def add_points_async(self: Task, p: Point) -> Total:  # strings (__future__.annotations): resolved later
+        return Total(total=p.x + p.y, at=datetime(2026, 1, 1, tzinfo=UTC))
+
+    # called directly too, as in Celery: plain data in, the body gets models, plain data out
+    assert add_points({"x": 1, "y": 2})["total"] == 3
+    with ThreadWorker(celery_app):
+        assert add_points.delay({"x": 1, "y": 2}, {"x": 3, "y": 4}, scale=2).get(timeout=10) == {
+            "total": 20, "at": "2026-01-01T00:00:00Z"}  # model_dump(mode="json"), as Celery's default
+        assert add_points_async.delay({"x": 5, "y": 6}).get(timeout=10)["total"] == 11
+        bad = add_points.delay({"x": "not a number", "y": 2})
+        with pytest.raises(Exception, match="validation error"):
+            bad.get(timeout=10)
+
+
+def test_pydantic_strict_refuses_coercion(celery_app: Celery) -> None:
+    @celery_app.task(name="surface.strict", pydantic=True, pydantic_strict=True)
+    def strict(p: Point) -> int:
+        return p.x
+
+    assert strict(Point(x=1, y=2)) == 1 and strict({"x": 1, "y": 2}) == 1
+    with pytest.raises(pydantic.ValidationError):
+        strict({"x": "1", "y": 2})
+
+
+def test_pydantic_without_pydantic_installed_says_what_to_install(celery_app: Celery,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pydantic", None)  # what an environment without pydantic looks like
+
+    def f(p: Any) -> None: ...
+
+    with pytest.raises(ImproperlyConfigured, match="pip install pydantic"):
+        celery_app.task(name="surface.nopyd", pydantic=True)(f)
+
+
+# --- node names ---------------------------------------------------------------------------------------------
+def test_node_names_are_celerys() -> None:
+    assert nodenames.nodesplit("w1@host") == ("w1", "host")
+    assert nodenames.nodesplit("host") == (None, "host")
+    assert nodenames.default_nodename("w1") == "celery@w1"
+    assert nodenames.default_nodename(None) == f"celery@{nodenames.gethostname()}"
+    assert nodenames.default_nodename("w1@h") == "w1@h"
+    assert nodenames.anon_nodename("h") == f"gen{__import__('os').getpid()}@h"
+
+
+# --- revoked and expired before they run --------------------------------------------------------------------
+def test_revoked_or_expired_before_running_reads_revoked(celery_app: Celery) -> None:
+    @celery_app.task(name="surface.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    revoked = add.apply_async((1, 1), countdown=30)
+    revoked.revoke()
+    expired = add.apply_async((1, 1), expires=datetime.now(UTC) - timedelta(seconds=1))
+    with ThreadWorker(celery_app):
+        for result in (revoked, expired):
+            with pytest.raises(TaskRevokedError):
+                result.get(timeout=10)
+            assert result.status == states.REVOKED
+            assert result.ready() and not result.failed() and not result.successful()
+
+
+# --- inspect ------------------------------------------------------------------------------------------------
+def _wait_for(predicate: Any, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_inspect_answers_keyed_by_worker_name(celery_app: Celery) -> None:
+    @celery_app.task(name="surface.sleep")
+    def sleep(seconds: float) -> None:
+        time.sleep(seconds)
+
+    @celery_app.task(name="surface.add", rate_limit="10/s")
+    def add(x: int, y: int, z: int = 0) -> int:
+        return x + y + z
+
+    with ThreadWorker(celery_app, concurrency=1) as tw:
+        assert tw.worker is not None
+        name = tw.worker.worker_id
+        inspect = celery_app.control.inspect()
+        assert inspect.ping() == {name: {"ok": "pong"}}
+        assert celery_app.control.inspect(destination=["someone-else"]).ping() is None
+        registered = inspect.registered()
+        assert registered is not None and "surface.add" in registered[name]
+        assert "surface.add [rate_limit=10/s]" in (inspect.registered("rate_limit") or {})[name]
+
+        running = sleep.delay(3)
+        active = _wait_for(lambda: (inspect.active() or {}).get(name))
+        assert active[0]["id"] == running.id and active[0]["name"] == "surface.sleep"
+        assert active[0]["args"] == [3] and active[0]["acknowledged"] is True and active[0]["hostname"] == name
+        assert inspect.query_task(running.id) == {name: {running.id: ["active", active[0]]}}
+
+        eta = datetime.now(UTC) + timedelta(seconds=30)
+        later = add.apply_async((1, 2), {"z": 3}, eta=eta)
+        scheduled = (inspect.scheduled() or {})[name]
+        assert [(e["eta"], e["request"]["id"], e["request"]["kwargs"]) for e in scheduled] == [
+            (eta.isoformat(), later.id, {"z": 3})]
+        later.revoke()
+        assert later.id in (inspect.revoked() or {})[name]
+
+        stats = (inspect.stats() or {})[name]
+        assert stats["pool"]["max-concurrency"] == 1 and stats["uptime"] >= 0
+        conf = (inspect.conf() or {})[name]
+        assert conf["task_default_queue"] == "celery" and "broker_url" in conf
+        running.revoke(terminate=True)
