@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -13,8 +14,8 @@ RUNLOG_ENV = "ASYNCQ_TEST_RUNLOG"
 
 
 class RunLog:
-    """Append-only ``<event> <n>`` lines from any number of processes (O_APPEND writes of one short line are
-    atomic), read back as counts per job number."""
+    """Append-only ``<event> <n> <unix time>`` lines from any number of processes (O_APPEND writes of one short
+    line are atomic), read back as counts per job number or as times."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -27,15 +28,19 @@ class RunLog:
     def record(self, event: str, n: int) -> None:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, f"{event} {n}\n".encode())
+            os.write(fd, f"{event} {n} {time.time():.4f}\n".encode())
         finally:
             os.close(fd)
 
-    def counts(self, event: str) -> Counter[int]:
-        found: Counter[int] = Counter()
+    def _lines(self) -> list[list[str]]:
         with contextlib.suppress(FileNotFoundError):
-            for line in self.path.read_text().splitlines():
-                kind, _, n = line.partition(" ")
-                if kind == event and n.isdigit():
-                    found[int(n)] += 1
-        return found
+            return [line.split() for line in self.path.read_text().splitlines()]
+        return []
+
+    def counts(self, event: str) -> Counter[int]:
+        """How many times each job number recorded ``event``."""
+        return Counter(int(p[1]) for p in self._lines() if len(p) >= 2 and p[0] == event and p[1].isdigit())
+
+    def times(self, event: str) -> list[float]:
+        """The times of every ``event``, sorted."""
+        return sorted(float(p[2]) for p in self._lines() if len(p) == 3 and p[0] == event)
