@@ -1,0 +1,242 @@
+"""W1 drain on a Redis Cluster of 1, 2 and 3 masters, one asyncq worker process per master (issue #19).
+
+    python benchmarks/cluster.py                  # standalone, then 1, 2, 3 masters; median of 3 runs
+    python benchmarks/cluster.py --masters 3 --runs 1 --jobs 5000
+
+Each measurement starts its own private cluster (asyncq.embedded.EmbeddedCluster: masters only, no replicas,
+free ports, never 6379) and a private side Redis for the progress probe (benchmarks/_common.py: the workers
+count finished jobs there, so the probe adds nothing to the cluster). W1's job shape: ``--jobs`` no-op jobs
+queued first with ``app.enqueue_many`` (not timed), then the worker processes (concurrency 100, defaults
+otherwise) start together at the go line; the time runs from go to the last job finished.
+
+The queue has one shard per master (``App(queue_shards={queue: masters})``), and its name is chosen so that the
+shards' hash tags fall on distinct masters (with few shards, crc16 may put two on one master; with many
+shards per master the spread evens out by itself). Every worker serves every shard.
+
+Reported per row: jobs/s; jobs/s per shard; the masters' Redis CPU (INFO cpu, user + sys, summed over the
+masters) per job in microseconds, and per master (the spread shows the balance); the workers' CPU per job;
+and the projected ceiling per shard: 1 core / (Redis CPU per job of one shard), the rate at which one master
+would be saturated if the workers were not the bottleneck. On a 2-core machine the workers are the bottleneck
+(they share the cores with every master), so jobs/s does not grow with masters here: the per-shard CPU and
+the ceiling are the figures that transfer to one-core-per-master hardware. "standalone" is the same drain on a
+plain redis-server (the arq layout) for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import redis
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from _common import DONE_KEY, FIRST_KEY, GO_KEY, LAST_KEY, NOOP, READY_KEY, noop_body  # noqa: E402
+
+from asyncq import App, JobSpec, WorkerSettings, run_worker  # noqa: E402
+from asyncq.embedded import EmbeddedCluster, EmbeddedRedis, find_cluster_tools  # noqa: E402
+
+CONCURRENCY = 100
+DRAIN_TIMEOUT = 300.0
+
+
+# --- the worker process --------------------------------------------------------------------------------------
+def serve(queue: str, shards: int) -> None:
+    """One worker process: the cluster's URL comes from ASYNCQ_REDIS_URL, the probe's from BENCH_REDIS_*."""
+    from _common import gate, quiet_logging
+
+    quiet_logging()
+    options: dict[str, Any] = {"queue_shards": {queue: shards}} if shards > 1 else {}
+    app = App(**options)
+    app.task(name=NOOP, queue=queue)(noop_body)
+    gate()
+    asyncio.run(run_worker(app, WorkerSettings(queues=(queue,), concurrency=CONCURRENCY)))
+
+
+# --- the driver ----------------------------------------------------------------------------------------------
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for p in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            f = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in f[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def redis_cpu(port: int) -> float:
+    info = redis.Redis(port=port).info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def spread_queue(cluster: EmbeddedCluster, shards: int) -> str:
+    """A queue name whose ``shards`` shard tags land on distinct masters (when there are that many)."""
+    from asyncq.cluster import shard_tag
+
+    want = min(shards, len(cluster.masters()))
+    for i in range(1000):
+        name = f"w1q{i}"
+        if len({cluster.master_for(shard_tag(name, s)) for s in range(shards)}) == want:
+            return name
+    raise RuntimeError(f"no queue name puts {shards} shards on {want} masters")
+
+
+def measure(url: str, masters: list[int], queue: str, shards: int, n: int, probe: EmbeddedRedis) -> dict[str, Any]:
+    """Prefill n no-ops, start one worker per master at the go line, time the drain."""
+    side = redis.Redis(port=probe.port, db=14)
+    side.flushdb()
+    options: dict[str, Any] = {"queue_shards": {queue: shards}} if shards > 1 else {}
+
+    async def prefill() -> Counter[int]:
+        app = App(redis_url=url, **options)
+        per_shard: Counter[int] = Counter()
+        try:
+            for first in range(0, n, 1000):
+                jobs = await app.enqueue_many([JobSpec(NOOP, (), {}).set(queue=queue)
+                                               for _ in range(min(1000, n - first))], batch_size=1000)
+                if shards > 1:
+                    from asyncq.cluster import shard_of
+
+                    per_shard.update(shard_of(j.job_id)[1] for j in jobs)  # type: ignore[index]
+                else:
+                    per_shard[0] += len(jobs)
+        finally:
+            await app.close()
+        return per_shard
+
+    per_shard = asyncio.run(prefill())
+    env = {**os.environ, "ASYNCQ_REDIS_URL": url, "BENCH_REDIS_HOST": "127.0.0.1",
+           "BENCH_REDIS_PORT": str(probe.port), "BENCH_REDIS_DB": "14", "PYTHONPATH": str(ROOT)}
+    n_workers = len(masters)
+    logs = [open(f"/tmp/asyncq-cluster-bench-worker{i}.log", "wb") for i in range(n_workers)]  # noqa: SIM115
+    procs = [subprocess.Popen([sys.executable, __file__, "serve", "--queue", queue, "--shards", str(shards)],
+                              env=env, cwd=ROOT, stdout=logs[i], stderr=subprocess.STDOUT, start_new_session=True)
+             for i in range(n_workers)]
+    try:
+        deadline = time.monotonic() + 60
+        while side.hlen(READY_KEY) < n_workers:
+            if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+                raise RuntimeError("a worker did not start: see /tmp/asyncq-cluster-bench-worker*.log")
+            time.sleep(0.01)
+        pids = [p.pid for p in procs]
+        cpu0 = cpu_seconds(pids)
+        rcpu0 = {port: redis_cpu(port) for port in masters}
+        go = time.time()
+        side.set(GO_KEY, repr(go))
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        while float(side.get(DONE_KEY) or 0) < n:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                raise RuntimeError(f"the drain did not finish: {side.get(DONE_KEY)} of {n}")
+            time.sleep(0.005)
+        rcpu = {port: redis_cpu(port) - rcpu0[port] for port in masters}
+        cpu = cpu_seconds(pids) - cpu0
+        time.sleep(0.05)
+        last = max(float(v) for v in side.hvals(LAST_KEY))
+        first = min(float(v) for v in side.hvals(FIRST_KEY))
+        total = float(side.get(DONE_KEY) or 0)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for f in logs:
+            f.close()
+    seconds = last - go
+    redis_total = sum(rcpu.values())
+    per_job_us = redis_total / n * 1e6
+    per_shard_us = per_job_us  # each job touches one shard; a shard's master spends this per job of its own
+    return {
+        "jobs_per_s": n / seconds,
+        "seconds": seconds,
+        "steady_jobs_per_s": n / max(last - first, 1e-9),
+        "ran": total,
+        "shard_jobs": dict(sorted(per_shard.items())),
+        "jobs_per_s_per_shard": n / seconds / shards,
+        "redis_cpu_us_per_job": per_job_us,
+        "redis_cpu_s_per_master": [round(rcpu[p], 3) for p in masters],
+        "worker_cpu_us_per_job": cpu / n * 1e6,
+        "ceiling_per_shard": 1e6 / per_shard_us if per_shard_us > 0 else 0.0,
+        "redis_cores": redis_total / seconds,
+        "worker_cores": cpu / seconds,
+    }
+
+
+def one_config(label: str, masters: int, n: int, runs: int, probe: EmbeddedRedis) -> dict[str, Any]:
+    results = []
+    for _ in range(runs):
+        if masters == 0:
+            with EmbeddedRedis(executable=find_cluster_tools()[0]) as server:  # the cluster's Redis version
+                results.append(measure(server.url, [server.port or 0], "w1q", 1, n, probe))
+        else:
+            with EmbeddedCluster(masters=masters, replicas=0) as cluster:
+                ports = cluster.masters()
+                queue = spread_queue(cluster, masters) if masters > 1 else "w1q"
+                results.append(measure(cluster.url, ports, queue, masters, n, probe))
+        print(f"  {label}: {results[-1]['jobs_per_s']:.0f} jobs/s, Redis {results[-1]['redis_cpu_us_per_job']:.1f} "
+              f"µs/job", file=sys.stderr, flush=True)
+    best = sorted(results, key=lambda r: r["jobs_per_s"])[len(results) // 2]  # the median run, whole
+    best["jobs_per_s_runs"] = [round(r["jobs_per_s"]) for r in results]
+    best["redis_cpu_us_per_job_median"] = statistics.median(r["redis_cpu_us_per_job"] for r in results)
+    return best
+
+
+def table(rows: dict[str, dict[str, Any]], n: int, runs: int) -> str:
+    out = [
+        f"W1 drain: {n:,} no-op jobs queued first, then one worker process (concurrency {CONCURRENCY}) per master; "
+        f"median of {runs} run(s); {os.cpu_count()} CPU(s) shared by the masters and the workers.",
+        "",
+        "| setup | shards | jobs/s | jobs/s per shard | Redis CPU µs/job (all masters) | Redis CPU s per master | "
+        "worker CPU µs/job | cores busy: workers / Redis | projected ceiling per shard (jobs/s) | jobs/s per run |",
+        "|---|--:|--:|--:|--:|---|--:|--:|--:|---|",
+    ]
+    for label, r in rows.items():
+        out.append(
+            f"| {label} | {len(r['shard_jobs'])} | {r['jobs_per_s']:,.0f} | {r['jobs_per_s_per_shard']:,.0f} | "
+            f"{r['redis_cpu_us_per_job_median']:.1f} | {' / '.join(f'{c:.2f}' for c in r['redis_cpu_s_per_master'])} | "
+            f"{r['worker_cpu_us_per_job']:.0f} | {r['worker_cores']:.2f} / {r['redis_cores']:.2f} | "
+            f"{r['ceiling_per_shard']:,.0f} | {', '.join(map(str, r['jobs_per_s_runs']))} |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+    s = sub.add_parser("serve", help="(internal) one worker process")
+    s.add_argument("--queue", required=True)
+    s.add_argument("--shards", type=int, required=True)
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--masters", default="0,1,2,3", help="comma-separated; 0 is a standalone redis-server")
+    parser.add_argument("--json", help="also write the rows to this file")
+    args = parser.parse_args()
+    if args.command == "serve":
+        serve(args.queue, args.shards)
+        return
+    rows: dict[str, dict[str, Any]] = {}
+    with EmbeddedRedis() as probe:
+        for k in (int(x) for x in args.masters.split(",")):
+            label = "standalone" if k == 0 else f"cluster, {k} master{'s' if k > 1 else ''}"
+            print(f"{label}...", file=sys.stderr, flush=True)
+            rows[label] = one_config(label, k, args.jobs, args.runs, probe)
+    print(table(rows, args.jobs, args.runs))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
