@@ -194,3 +194,49 @@ def test_inspect_answers_keyed_by_worker_name(celery_app: Celery) -> None:
         conf = (inspect.conf() or {})[name]
         assert conf["task_default_queue"] == "celery" and "broker_url" in conf
         running.revoke(terminate=True)
+
+
+# --- ResultSet, GroupResult.children, RETRY's exception -----------------------------------------------------
+def test_result_set_waits_for_all_and_can_return_failures(celery_app: Celery) -> None:
+    from asyncq.compat.result import GroupResult, ResultSet
+
+    @celery_app.task(name="surface.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @celery_app.task(name="surface.boom")
+    def boom() -> None:
+        raise ValueError("boom")
+
+    with ThreadWorker(celery_app):
+        rs = ResultSet([add.delay(1, 1), add.delay(2, 2)])
+        assert rs.get(timeout=10) == [2, 4] and rs.ready() and rs.successful() and rs.completed_count() == 2
+        mixed = ResultSet([boom.delay(), add.delay(1, 1)])
+        values = mixed.get(timeout=10, propagate=False)
+        assert isinstance(values[0], ValueError) and values[1] == 2
+        assert mixed.results[0].failed() and mixed.results[1].successful() and mixed.failed()
+        with pytest.raises(ValueError, match="boom"):
+            mixed.join(timeout=10)
+    extra = add.s(0, 0).freeze()
+    rs.add(extra)
+    rs.add(extra)  # a set: once
+    assert len(rs) == 3
+    rs.discard(extra.id)
+    rs.discard(extra.id)
+    with pytest.raises(KeyError):
+        rs.remove(extra.id)
+    group_result = GroupResult("g1", rs.results, app=celery_app)
+    assert group_result.children == rs.results and group_result == GroupResult("g1", list(rs), app=celery_app)
+
+
+def test_retry_state_carries_the_retry_exception(celery_app: Celery) -> None:
+    from asyncq.compat import result as result_module
+
+    class Odd(Exception):
+        def __init__(self, foo: str, bar: str) -> None:  # cannot be rebuilt from its args alone
+            super().__init__(foo)
+            self.bar = bar
+
+    rebuilt = result_module.AsyncResult("r1", app=celery_app)._custom_result(
+        {"state": states.RETRY, "meta": result_module.retry_meta(Odd("foo", "bar"))})
+    assert "Odd" in str(rebuilt) and "foo" in str(rebuilt)

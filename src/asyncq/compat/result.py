@@ -15,7 +15,7 @@ from collections.abc import Generator, Sequence
 from datetime import datetime
 from typing import Any
 
-from asyncq.celery_protocol.results import CeleryMeta, rebuild_celery_exception
+from asyncq.celery_protocol.results import CeleryMeta, exception_document, rebuild_celery_exception
 from asyncq.compat import exceptions as compat_exceptions
 from asyncq.compat import states, store
 from asyncq.compat._state import CeleryApp, current_app
@@ -26,6 +26,13 @@ from asyncq.exceptions import JobAborted, JobDeadLettered, JobTimeout
 from asyncq.job import JobInfo, JobStatus
 
 IGNORED_MARK = "__celery_ignored__"
+
+
+def retry_meta(exc: BaseException) -> dict[str, Any]:
+    """What a task's RETRY state stores as its meta: the retry's exception as a JSON-able document (the worker
+    stores it, ``AsyncResult.result`` rebuilds it; an exception that cannot be rebuilt reads as a
+    ``RemoteTaskError`` naming its class and arguments)."""
+    return exception_document(exc)
 
 
 def _in_task() -> bool:
@@ -77,32 +84,43 @@ class AsyncResult:
             return {"status": states.PENDING, "result": None, "traceback": None, "date_done": None,
                     "task_id": self.id}
         info: JobInfo = await self._job().info()
-        status, result, tb, done = states.PENDING, None, None, None
         if info.status is JobStatus.complete:
-            status, result, done = states.SUCCESS, info.result, info.finished_at
+            result = info.result
             if isinstance(result, dict) and result.get(REPLACED_MARK):  # Task.replace: the replacement's outcome
                 return {**await AsyncResult(result[REPLACED_MARK], app=self.app).ameta(), "task_id": self.id}
+            status = states.SUCCESS
             if isinstance(result, dict) and result.get(IGNORED_MARK):
                 status, result = states.IGNORED, None
-        elif info.status in (JobStatus.failed, JobStatus.dead):
-            status, tb, done = states.FAILURE, info.traceback, info.finished_at
-            result = await self._exception()
-            if isinstance(result, TaskRevokedError):  # revoked or expired when the worker took it: not a failure
-                status, tb = states.REVOKED, None
-        elif info.status is JobStatus.aborted:
-            status, done = states.REVOKED, info.finished_at
-            result = TaskRevokedError(info.error or "revoked", job_id=self.id)
-        elif info.status is JobStatus.in_progress:
+            return {"status": status, "result": result, "traceback": None, "date_done": info.finished_at,
+                    "task_id": self.id}
+        if info.status in (JobStatus.failed, JobStatus.dead):
+            exc = await self._exception()
+            if isinstance(exc, TaskRevokedError):  # revoked or expired when the worker took it: not a failure
+                return {"status": states.REVOKED, "result": exc, "traceback": None, "date_done": info.finished_at,
+                        "task_id": self.id}
+            return {"status": states.FAILURE, "result": exc, "traceback": info.traceback,
+                    "date_done": info.finished_at, "task_id": self.id}
+        status, result, done = await self._unfinished_state(info)
+        return {"status": status, "result": result, "traceback": None, "date_done": done, "task_id": self.id}
+
+    async def _unfinished_state(self, info: JobInfo) -> tuple[str, Any, datetime | None]:
+        """State, result and date_done of a job that has neither succeeded nor failed."""
+        if info.status is JobStatus.aborted:
+            return states.REVOKED, TaskRevokedError(info.error or "revoked", job_id=self.id), info.finished_at
+        if info.status is JobStatus.in_progress:
             custom = await self._custom_state()
             if custom is not None:
-                status, result = custom.get("state", states.STARTED), custom.get("meta")
-            elif self._task_option("track_started"):
-                status, result = states.STARTED, {"hostname": info.worker}
+                return custom.get("state", states.STARTED), self._custom_result(custom), None
+            if self._task_option("track_started"):
+                return states.STARTED, {"hostname": info.worker}, None
         elif info.status in (JobStatus.queued, JobStatus.deferred) and info.tries > 0:
-            status = states.RETRY
+            custom = await self._custom_state()
+            retry = self._custom_result(custom) if custom is not None and custom.get("state") == states.RETRY \
+                else None
+            return states.RETRY, retry, None
         elif info.status is JobStatus.not_found and await self.app.control.ais_revoked(self.id):
-            status, result = states.REVOKED, TaskRevokedError("revoked", job_id=self.id)
-        return {"status": status, "result": result, "traceback": tb, "date_done": done, "task_id": self.id}
+            return states.REVOKED, TaskRevokedError("revoked", job_id=self.id), None
+        return states.PENDING, None, None
 
     def _task_option(self, name: str) -> Any:
         task = self.app.tasks.get(self.task_name or "")
@@ -111,6 +129,13 @@ class AsyncResult:
 
     async def _custom_state(self) -> dict[str, Any] | None:
         return await store.read_state(self.app, self.id)
+
+    def _custom_result(self, custom: dict[str, Any]) -> Any:
+        """The ``meta`` of a stored state; a RETRY's is the retry's exception (``retry_meta``), rebuilt."""
+        meta = custom.get("meta")
+        if custom.get("state") == states.RETRY and isinstance(meta, dict) and "exc_type" in meta:
+            return rebuild_celery_exception(meta, None, self.id, ALIASES)
+        return meta
 
     async def _exception(self) -> BaseException:
         try:
@@ -239,18 +264,16 @@ class AsyncResult:
         return ((self.id, self.parent.as_tuple() if self.parent else None), None)
 
 
-class GroupResult:
-    """The results of a group, in order. ``get()`` returns their values as a list."""
+class ResultSet:
+    """Celery's ``ResultSet``: several results handled as one (``get()`` returns their values in order).
+    ``GroupResult`` is a ResultSet with an id (saved and restored by it)."""
 
-    def __init__(self, id: str | None = None, results: Sequence[AsyncResult] = (), app: CeleryApp | None = None,
-                 parent: AsyncResult | None = None) -> None:
-        self.id = id
+    def __init__(self, results: Sequence[AsyncResult] = (), app: CeleryApp | None = None, **_: Any) -> None:
         self.results = list(results)
-        self.app = app or current_app()
-        self.parent = parent
+        self.app = app or (self.results[0].app if self.results else current_app())
 
     def __repr__(self) -> str:
-        return f"<GroupResult: {self.id} [{', '.join(r.id for r in self.results)}]>"
+        return f"<{type(self).__name__}: [{', '.join(r.id for r in self.results)}]>"
 
     def __len__(self) -> int:
         return len(self.results)
@@ -261,6 +284,31 @@ class GroupResult:
     def __getitem__(self, i: int) -> AsyncResult:
         return self.results[i]
 
+    # --- membership (Celery's set-like API) ---------------------------------------------------------------
+    def add(self, result: AsyncResult) -> None:
+        if result not in self.results:
+            self.results.append(result)
+
+    def update(self, results: Sequence[AsyncResult]) -> None:
+        self.results.extend(r for r in results if r not in self.results)
+
+    def remove(self, result: AsyncResult | str) -> None:
+        """Remove ``result`` (or the result with that id); KeyError if it is not in the set, as in Celery."""
+        if isinstance(result, str):
+            result = AsyncResult(result, app=self.app)
+        try:
+            self.results.remove(result)
+        except ValueError:
+            raise KeyError(result) from None
+
+    def discard(self, result: AsyncResult | str) -> None:
+        with contextlib.suppress(KeyError):
+            self.remove(result)
+
+    def clear(self) -> None:
+        self.results.clear()
+
+    # --- waiting ------------------------------------------------------------------------------------------
     async def aget(self, timeout: float | None = None, propagate: bool = True, **_: Any) -> list[Any]:
         outs = await asyncio.gather(*(r.aget(timeout, propagate) for r in self.results), return_exceptions=True)
         for out in outs:
@@ -274,10 +322,12 @@ class GroupResult:
         return self.app.bridge.run(self.aget(timeout, propagate))
 
     join = get
+    join_native = get
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self.aget().__await__()
 
+    # --- state --------------------------------------------------------------------------------------------
     def completed_count(self) -> int:
         return sum(1 for r in self.results if r.successful())
 
@@ -293,8 +343,41 @@ class GroupResult:
     def waiting(self) -> bool:
         return not self.ready()
 
+    def forget(self) -> None:
+        for r in self.results:
+            r.forget()
+
     def revoke(self, terminate: bool = False, **_: Any) -> None:
         self.app.control.revoke([r.id for r in self.results], terminate=terminate)
+
+
+class GroupResult(ResultSet):
+    """The results of a group, in order. ``get()`` returns their values as a list."""
+
+    def __init__(self, id: str | None = None, results: Sequence[AsyncResult] = (), app: CeleryApp | None = None,
+                 parent: AsyncResult | None = None, **_: Any) -> None:
+        super().__init__(results, app=app)
+        self.id = id
+        self.parent = parent
+
+    def __repr__(self) -> str:
+        return f"<GroupResult: {self.id} [{', '.join(r.id for r in self.results)}]>"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, GroupResult):
+            return other.id == self.id and other.results == self.results
+        return isinstance(other, str) and other == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @property
+    def children(self) -> list[AsyncResult]:
+        """Celery's name for the group's results."""
+        return self.results
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return ((self.id, self.parent.as_tuple() if self.parent else None), [r.as_tuple() for r in self.results])
 
     def save(self) -> None:
         self.app.bridge.run(store.save_group(self.app, self.id or "", [r.id for r in self.results]))
