@@ -1,31 +1,49 @@
 """Celery's canvas: signatures, chains, groups and chords, on asyncq jobs.
 
-How each runs:
-- a signature is Celery's dict (``task, args, kwargs, options, subtask_type, immutable``);
-- a chain pre-assigns every step's id, enqueues the first step and carries the rest in the job's headers; the
-  worker enqueues the next step with the return value prepended (unless the step is immutable);
-- a group enqueues all members in one round trip;
-- a chord's header members record their results in Redis; the member that completes the set enqueues the
-  body with the ordered list of results (exactly once, guarded by SETNX); a failed member makes the body fail
-  with ``ChordError``.
+Every canvas is Celery's dict (``task, args, kwargs, options, subtask_type, immutable``; a chain keeps its steps
+in ``kwargs["tasks"]``, a group its members there, a chord ``kwargs["header"]`` and ``kwargs["body"]``), so any
+canvas travels inside a job's headers and comes back whole with ``from_dict``.
+
+How one runs (``plan`` turns a canvas into the plain task calls to send now, in one round trip):
+
+- ``freeze()`` gives every task its id first, so the result of the whole canvas (the last step of a chain, the
+  members of a group, the body of a chord) can be returned before anything runs;
+- a chain sends its first step and carries the rest (as dicts) in that job's headers; the worker sends the next
+  step with the return value prepended (unless the step is immutable); a group followed by a step in a chain
+  becomes a chord, as in Celery;
+- a group sends its members (nested groups unrolled into it, as Celery does); a member may be a chain or a chord;
+- a chord is a group whose members report to a *join* (``store.chord_part_done``): the member that completes the
+  set sends what follows (the body, then the rest of an enclosing chain) with the ordered list of results, exactly
+  once. The same join serves a group that is followed by something (a chord header holding a group, a group
+  inside a chain in a chord header): where the group's results go is recorded in the join, not in the group.
+- what a task's result flows into when it is done (the rest of a chain, a chord's join) is its *continuation*;
+  a failure follows the same path as ``chord_error``: the body of a chord whose header failed fails with
+  ``ChordError`` (its errbacks run), and the later steps of a failed chain fail too, so nothing waits forever.
 """
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from asyncq.compat import store
 from asyncq.compat._state import CeleryApp, current_app
 from asyncq.compat.exceptions import ImproperlyConfigured
 from asyncq.compat.result import AsyncResult, GroupResult
+from asyncq.compat.stamping import Stampable
+from asyncq.compat.stamping import StampingVisitor as StampingVisitor  # celery.canvas.StampingVisitor
+
+#: options that say where a task's result flows; a canvas's own (a group's join) is kept in them too
+CHORD, INDEX = "chord", "group_index"
 
 
 def _app(app: CeleryApp | None) -> CeleryApp:
     return app or current_app()
 
 
-class Signature(dict[str, Any]):
+class Signature(Stampable, dict[str, Any]):  # stamp()/stamp_links(): stamping.py (H5)
     """``task.s(*args, **kwargs)``: a task call that can be passed around, chained and grouped."""
 
     def __init__(
@@ -41,7 +59,9 @@ class Signature(dict[str, Any]):
     ) -> None:
         if isinstance(task, dict):  # from its dict form
             super().__init__(task)
-            self.setdefault("options", {})
+            self.setdefault("args", [])
+            self.setdefault("kwargs", {})
+            self["options"] = dict(self.get("options") or {})
         else:
             name = task if isinstance(task, str) else getattr(task, "name", None)
             if not name:
@@ -52,13 +72,53 @@ class Signature(dict[str, Any]):
             )
         self._app = app
 
-    # dict fields as attributes, as Celery has them
-    task = property(lambda self: self["task"])
-    args = property(lambda self: tuple(self["args"]))
-    kwargs = property(lambda self: self["kwargs"])
-    options = property(lambda self: self["options"])
-    immutable = property(lambda self: bool(self.get("immutable")))
-    id = property(lambda self: self["options"].get("task_id"))
+    # dict fields as attributes, as Celery has them (settable, as Celery's are)
+    @property
+    def task(self) -> Any:
+        return self["task"]
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        return tuple(self["args"])
+
+    @args.setter
+    def args(self, value: Iterable[Any]) -> None:
+        self["args"] = list(value)
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = self["kwargs"]
+        return kw
+
+    @kwargs.setter
+    def kwargs(self, value: dict[str, Any]) -> None:
+        self["kwargs"] = dict(value)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = self["options"]
+        return opts
+
+    @options.setter
+    def options(self, value: dict[str, Any]) -> None:
+        self["options"] = dict(value)
+
+    @property
+    def immutable(self) -> bool:
+        return bool(self.get("immutable"))
+
+    @immutable.setter
+    def immutable(self, value: bool) -> None:
+        self["immutable"] = bool(value)
+
+    @property
+    def subtask_type(self) -> str | None:
+        return self.get("subtask_type")
+
+    @property
+    def id(self) -> str | None:
+        task_id: str | None = self["options"].get("task_id")
+        return task_id
 
     @property
     def app(self) -> CeleryApp:
@@ -72,6 +132,9 @@ class Signature(dict[str, Any]):
         args = ", ".join([*(repr(a) for a in self["args"]), *(f"{k}={v!r}" for k, v in self["kwargs"].items())])
         return f"{self['task']}({args}){'!' if self.immutable else ''}"
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Signature:
+        return from_dict(copy.deepcopy(dict(self), memo), self._app)
+
     def clone(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **opts: Any) -> Signature:
         new_args = list(self["args"]) if self.immutable else [*(args or ()), *self["args"]]
         new_kwargs = dict(self["kwargs"]) if self.immutable else {**self["kwargs"], **(kwargs or {})}
@@ -84,17 +147,25 @@ class Signature(dict[str, Any]):
         self["options"].update(options)
         return self
 
-    def freeze(self, _id: str | None = None) -> AsyncResult:
+    def freeze(self, _id: str | None = None, group_id: str | None = None, **_: Any) -> Any:
+        """Give the task its id now (kept when it is sent); returns its result."""
         task_id = self["options"].setdefault("task_id", _id or str(uuid.uuid4()))
+        if group_id is not None:
+            self["options"].setdefault("group_id", group_id)
         return AsyncResult(task_id, app=self.app, task_name=self["task"])
 
-    def link(self, callback: Signature) -> Signature:
-        self["options"].setdefault("link", []).append(dict(callback))
+    def link(self, callback: Any) -> Any:
+        self["options"].setdefault("link", []).append(callback)
         return callback
 
-    def link_error(self, errback: Signature) -> Signature:
-        self["options"].setdefault("link_error", []).append(dict(errback))
+    def link_error(self, errback: Any) -> Any:
+        self["options"].setdefault("link_error", []).append(errback)
         return errback
+
+    def on_error(self, errback: Any) -> Signature:
+        """``link_error`` that returns this signature (to chain calls: ``sig.on_error(eb).delay()``)."""
+        self.link_error(errback)
+        return self
 
     def apply_async(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
                     **options: Any) -> Any:
@@ -121,44 +192,120 @@ class Signature(dict[str, Any]):
         return self.type(*sig["args"], **sig["kwargs"])
 
     def __or__(self, other: Any) -> Any:
-        if isinstance(other, group):
-            return chain(self, other)
-        if isinstance(other, chain):
-            return chain(self, *other.tasks)
         if isinstance(other, Signature):
-            return chain(self, other)
+            return chain(self, other, app=self._app)
         return NotImplemented
+
+    def __ror__(self, other: Any) -> Any:
+        return NotImplemented
+
+
+class _Canvas(Signature):
+    """What chains, groups and chords share: sent through ``plan`` on the app's loop."""
+
+    def apply_async(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
+                    **options: Any) -> Any:
+        if self.app.conf.task_always_eager:
+            return self.apply(args, kwargs)
+        return self.app.bridge.run(self.aapply_async(args, kwargs, **options))
+
+    async def aapply_async(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
+                           **options: Any) -> Any:
+        """Freeze a copy (ids already given by ``freeze()`` are kept), send what runs first, return its result."""
+        sig = self.clone()
+        task_id = options.pop("task_id", None)
+        sig["options"].update(options)
+        result = sig.freeze(task_id)
+        await send(sig.app, sig, tuple(args or ()), dict(kwargs or {}))
+        if isinstance(result, GroupResult) and len(result) == 1 and isinstance(result[0], GroupResult):
+            return result[0]  # group(a | group(b, c)): Celery returns the inner group's result
+        return result
+
+    def delay(self, *args: Any, **kwargs: Any) -> Any:
+        return self.apply_async(args, kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """``chain(a.s(1), b.s())()`` sends the canvas, as in Celery (args go to what runs first)."""
+        return self.apply_async(args, kwargs)
 
 
 def signature(varies: Any, *args: Any, **kwargs: Any) -> Signature:
     if isinstance(varies, Signature):
         return varies
+    if isinstance(varies, dict):
+        return from_dict(varies, kwargs.get("app"))
     return Signature(varies, *args, **kwargs)
 
 
 subtask = signature
 
 
-def maybe_signature(d: Any, app: CeleryApp | None = None) -> Signature | None:
+def maybe_signature(d: Any, app: CeleryApp | None = None, clone: bool = False) -> Any:
     if d is None:
         return None
     if isinstance(d, Signature):
+        return d.clone() if clone else d
+    if isinstance(d, list | tuple):
+        return [maybe_signature(s, app) for s in d]
+    return from_dict(dict(d), app)
+
+
+def from_dict(d: dict[str, Any], app: CeleryApp | None = None) -> Signature:
+    """A canvas from its dict form (as it travels in a job's headers), nested canvases included."""
+    if isinstance(d, Signature) and type(d) is not Signature:
         return d
-    return Signature(dict(d), app=app)
+    kind = d.get("subtask_type")
+    kw = d.get("kwargs") or {}
+    opts = dict(d.get("options") or {})
+    if kind == "chain":
+        c = chain(*[from_dict(t, app) for t in kw.get("tasks", ())], app=app, **opts)
+        return c
+    if kind == "group":
+        return group(*[from_dict(t, app) for t in kw.get("tasks", ())], app=app, **opts)
+    if kind == "chord":
+        return chord(from_dict(kw["header"], app) if isinstance(kw.get("header"), dict) else
+                     [from_dict(t, app) for t in kw.get("header", ())],
+                     from_dict(kw["body"], app) if kw.get("body") is not None else None, app=app, **opts)
+    if kind is None and d.get("task") in ("celery.chain", "celery.group", "celery.chord"):
+        raise ImproperlyConfigured(f"{d.get('task')} signature without its subtask_type: {d!r}")
+    return Signature(dict(d), app=app) if not isinstance(d, Signature) else d
 
 
-class chain(Signature):
+class chain(_Canvas):
     """``chain(a.s(1), b.s(), c.s())`` or ``a.s(1) | b.s() | c.s()``: each result feeds the next step."""
 
     def __init__(self, *tasks: Any, app: CeleryApp | None = None, **options: Any) -> None:
-        flat: list[Any] = []
-        for t in tasks[0] if len(tasks) == 1 and not isinstance(tasks[0], dict) else tasks:
-            flat.extend(t.tasks if isinstance(t, chain) else [t])
-        self.tasks: list[Signature] = [t if isinstance(t, group) else Signature(t, app=app) if not isinstance(
-            t, Signature) else t for t in flat]
-        dict.__init__(self, task="celery.chain", args=[], kwargs={}, options=dict(options),
+        items = tasks[0] if len(tasks) == 1 and not isinstance(tasks[0], dict) else tasks
+        flat: list[Signature] = []
+        for t in items:
+            s = t if isinstance(t, Signature) else from_dict(dict(t), app)
+            if isinstance(s, chain) and not s.options.get("task_id"):
+                flat.extend(s._unwrapped())  # a chain in a chain is flattened; its links move to its steps
+            else:
+                flat.append(s)
+        dict.__init__(self, task="celery.chain", args=[], kwargs={"tasks": flat}, options=dict(options),
                       subtask_type="chain", immutable=False)
         self._app = app
+
+    @property
+    def tasks(self) -> list[Signature]:
+        steps: list[Signature] = self["kwargs"]["tasks"]
+        return steps
+
+    @tasks.setter
+    def tasks(self, value: Iterable[Signature]) -> None:
+        self["kwargs"]["tasks"] = list(value)
+
+    def _unwrapped(self) -> list[Signature]:
+        """The steps, with this chain's own links moved onto them (Celery: link on the last, errbacks on all)."""
+        steps = [t.clone() for t in self.tasks]
+        if steps:
+            for cb in self.options.get("link") or ():
+                steps[-1].link(cb)
+            for eb in self.options.get("link_error") or ():
+                for s in steps:
+                    s.link_error(eb)
+        return steps
 
     def __repr__(self) -> str:
         return " | ".join(repr(t) for t in self.tasks)
@@ -168,171 +315,153 @@ class chain(Signature):
         steps = [t.clone() for t in self.tasks]
         if steps and (args or kwargs):
             steps[0] = steps[0].clone(args, kwargs)
-        return chain(*steps, app=self._app, **{**self["options"], **opts})
+        new = chain(app=self._app, **{**self["options"], **opts})
+        new.tasks = steps
+        return new
 
     def __or__(self, other: Any) -> Any:
-        if isinstance(other, chain):
-            return chain(*self.tasks, *other.tasks)
+        if isinstance(other, chain) and not other.options:
+            return chain(*self._unwrapped(), *other.tasks, app=self._app)
         if isinstance(other, Signature):
-            return chain(*self.tasks, other)
+            return chain(*self._unwrapped(), other, app=self._app)
         return NotImplemented
 
-    def _steps(self) -> list[Signature]:
-        """Plain signatures; a group followed by a step becomes a chord."""
-        steps: list[Signature] = []
-        i = 0
-        while i < len(self.tasks):
-            t = self.tasks[i]
-            if isinstance(t, group):
-                if i + 1 >= len(self.tasks):
-                    raise ImproperlyConfigured("a chain ending in a group is not supported; add a final step "
-                                               "(that makes it a chord) or apply the group on its own")
-                if any(isinstance(m, chain | group | chord) for m in t.tasks):
-                    raise ImproperlyConfigured(
-                        "a group followed by a step is a chord, and a chord header of chains or groups is not "
-                        "supported: its members must be task signatures"
-                    )
-                steps.append(chord(t, self.tasks[i + 1]))
-                i += 2
-            else:
-                steps.append(t)
-                i += 1
-        return steps
+    def steps(self) -> list[Signature]:
+        """The steps as they run: a group followed by a step is a chord whose body is that step (from the end,
+        so ``g1 | g2 | t`` is ``chord(g1, chord(g2, t))``), and the chain's own links sit on its steps."""
+        linked = self.options.get("link") or self.options.get("link_error")
+        return _upgrade(self._unwrapped() if linked else self.tasks, self._app)
 
-    def apply_async(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
-                    **options: Any) -> Any:
-        if self.app.conf.task_always_eager:
-            return self.apply(args, kwargs)
-        return self.app.bridge.run(self.aapply_async(args, kwargs, **options))
+    def freeze(self, _id: str | None = None, group_id: str | None = None, **_: Any) -> Any:
+        steps = _upgrade(self.tasks, self._app)  # the steps themselves (copies made later keep their ids)
+        if not steps:
+            raise ImproperlyConfigured("an empty chain has nothing to run")
+        result: Any = None
+        for i, s in enumerate(steps):
+            r = s.freeze(_id if i == len(steps) - 1 else None)
+            if result is not None and hasattr(r, "parent") and r.parent is None:
+                r.parent = result
+            result = r
+        return result
 
     def apply(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
               **options: Any) -> Any:
         """Run every step here, in order (eager): each result feeds the next; stops at the first failure."""
         result: Any = None
-        for i, step in enumerate(self._steps()):
-            step_args = (args or ()) if i == 0 else (result.get(),)
+        for i, step in enumerate(self.steps()):
+            step_args = tuple(args or ()) if i == 0 else (result.get(),)
             result = step.clone(step_args, kwargs if i == 0 else None).apply()
             if result.failed():
                 break
         return result
 
-    async def aapply_async(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
-                           **options: Any) -> AsyncResult:
-        steps = [s.clone() for s in self._steps()]
-        if not steps:
-            raise ImproperlyConfigured("an empty chain has nothing to run")
-        parent: AsyncResult | None = None
-        for s in steps:  # pre-assign every id so the whole chain's results can be waited on now
-            _last(s).freeze()
-        for s in steps:
-            sid = _last(s).id
-            parent = AsyncResult(sid, app=self.app, task_name=s["task"], parent=parent)
-        first, rest = steps[0], steps[1:]
-        first_opts = {**options, "chain": [_as_dict(s) for s in rest]} if rest else dict(options)
-        if isinstance(first, chord):
-            await first.aapply_async(args, kwargs, chain=[_as_dict(s) for s in rest])
-        else:
-            await first.aapply_async(args, kwargs, **first_opts)
-        assert parent is not None
-        return parent
 
-    def delay(self, *args: Any, **kwargs: Any) -> Any:
-        return self.apply_async(args, kwargs)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """``chain(a.s(1), b.s())()`` sends the chain, as in Celery (args go to the first step)."""
-        return self.apply_async(args, kwargs)
-
-
-_CANVAS_NAMES = frozenset({"celery.chain", "celery.group", "celery.chord"})
-
-
-def _last(s: Signature) -> Signature:
-    """The signature whose result is the step's result (a chord's body)."""
-    if isinstance(s, chord):
-        if s.body is None:
-            raise ImproperlyConfigured("a chord needs a body")
-        return s.body
-    return s
-
-
-def _as_dict(s: Signature) -> dict[str, Any]:
-    if isinstance(s, chord):
-        return {"task": "celery.chord", "args": [], "kwargs": {}, "subtask_type": "chord", "immutable": False,
-                "options": {}, "header": [dict(h) for h in s.header.tasks], "body": dict(_last(s))}
-    return dict(s)
-
-
-def from_dict(d: dict[str, Any], app: CeleryApp | None = None) -> Signature:
-    if d.get("subtask_type") == "chord":
-        return chord(group(*[Signature(dict(h), app=app) for h in d["header"]]), Signature(dict(d["body"]), app=app))
-    return Signature(dict(d), app=app)
-
-
-class group(Signature):
+class group(_Canvas):
     """``group(a.s(i) for i in range(10))``: run in parallel; ``get()`` returns the results in order."""
 
     def __init__(self, *tasks: Any, app: CeleryApp | None = None, **options: Any) -> None:
+        if len(tasks) == 1 and isinstance(tasks[0], dict) and not isinstance(tasks[0], Signature) \
+                and tasks[0].get("subtask_type") == "group":
+            tasks = tuple(from_dict(tasks[0], app)["kwargs"]["tasks"])
         items = list(tasks[0]) if len(tasks) == 1 and not isinstance(tasks[0], dict) else list(tasks)
-        self.tasks: list[Signature] = [t if isinstance(t, Signature) else Signature(t, app=app) for t in items]
-        dict.__init__(self, task="celery.group", args=[], kwargs={}, options=dict(options),
+        members = [t if isinstance(t, Signature) else from_dict(dict(t), app) for t in items]
+        dict.__init__(self, task="celery.group", args=[], kwargs={"tasks": members}, options=dict(options),
                       subtask_type="group", immutable=False)
         self._app = app
+
+    @property
+    def tasks(self) -> list[Signature]:
+        members: list[Signature] = self["kwargs"]["tasks"]
+        return members
+
+    @tasks.setter
+    def tasks(self, value: Iterable[Signature]) -> None:
+        self["kwargs"]["tasks"] = list(value)
 
     def __repr__(self) -> str:
         return f"group([{', '.join(repr(t) for t in self.tasks)}])"
 
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __mul__(self, n: int) -> group:
+        return group(*[t.clone() for _ in range(n) for t in self.tasks], app=self._app)
+
     def clone(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **opts: Any) -> group:
-        return group(*[t.clone(args, kwargs) for t in self.tasks], app=self._app, **{**self["options"], **opts})
+        new = group(app=self._app, **{**self["options"], **opts})
+        new.tasks = [t.clone(args, kwargs) for t in self.tasks]
+        return new
 
     def __or__(self, other: Any) -> Any:
-        if isinstance(other, Signature) and not isinstance(other, group):
-            return chord(self, other)
+        if isinstance(other, Signature) and _plain(other):
+            return chord(self, other, app=self._app)
+        if isinstance(other, Signature):
+            return chain(self, other, app=self._app)
         return NotImplemented
 
-    def apply_async(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
-                    **options: Any) -> GroupResult:
-        if self.app.conf.task_always_eager:
-            return self.apply(args, kwargs)
-        return self.app.bridge.run(self.aapply_async(args, kwargs, **options))
+    def link(self, callback: Any) -> Any:
+        """As in Celery: the callback is linked (immutable) to the first member only."""
+        if not self.tasks:
+            return callback
+        return self.tasks[0].link(_sig(callback, self._app).clone().set(immutable=True))
+
+    def link_error(self, errback: Any) -> Any:
+        """As in Celery: every member gets the errback (immutable), so it may run once per failed member."""
+        eb = _sig(errback, self._app)
+        return tuple(t.link_error(eb.clone().set(immutable=True)) for t in self.tasks)
+
+    def units(self) -> list[Signature]:
+        """The members as they run: nested groups unrolled into this one (Celery does the same)."""
+        out: list[Signature] = []
+        for t in self.tasks:
+            out.extend(t.units() if isinstance(t, group) else [t])
+        return out
+
+    def freeze(self, _id: str | None = None, group_id: str | None = None, **_: Any) -> GroupResult:
+        gid = self["options"].setdefault("group_id", _id or group_id or str(uuid.uuid4()))
+        return GroupResult(gid, [u.freeze(group_id=gid) for u in self.units()], app=self.app)
+
+    @property
+    def id(self) -> str | None:
+        gid: str | None = self["options"].get("group_id")
+        return gid
 
     def apply(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
               **options: Any) -> GroupResult:
-        return GroupResult(str(uuid.uuid4()), [t.clone(args, kwargs).apply() for t in self.tasks], app=self.app)
-
-    async def aapply_async(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
-                           **options: Any) -> GroupResult:
-        gid = options.pop("group_id", None) or str(uuid.uuid4())
-        results: list[Any] = [None] * len(self.tasks)
-        plain: list[tuple[int, Signature]] = []
-        for i, t in enumerate(self.tasks):
-            if isinstance(t, chain | group | chord):  # a nested canvas runs as its own unit
-                results[i] = await t.clone(args, kwargs).aapply_async(**options)
-                continue
-            m = t.clone(args, kwargs, **options, group_id=gid, group_index=i)
-            m.freeze()
-            plain.append((i, m))
-        sent = await self.app.asend_many([m for _, m in plain])  # one round trip for the plain members
-        for (i, _), res in zip(plain, sent, strict=True):
-            results[i] = res
-        return GroupResult(gid, results, app=self.app)
-
-    def delay(self, *args: Any, **kwargs: Any) -> GroupResult:
-        return self.apply_async(args, kwargs)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> GroupResult:
-        return self.apply_async(args, kwargs)
+        return GroupResult(str(uuid.uuid4()), [t.clone(args, kwargs).apply() for t in self.units()], app=self.app)
 
 
-class chord(Signature):
+class chord(_Canvas):
     """``chord(header_group, body)`` or ``group(...) | body``: the body gets the list of header results."""
 
-    def __init__(self, header: Any, body: Any = None, app: CeleryApp | None = None, **options: Any) -> None:
-        self.header = header if isinstance(header, group) else group(*header, app=app)
-        self.body: Signature | None = maybe_signature(body, app) if body is not None else None
-        dict.__init__(self, task="celery.chord", args=[], kwargs={}, options=dict(options),
-                      subtask_type="chord", immutable=False)
+    def __init__(self, header: Any = None, body: Any = None, app: CeleryApp | None = None, **options: Any) -> None:
+        if isinstance(header, group):
+            head = header
+        elif isinstance(header, Signature):
+            head = group(header, app=app)
+        else:
+            head = group(*(header or ()), app=app)
+        dict.__init__(self, task="celery.chord", args=[], kwargs={"header": head, "body": _sig(body, app),
+                                                                   "kwargs": {}},
+                      options=dict(options), subtask_type="chord", immutable=False)
         self._app = app
+
+    @property
+    def header(self) -> group:
+        head: group = self["kwargs"]["header"]
+        return head
+
+    @property
+    def tasks(self) -> list[Signature]:
+        return self.header.tasks
+
+    @property
+    def body(self) -> Any:
+        return self["kwargs"]["body"]
+
+    @body.setter
+    def body(self, value: Any) -> None:
+        self["kwargs"]["body"] = _sig(value, self._app)
 
     def __repr__(self) -> str:
         return f"chord({self.header!r}, {self.body!r})"
@@ -343,44 +472,182 @@ class chord(Signature):
 
     def __call__(self, body: Any = None, **options: Any) -> Any:
         if body is not None:
-            self.body = maybe_signature(body, self._app)
+            self.body = body
         return self.apply_async(**options)
 
-    def apply_async(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
-                    **options: Any) -> Any:
-        if self.app.conf.task_always_eager:
-            return self.apply(args, kwargs)
-        return self.app.bridge.run(self.aapply_async(args, kwargs, **options))
+    def link(self, callback: Any) -> Any:
+        return self._body().link(callback)
+
+    def link_error(self, errback: Any) -> Any:
+        if self.app.conf.get("task_allow_error_cb_on_chord_header"):
+            eb = _sig(errback, self._app)
+            for t in self.header.tasks:
+                t.link_error(eb.clone().set(immutable=True))
+        return self._body().link_error(errback)
+
+    def _body(self) -> Signature:
+        if self.body is None:
+            raise ImproperlyConfigured("a chord needs a body: chord(header)(body) or chord(header, body)")
+        body: Signature = self.body
+        return body
+
+    def freeze(self, _id: str | None = None, group_id: str | None = None, **_: Any) -> Any:
+        self.header.freeze(group_id=self["options"].get("group_id"))
+        return self._body().freeze(_id)
+
+    @property
+    def id(self) -> str | None:
+        return self.body.id if self.body is not None else None
 
     def apply(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
               **options: Any) -> Any:
         header = self.header.apply(args, kwargs)
-        return _last(self).clone(([r.get() for r in header.results],)).apply()
+        return self._body().clone(([r.get() for r in header.results],)).apply()
 
-    async def aapply_async(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
-                           **options: Any) -> AsyncResult:
-        if self.body is None:
-            raise ImproperlyConfigured("a chord needs a body: chord(header)(body) or chord(header, body)")
-        body_result = self.body.freeze()
-        gid = str(uuid.uuid4())
-        body = dict(self.body)
-        if options.get("chain"):
-            body["options"] = {**body["options"], "chain": options.pop("chain")}
-        size = len(self.header.tasks)
-        if size == 0:
-            await self.body.aapply_async(([],))
-            return body_result
-        chord_meta = {"group_id": gid, "size": size, "body": body}
-        members = []
-        if any(isinstance(t, chain | group | chord) or t.get("task") in _CANVAS_NAMES for t in self.header.tasks):
-            raise ImproperlyConfigured(
-                "a chord header of chains or groups is not supported: its members must be task signatures "
-                "(run the inner canvases first, or make each member one task)"
-            )
-        for i, t in enumerate(self.header.tasks):
-            assert t is not None
-            m = t.clone(args, kwargs, group_id=gid, group_index=i, chord=chord_meta)
-            m.freeze()
-            members.append(m)
-        await self.app.asend_many(members)
-        return body_result
+
+def _upgrade(tasks: list[Signature], app: CeleryApp | None) -> list[Signature]:
+    out: list[Signature] = []
+    for t in reversed(tasks):
+        if isinstance(t, group) and len(t.tasks) == 1:  # a group of one task is that task (as in Celery)
+            t = t.tasks[0]
+        if isinstance(t, group) and out:
+            out[-1] = chord(t, out[-1], app=app)
+        else:
+            out.append(t)
+    return out[::-1]
+
+
+def _sig(s: Any, app: CeleryApp | None) -> Any:
+    if s is None or isinstance(s, Signature):
+        return s
+    return from_dict(dict(s), app)
+
+
+# --- running a canvas: what to send now, and what each task's result flows into ---------------------------------
+def with_continuation(sig: Signature, meta: dict[str, Any], index: int) -> Signature:
+    """A copy of ``sig`` whose result is part ``index`` of the join ``meta`` (it goes to the tail: a chain's
+    last step, a chord's body; a group keeps it and makes its own join report there)."""
+    if isinstance(sig, chain):
+        new = sig.clone()
+        steps = new.steps()
+        steps[-1] = with_continuation(steps[-1], meta, index)
+        new.tasks, new["options"] = steps, {k: v for k, v in new.options.items() if k not in ("link", "link_error")}
+        return new
+    if isinstance(sig, chord):
+        new_chord = sig.clone()
+        new_chord.body = with_continuation(new_chord._body(), meta, index)
+        return new_chord
+    return sig.clone(chord=meta, group_index=index)
+
+
+async def send(app: CeleryApp, sig: Signature, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None,
+               chain_rest: list[dict[str, Any]] | None = None, failure: str | None = None,
+               quiet: bool = False) -> None:
+    """Send what runs first of a frozen canvas (one round trip), with what follows it carried along."""
+    out: list[Signature] = []
+    await plan(app, sig, args, kwargs or {}, out, chain_rest or [], failure, quiet)
+    if out:
+        await app.asend_many(out)
+
+
+async def plan(app: CeleryApp, sig: Signature, args: tuple[Any, ...], kwargs: dict[str, Any],
+               out: list[Signature], chain_rest: list[dict[str, Any]], failure: str | None = None,
+               quiet: bool = False) -> None:
+    """Add to ``out`` the plain task calls that start ``sig`` (partial ``args``/``kwargs`` applied), each carrying
+    its continuation: ``chain_rest`` (what follows ``sig`` in a chain) and the join in its options.
+
+    ``failure``: do not run, fail with ``ChordError(failure)`` (a chord header or an earlier chain step failed);
+    ``quiet``: without calling the errbacks (they ran where the failure happened)."""
+    if isinstance(sig, chain):
+        steps = sig.steps()
+        if not steps:
+            raise ImproperlyConfigured("an empty chain has nothing to run")
+        for s in steps:
+            s.freeze()
+        rest = [dict(s) for s in steps[1:]] + chain_rest
+        await plan(app, steps[0], args, kwargs, out, rest, failure, quiet)
+    elif isinstance(sig, chord):
+        body = sig._body()
+        body.freeze()
+        sig.header.freeze(group_id=sig.options.get("group_id"))
+        await plan(app, sig.header, args, kwargs, out, [dict(body), *chain_rest], failure, quiet)
+    elif isinstance(sig, group):
+        await _plan_group(app, sig, args, kwargs, out, chain_rest, failure, quiet)
+    else:
+        opts: dict[str, Any] = {}
+        if chain_rest:
+            opts["chain"] = [*(sig.options.get("chain") or ()), *chain_rest]
+        if failure is not None:
+            opts["chord_error" if not quiet else "chain_error"] = failure
+        s = sig.clone(args, kwargs, **opts)
+        s.freeze()
+        out.append(s)
+
+
+async def _plan_group(app: CeleryApp, sig: group, args: tuple[Any, ...], kwargs: dict[str, Any],
+                      out: list[Signature], chain_rest: list[dict[str, Any]], failure: str | None,
+                      quiet: bool) -> None:
+    gid = sig.freeze().id
+    units = sig.units()
+    parent = sig.options.get(CHORD)
+    if not chain_rest and parent is None:  # the results go nowhere: the members run on their own
+        for i, u in enumerate(units):
+            member = u.clone(group_id=gid, group_index=i) if _plain(u) else u
+            await plan(app, member, args, kwargs, out, [], failure, quiet)
+        return
+    join: dict[str, Any] = {"group_id": gid, "size": len(units), "chain": chain_rest}
+    if parent is not None:
+        join["parent"], join["index"] = parent, int(sig.options.get(INDEX) or 0)
+    if not units:
+        await joined(app, join, [])
+        return
+    for i, u in enumerate(units):
+        await plan(app, with_continuation(u, join, i), args, kwargs, out, [], failure, quiet)
+
+
+def _plain(s: Signature) -> bool:
+    return not isinstance(s, chain | group | chord)
+
+
+async def joined(app: CeleryApp, join: dict[str, Any], results: list[Any]) -> None:
+    """A join is complete: send what follows with the results, or report them to the enclosing join."""
+    rest = _after(join)
+    if rest:
+        await send(app, from_dict(rest[0], app), (results,), chain_rest=rest[1:])
+    elif join.get("parent") is not None:
+        await part_done(app, join["parent"], int(join.get("index") or 0), results)
+
+
+def _after(join: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a join sends when complete (a chord from a Celery producer names only its ``body``)."""
+    if join.get("chain"):
+        return list(join["chain"])
+    return [join["body"]] if join.get("body") else []
+
+
+async def part_done(app: CeleryApp, join: dict[str, Any], index: int, value: Any) -> None:
+    """Record one result of a join; the one that completes the set sends what follows, exactly once."""
+    serializer = app.asyncq_app.serializer
+    parts = await store.chord_part_done(app, join["group_id"], index, serializer.dumps(value), int(join["size"]))
+    if parts is not None:
+        await joined(app, join, [serializer.loads(p) for p in parts])
+
+
+async def part_failed(app: CeleryApp, join: dict[str, Any], message: str) -> None:
+    """A member of a join failed: what follows fails with ``ChordError`` (its errbacks run), exactly once."""
+    if not await store.chord_fire(app, join["group_id"]):
+        return
+    rest = _after(join)
+    if rest:
+        await send(app, from_dict(rest[0], app), chain_rest=rest[1:], failure=message)
+    elif join.get("parent") is not None:
+        await part_failed(app, join["parent"], message)
+
+
+async def propagate_failure(app: CeleryApp, chain_rest: list[dict[str, Any]], join: dict[str, Any] | None,
+                            message: str) -> None:
+    """A task failed: the rest of its chain fails too (quietly: its errbacks ran already), else its join."""
+    if chain_rest:
+        await send(app, from_dict(chain_rest[0], app), chain_rest=chain_rest[1:], failure=message, quiet=True)
+    elif join is not None:
+        await part_failed(app, join, message)

@@ -29,6 +29,7 @@ OPTIONS = frozenset({
     "headers", "ignore_result", "time_limit", "soft_time_limit", "shadow", "retry", "retry_policy", "serializer",
     "producer", "connection", "publisher", "add_to_parent", "group_id", "group_index", "root_id", "parent_id",
     "chain", "chord", "reply_to", "declare", "compression", "immutable", "subtask_type", "chord_error",
+    "chain_error",  # asyncq.compat: an earlier step of the chain failed; fail without running, no errbacks
     "app_id", "argsrepr", "kwargsrepr",  # Celery's message properties (how a monitor shows the call)
     "tenant",  # asyncq: the job's tenant for fair share (docs/guide.md)
 })
@@ -83,8 +84,9 @@ def prepare(app: CeleryApp, name: str, args: Any, kwargs: Any, options: dict[str
         raise TypeError(f"kwargs must be a mapping, got {type(kwargs).__name__}")
     kwargs = dict(kwargs or {})
     task = app.tasks.get(name)
-    if task is not None:
-        check_arguments(task, args, kwargs)
+    if task is not None and not (options.get("chord_error") or options.get("chain_error")):
+        check_arguments(task, args, kwargs)  # (a call sent to fail, as a chord's body after its header failed,
+        # never runs: it may lack the argument the failed step would have given it)
     exchange = options.get("exchange")
     if getattr(exchange, "name", exchange) not in (None, "", "celery"):
         raise ImproperlyConfigured(f"exchange={exchange!r}: asyncq routes by queue only; use queue=...")
@@ -136,6 +138,7 @@ def prepare(app: CeleryApp, name: str, args: Any, kwargs: Any, options: dict[str
         "chain": options.get("chain") or None,
         "chord": options.get("chord"),
         "chord_error": options.get("chord_error"),
+        "chain_error": options.get("chain_error"),
         "timelimit": [hard, soft] if hard is not None or soft is not None else None,
         "ignore_result": ignore_result or None,
         "shadow": options.get("shadow"),

@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 
-from asyncq.compat import signals, states, store
+from asyncq.compat import canvas, signals, states, store
 from asyncq.compat.canvas import Signature, from_dict
 from asyncq.compat.celery_receive import store_outcome
 from asyncq.compat.exceptions import (
@@ -272,8 +272,9 @@ async def execute(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
                                                                kwargs=kwargs)),
                      (task.before_start, (request.id or "", args, kwargs), {}))
         try:
-            if request.chord_error:
-                raise ChordError(request.chord_error)
+            failed_before = request.chord_error or job.headers.get("celery", {}).get("chain_error")
+            if failed_before:  # a chord header or an earlier chain step failed: this one fails without running
+                raise ChordError(failed_before)
             retval = await call_body(task, args, kwargs, request)
         except Retry as exc:
             state, retval = states.RETRY, exc
@@ -332,10 +333,13 @@ async def _failed(task: Task, request: Context, exc: BaseException, args: tuple[
                  (signals.task_failure.send, (), dict(sender=task, task_id=request.id, exception=exc, args=args,
                                                       kwargs=kwargs, traceback=exc.__traceback__, einfo=einfo)))
     app = task.app
-    for errback in request.errbacks or ():
-        await Signature(dict(errback), app=app).aapply_async((request.id,))
-    if request.chord:
-        await app.chord_failed(request.chord, f"Dependency {request.id} raised {exc!r}")
+    propagated = current_job().headers.get("celery", {}).get("chain_error")
+    if not propagated:  # a step failed because an earlier one did: the errbacks ran where that happened
+        for errback in request.errbacks or ():
+            await Signature(dict(errback), app=app).aapply_async((request.id,))
+    message = request.chord_error or propagated or f"Dependency {request.id} raised {exc!r}"
+    # the rest of its chain, or the chord it is part of, fails too (nothing waits on a task that never runs)
+    await canvas.propagate_failure(app, list(request.chain or ()), request.chord, message)
     await store_outcome(app, request, states.FAILURE, exc=exc)
 
 
@@ -343,11 +347,7 @@ async def _after_success(task: Task, request: Context, retval: Any) -> None:
     app = task.app
     for callback in request.callbacks or ():
         await Signature(dict(callback), app=app).aapply_async((retval,))
-    if request.chain:
-        nxt, rest = from_dict(request.chain[0], app), request.chain[1:]
-        if rest:
-            await nxt.aapply_async((retval,), chain=rest)
-        else:
-            await nxt.aapply_async((retval,))
-    if request.chord:
-        await app.chord_part_done(request.chord, request.group_index or 0, retval)
+    if request.chain:  # the next step (any canvas) with this result, carrying the rest of the chain
+        await canvas.send(app, from_dict(request.chain[0], app), (retval,), chain_rest=list(request.chain[1:]))
+    elif request.chord:  # one part of a chord's header (or of a group whose results go on)
+        await canvas.part_done(app, request.chord, request.group_index or 0, retval)

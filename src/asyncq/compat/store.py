@@ -149,6 +149,13 @@ async def is_revoked(app: CeleryApp, task_id: str) -> bool:
     return await broker.zscore(broker.names(keys.CELERY_REVOKED), task_id) is not None
 
 
+async def revoked_ids(app: CeleryApp) -> list[str]:
+    """The ids revoked in the last ``REVOKE_KEEP`` seconds, oldest first (``inspect().revoked()``)."""
+    broker = await app.asyncq_app.broker()
+    ids: list[bytes] = await cast(Any, broker.zrange(broker.names(keys.CELERY_REVOKED), 0, -1))
+    return [i.decode() for i in ids]
+
+
 # --- Celery's result backend ----------------------------------------------------------------------------------
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AsyncRedis]] = weakref.WeakKeyDictionary()
 

@@ -1,0 +1,127 @@
+"""Nested canvases as Celery runs them (issue #14): a chain ending in a group, groups of chains, chords whose
+header holds chains, groups and chords, chord bodies that are canvases, nested groups unrolled into one result,
+and failures that travel on (a failed header member fails the body with its errbacks run; a failed chain step
+fails what follows, so nothing waits forever). A real asyncq worker runs the tasks (in a thread, as in
+test_compat_unit)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from asyncq.compat import Celery, chain, chord, group
+from asyncq.compat.canvas import from_dict
+from asyncq.compat.exceptions import ChordError
+
+from .conftest import flushed_url
+from .test_compat_unit import COMPAT_DB, ThreadWorker
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture
+def app() -> Iterator[Celery]:
+    app = Celery("nested", broker=flushed_url(COMPAT_DB), backend=flushed_url(COMPAT_DB))
+
+    @app.task(name="nested.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(name="nested.identity")
+    def identity(x: object) -> object:
+        return x
+
+    @app.task(name="nested.tsum")
+    def tsum(xs: list[int]) -> int:
+        return sum(xs)
+
+    @app.task(name="nested.fail")
+    def fail(*args: object) -> None:
+        raise Boom("expected")
+
+    @app.task(name="nested.record")
+    def record(key: str, *args: object) -> None:
+        app.conf.setdefault("recorded", []).append(key)
+
+    yield app
+    app.close()
+
+
+def test_dict_form_round_trips_every_canvas(app: Celery) -> None:
+    add, tsum = app.tasks["nested.add"], app.tasks["nested.tsum"]
+    c = chain(add.s(1, 2), group(add.s(1), chain(add.s(2), add.s(3))), chord([add.s(1)], tsum.s()))
+    back = from_dict(dict(c), app)
+    assert isinstance(back, chain) and [type(t) for t in back.tasks] == [type(t) for t in c.tasks]
+    assert isinstance(back.tasks[1].tasks[1], chain) and isinstance(back.tasks[2].body, type(tsum.s()))
+    s = add.s(1)
+    s.args = (5, )
+    s.kwargs = {"y": 1}
+    assert s["args"] == [5] and s["kwargs"] == {"y": 1}
+
+
+def test_chains_ending_in_groups_and_groups_of_chains(app: Celery) -> None:
+    add, identity = app.tasks["nested.add"], app.tasks["nested.identity"]
+    with ThreadWorker(app):
+        # a chain ending in a group: the group's members each get the last result
+        assert (add.s(5, 6) | group(add.s(1) | add.s(2), add.s(3)))().get(timeout=10) == [14, 14]
+        assert chain(group(identity.s(42), identity.s(42))).delay().get(timeout=10) == [42, 42]
+        # nested groups are unrolled into one result; a chain ending in a group keeps its own
+        nested = group(add.si(1, 10), group(add.si(1, 100), group(add.si(1, 1000), add.si(1, 2000))))
+        assert nested().get(timeout=10) == [11, 101, 1001, 2001]
+        mixed = group(identity.si(1), chain(identity.si(5), group(identity.si(3), identity.si(4))))
+        assert mixed.delay().get(timeout=10) == [1, [3, 4]]
+        # group(a | group(b, c)) returns the inner group's result, as Celery does
+        assert group(add.s(1, 2) | group(add.s(1), add.s(2)))().get(timeout=10) == [4, 5]
+
+
+def test_chords_with_canvases_in_header_and_body(app: Celery) -> None:
+    add, identity, tsum = (app.tasks[f"nested.{n}"] for n in ("add", "identity", "tsum"))
+    with ThreadWorker(app):
+        header = (identity.si(1), chain(identity.si(2), add.s(1)), group(identity.si(4), identity.si(5)),
+                  chord((identity.si(6),) * 3, tsum.s()))
+        # the group is unrolled into the header; the chain and the chord count once each
+        assert chord(header, identity.s())().get(timeout=10) == [1, 3, 4, 5, 18]
+        # group | group | task: chord(g1, chord(g2, task)), as Celery upgrades it
+        c = add.si(1, 0) | group(add.s(1), add.s(1)) | group(tsum.s(), tsum.s()) | tsum.s()
+        assert c().get(timeout=10) == 8
+        # a chord body that is a chain, then more steps
+        body = chain(tsum.s(), add.s(10))
+        assert (chord([add.si(1, 1), add.si(2, 2)], body) | add.s(100))().get(timeout=10) == 116
+        # an empty header sends the body with []
+        assert chord([], tsum.s())().get(timeout=10) == 0
+
+
+def test_a_failed_header_member_fails_the_body_and_runs_its_errbacks(app: Celery) -> None:
+    identity, fail, record = (app.tasks[f"nested.{n}"] for n in ("identity", "fail", "record"))
+    with ThreadWorker(app):
+        body = identity.s()
+        body.link_error(record.si("body-errback"))
+        res = chord([identity.si(1), fail.si()], body)()
+        with pytest.raises((ChordError, Boom)):
+            res.get(timeout=10)
+        # a chain in the header fails at its first step: its later steps fail too, and so does the body
+        res = chord([chain(fail.si(), identity.s(), identity.s()), identity.si(2)], identity.s())()
+        with pytest.raises((ChordError, Boom)):
+            res.get(timeout=10)
+        # a failed chain step: the rest of the chain fails (the errback runs once, where it failed)
+        c = chain(identity.si(1), fail.s(), identity.s(), identity.s()).on_error(record.si("chain-errback"))
+        last = c.delay()
+        with pytest.raises((ChordError, Boom)):
+            last.get(timeout=10, follow_parents=False)
+    assert app.conf["recorded"].count("body-errback") == 1
+    assert app.conf["recorded"].count("chain-errback") == 1
+
+
+def test_group_links_as_celery_does(app: Celery) -> None:
+    identity, fail, record = (app.tasks[f"nested.{n}"] for n in ("identity", "fail", "record"))
+    g = group(identity.si(1), identity.si(2))
+    g.link(record.s("cb"))
+    assert g.tasks[0].options["link"][0].immutable and "link" not in g.tasks[1].options
+    g2 = group(fail.si(), identity.si(2))
+    g2.link_error(record.s("eb"))
+    assert all(t.options["link_error"][0].immutable for t in g2.tasks)
+    with ThreadWorker(app):
+        assert g.delay().get(timeout=10) == [1, 2]
