@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from asyncq import App, JobAborted, JobSpec, JobStatus, Retry, admin, current_job
+from asyncq import App, ConfigurationError, JobAborted, JobSpec, JobStatus, Retry, admin, current_job
 from asyncq.embedded import EmbeddedCluster
 
 from .cluster_harness import fresh_cluster
@@ -63,6 +63,20 @@ def test_the_test_cluster_is_three_masters_each_with_a_synced_replica(cluster: E
     assert 6379 not in cluster.ports
     # keys under one hash tag share a slot, hence a master
     assert cluster.keyslot("{q:1}:a") == cluster.keyslot("{q:1}:b") == cluster.keyslot("q:1")
+
+
+def test_an_embedded_cluster_cleans_up_and_refuses_a_bad_shape() -> None:
+    fresh_cluster()  # skips with the reason when no cluster can be started here
+    with pytest.raises(ConfigurationError, match="needs >= 1 master"):
+        EmbeddedCluster(masters=0)
+    with EmbeddedCluster(masters=1, replicas=0) as small:
+        (node,) = small.nodes
+        directory, pid = small.directory, node.pid
+        assert directory is not None and (node.directory / "nodes.conf").is_file()
+        assert small.masters() == [node.port] and small.url == f"redis+cluster://127.0.0.1:{node.port}"
+    assert not directory.exists() and not node.running and pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
 
 
 # --- core scenarios --------------------------------------------------------------------------------------------

@@ -459,6 +459,10 @@ class EmbeddedCluster:
                                 f"{self.startup_timeout:g} s; its log says: {self._log_tail(node)}")
 
     def _create(self, deadline: float) -> None:
+        """Join the nodes: ``redis-cli --cluster create`` (which wants >= 3 masters), else the same steps by hand."""
+        if self.n_masters < 3:
+            self._join_by_hand(deadline)
+            return
         assert self.cli is not None
         cmd = [self.cli, "--cluster", "create", *(f"{HOST}:{n.port}" for n in self.nodes),
                "--cluster-replicas", str(self.n_replicas), "--cluster-yes"]
@@ -471,6 +475,36 @@ class EmbeddedCluster:
         if proc.returncode != 0:
             raise BrokerUnavailable(f"`redis-cli --cluster create` failed ({proc.returncode}): "
                                     f"{(proc.stdout + proc.stderr).strip()[-600:]}")
+
+    def _join_by_hand(self, deadline: float) -> None:
+        """What ``redis-cli --cluster create`` does, for 1 or 2 masters: slots split evenly over the masters, a
+        distinct config epoch each, MEET, then each replica follows its master."""
+        masters, replicas = self.nodes[: self.n_masters], self.nodes[self.n_masters:]
+        for i, node in enumerate(masters):
+            first = i * CLUSTER_SLOTS // self.n_masters
+            last = (i + 1) * CLUSTER_SLOTS // self.n_masters - 1
+            for start in range(first, last + 1, 2048):
+                self._command(node.port, "CLUSTER", "ADDSLOTS",
+                              *(str(slot) for slot in range(start, min(last, start + 2047) + 1)))
+        for i, node in enumerate(self.nodes):
+            self._command(node.port, "CLUSTER", "SET-CONFIG-EPOCH", str(i + 1))
+        for node in self.nodes[1:]:
+            self._command(node.port, "CLUSTER", "MEET", HOST, str(self.nodes[0].port))
+
+        def everyone_known() -> bool:
+            for node in self.nodes:
+                known = self.cluster_nodes(node.port)
+                if len(known) < len(self.nodes) or any(n.flags & {"handshake", "noaddr"} for n in known):
+                    return False
+            return True
+
+        while not everyone_known():
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(f"the cluster nodes did not meet within {self.startup_timeout:g} s")
+            time.sleep(0.05)
+        for i, node in enumerate(replicas):
+            master = masters[i % self.n_masters]
+            self._command(node.port, "CLUSTER", "REPLICATE", self._command(master.port, "CLUSTER", "MYID"))
 
     def stop(self) -> None:
         """Kill every node (SIGKILL: nothing is persisted anyway) and delete the cluster's directory."""
