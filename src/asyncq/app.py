@@ -15,6 +15,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from asyncq import keys
 from asyncq.broker import REDIS_DOWN, Broker, NewJob, SyncBroker, now_ms
+from asyncq.cluster import Placer
 from asyncq.codec import encode_payload
 from asyncq.cron import Schedule, parse_schedule
 from asyncq.exceptions import ConfigurationError, SerializationError, UnknownTaskError
@@ -68,6 +69,8 @@ class App:
         # One connection (and result waiter) per event loop: an App may serve a web server's loop and a
         # background thread's loop at once (the Celery layer's sync API does exactly that).
         self._sync_broker: SyncBroker | None = None
+        #: on Redis Cluster, which shard each new job goes to (asyncq.cluster)
+        self._placer = Placer() if self.settings.is_cluster else None
         self._conns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Broker, ResultWaiter]] = (
             weakref.WeakKeyDictionary()
         )
@@ -144,7 +147,21 @@ class App:
     def _conn(self) -> tuple[Broker, ResultWaiter]:
         loop = asyncio.get_running_loop()
         conn = self._conns.get(loop)
-        if conn is None:
+        if conn is None and self.settings.is_cluster:
+            from asyncq.broker_cluster import ClusterBroker
+
+            broker: Broker = ClusterBroker.connect(
+                self.settings.redis_url,
+                connect_timeout=self.settings.connect_timeout,
+                command_timeout=self.settings.command_timeout,
+                max_connections=self.settings.max_connections,
+                namespace=self.settings.namespace,
+                shards=self.settings.queue_shards,
+                wait_replicas=self.settings.enqueue_wait_replicas,
+                wait_timeout=self.settings.enqueue_wait_timeout,
+            )
+            conn = self._conns[loop] = (broker, ResultWaiter(broker))
+        elif conn is None:
             broker = Broker.connect(
                 self.settings.redis_url,
                 connect_timeout=self.settings.connect_timeout,
@@ -229,8 +246,14 @@ class App:
             raise SerializationError(f"cannot enqueue {spec.task_name}: {exc}") from exc
         ttl_ms = max(score - now, 0) + int(self.settings.payload_ttl * 1000)
         lane = keys.lane_key(queue, priority)
-        flow = keys.flow_suffix(job_tenant(task, spec), task.name if task and task.options.limits.any else None)
+        tenant = job_tenant(task, spec)
+        flow = keys.flow_suffix(tenant, task.name if task and task.options.limits.any else None)
         ring = keys.fair_key(lane) if flow else ""
+        if self._placer is not None:
+            job_id = self._placer.place(
+                queue, self.settings.queue_shards.get(queue, 1), job_id,
+                given=bool(opts.job_id) or bool(task is not None and task.options.unique), tenant=tenant,
+                pin=guard_key)
         return NewJob(job_id, lane + flow, queue, score, ttl_ms, payload, guard_key, guard_tick, ring, flow)
 
     async def enqueue_many(self, specs: Sequence[JobSpec], *, batch_size: int = ENQUEUE_BATCH) -> list[Job]:
@@ -262,7 +285,14 @@ class App:
         try:
             now = now_ms()
             new = [self.new_job(spec, now) for spec in specs]
-            if self._sync_broker is None:
+            if self._sync_broker is None and self.settings.is_cluster:
+                from asyncq.broker_cluster import SyncClusterBroker
+
+                self._sync_broker = SyncClusterBroker(
+                    self.settings.redis_url, connect_timeout=self.settings.connect_timeout,
+                    command_timeout=self.settings.command_timeout, namespace=self.settings.namespace,
+                    shards=self.settings.queue_shards)
+            elif self._sync_broker is None:
                 self._sync_broker = SyncBroker(self.settings.redis_url, connect_timeout=self.settings.connect_timeout,
                                                command_timeout=self.settings.command_timeout,
                                                namespace=self.settings.namespace)

@@ -16,9 +16,9 @@ from typing import Any, cast
 import msgpack
 from redis import Redis as SyncRedis
 from redis.backoff import NoBackoff
+from redis.exceptions import ClusterDownError, MasterDownError, SlotNotCoveredError, TryAgainError, WatchError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.exceptions import WatchError
 from redis.retry import Retry
 
 from asyncq import keys
@@ -29,7 +29,10 @@ from asyncq.redis_url import async_pool, sync_pool
 from asyncq.redis_url import redact as redact  # re-exported: callers import it from here
 from asyncq.scripts import Scripts, script_source
 
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+#: errors that mean "Redis is not answering right now" (callers hold, back off and retry); the cluster ones are
+#: what a Redis Cluster answers while a failover or a slot migration is under way
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError, ClusterDownError, TryAgainError, MasterDownError,
+              SlotNotCoveredError)
 
 
 def no_retry() -> Retry:
@@ -201,6 +204,27 @@ class Broker(BrokerReads):
         broker.url_for_humans = redact(url)
         return broker
 
+    #: True on the cluster layout (broker_cluster.py): script calls then declare keys of their shard in KEYS, which
+    #: is how Redis Cluster routes them; on one Redis they declare none (arq's scripts' calling convention)
+    declares_keys = False
+
+    def _declare(self, *logical: str) -> list[str]:
+        """The KEYS of a script call: none on one Redis; on a cluster these keys of this shard (the first routes)."""
+        return [self.names(key) for key in logical] if self.declares_keys else []
+
+    # --- pub/sub channels (one per shard on a cluster: broker_cluster.py overrides these) ------------------
+    def wake_channels(self, queues: Sequence[str]) -> list[str]:
+        """The channels that announce new jobs in ``queues``."""
+        return [self.names(keys.wake_channel(q)) for q in queues]
+
+    def abort_channels(self, queues: Sequence[str]) -> list[str]:
+        """The channels on which aborts of jobs of ``queues`` are announced."""
+        return [self.names(keys.ABORT_CHANNEL)]
+
+    def done_channel(self, job_id: str) -> str:
+        """The channel on which a job's result is announced."""
+        return self.names(keys.done_channel(job_id))
+
     def unavailable(self, exc: BaseException, doing: str, *, nothing_written: bool = False) -> BrokerUnavailable:
         written = " nothing was written." if nothing_written else ""
         return BrokerUnavailable(
@@ -212,7 +236,8 @@ class Broker(BrokerReads):
     async def enqueue(self, jobs: Sequence[NewJob]) -> list[int]:
         """Enqueue a batch atomically in one round trip; one status per job (1 new, 0 duplicate, -1 guarded)."""
         try:
-            out = await self.scripts.enqueue(args=enqueue_args(jobs, k=self.names))
+            out = await self.scripts.enqueue(
+                keys=self._declare(*dict.fromkeys(j.lane for j in jobs)), args=enqueue_args(jobs, k=self.names))
         except REDIS_DOWN as exc:
             raise self.unavailable(exc, f"enqueueing {len(jobs)} job(s)", nothing_written=True) from exc
         return [int(x) for x in out]
@@ -221,6 +246,7 @@ class Broker(BrokerReads):
         k = self.names
         return int(
             await self.scripts.abort(
+                keys=self._declare(keys.job_key(job_id), lane),
                 args=[
                     now_ms(), k(keys.IN_PROGRESS_PREFIX), k(keys.JOB_PREFIX), k(keys.RETRY_PREFIX),
                     k(keys.RESULT_PREFIX), k(keys.ABORT_SET), k(keys.ABORT_CHANNEL), k(keys.DONE_PREFIX), job_id,
@@ -292,7 +318,8 @@ class Broker(BrokerReads):
         ]
         for lease in leases:
             args += lease.args(k)
-        return [int(x) for x in await self.scripts.renew(args=args)]
+        routed = self._declare(*dict.fromkeys(keys.running_key(lease.queue) for lease in leases))
+        return [int(x) for x in await self.scripts.renew(keys=routed, args=args)]
 
     async def finish(self, done: Sequence[tuple[Lease, bytes, int]]) -> list[int]:
         """Release finished jobs and store their results: ``(lease, result bytes, keep ms)`` each."""
@@ -304,12 +331,14 @@ class Broker(BrokerReads):
         ]
         for lease, result, keep_ms in done:
             args += [*lease.args(k), result, keep_ms]
-        return [int(x) for x in await self.scripts.finish(args=args)]
+        routed = self._declare(*dict.fromkeys(keys.running_key(lease.queue) for lease, _, _ in done))
+        return [int(x) for x in await self.scripts.finish(keys=routed, args=args)]
 
     async def requeue(self, lease: Lease, run_at_ms: int, *, give_back_try: bool) -> int:
         k = self.names
         return int(
             await self.scripts.requeue(
+                keys=self._declare(keys.running_key(lease.queue), lease.lane),
                 args=[
                     now_ms(), k(keys.IN_PROGRESS_PREFIX), k(keys.RETRY_PREFIX), k(keys.RUNNING_PREFIX),
                     k(keys.WAKE_PREFIX), lease.key_id, lease.token, k(lease.lane), lease.queue, run_at_ms,
@@ -324,6 +353,7 @@ class Broker(BrokerReads):
         k = self.names
         return int(
             await self.scripts.dead_letter(
+                keys=self._declare(keys.running_key(lease.queue), keys.DLQ_INDEX),
                 args=[
                     now_ms(), k(keys.IN_PROGRESS_PREFIX), k(keys.JOB_PREFIX), k(keys.RETRY_PREFIX),
                     k(keys.RESULT_PREFIX), k(keys.RUNNING_PREFIX), k(keys.ABORT_SET), k(keys.DONE_PREFIX),
@@ -397,6 +427,7 @@ class Broker(BrokerReads):
         k = self.names
         return int(
             await self.scripts.dlq_retry(
+                keys=self._declare(keys.DLQ_INDEX, lane),
                 args=[
                     now_ms(), k(keys.JOB_PREFIX), k(keys.RETRY_PREFIX), k(keys.RESULT_PREFIX), k(keys.DLQ_INDEX),
                     k(keys.DLQ_PAYLOADS), k(keys.DLQ_META), k(keys.WAKE_PREFIX), job_id, k(lane), queue, ttl_ms,
@@ -457,7 +488,7 @@ class Broker(BrokerReads):
         for lane in await self.lanes_and_flows(queue):
             held = 0
             while True:
-                gone, skipped, scanned = await self.scripts.purge(args=[
+                gone, skipped, scanned = await self.scripts.purge(keys=self._declare(lane), args=[
                     now, k(lane), k(keys.IN_PROGRESS_PREFIX), k(keys.JOB_PREFIX), k(keys.RETRY_PREFIX),
                     k(keys.RECOVERIES), k(keys.claimed_key(queue)), k(keys.running_key(queue)),
                     k(keys.UNKNOWN_SINCE), held, batch,

@@ -9,7 +9,9 @@ Queue names map to arq queue keys: the queue ``default`` *is* arq's ``arq:queue`
 ``:`` or ``#`` so that these keys can never collide.
 
 Lua scripts get key *prefixes* (below) for per-job keys, because a batch script touches keys whose ids it only
-learns while running. That rules out Redis Cluster, which arq does not support either.
+learns while running. On one Redis (arq's layout) that is all. On Redis Cluster (``redis+cluster://``) the same
+logical names are stored under a hash tag (see "cluster layout" at the end): every key of one queue shard shares
+the tag ``{<queue>:<shard>}``, so each script runs in one slot and the prefixes it gets build keys of that slot.
 
 Namespaces (``App(namespace="billing")``, ``ASYNCQ_NAMESPACE``): the names above are the *logical* layout, used
 everywhere above the Broker. The Broker (the one Redis seam) sends each name through its ``Keys`` object, which
@@ -275,3 +277,44 @@ class Keys:
 
 #: arq's layout, unprefixed
 DEFAULT_KEYS: Final = Keys()
+
+
+# --- cluster layout (Redis Cluster; asyncq.cluster, broker_cluster.py) -------------------------------------
+# Every key of one queue shard is "<namespace:>{<queue>:<shard>}:" + its logical name, so a shard's keys hash to one
+# slot and every script runs there. Keys shared by all queues (workers, stats, the queue list) take one global
+# tag. Job ids carry their shard ("{<queue>:<shard>}<hex>") so a job's keys are found without a lookup. Not
+# arq's layout: arq cannot read a cluster deployment.
+GLOBAL_TAG: Final = "{asyncq}"
+SHARDS_REGISTRY: Final = "asyncq:shards"  # HASH (global tag): queue -> shard count producers used (workers read it)
+MAX_SHARDS: Final = 1024
+
+_TAGGED_ID = re.compile(r"^\{([A-Za-z0-9_.\-]{1,100}):([0-9]{1,4})\}")
+
+
+def shard_tag(queue: str, shard: int) -> str:
+    """The hash tag of one queue shard: ``{webhooks:3}``."""
+    return f"{{{queue}:{shard}}}"
+
+
+def tagged_id(queue: str, shard: int, raw: str) -> str:
+    """A cluster job id: the shard's tag, then ``raw`` (a uuid hex, or the id the caller gave)."""
+    return shard_tag(queue, shard) + raw
+
+
+def shard_of(job_id: str) -> tuple[str, int] | None:
+    """The (queue, shard) a cluster job id names in its tag; None for an id without one (a standalone id)."""
+    m = _TAGGED_ID.match(job_id)
+    return (m.group(1), int(m.group(2))) if m else None
+
+
+def shard_keys(namespace: str, queue: str, shard: int) -> Keys:
+    """The key names of one queue shard on the cluster layout."""
+    ns = check_namespace(namespace or "")
+    tag = shard_tag(check_queue_name(queue), shard)
+    return Keys(ns, f"{ns}:{tag}:" if ns else f"{tag}:")
+
+
+def global_keys(namespace: str) -> Keys:
+    """The key names shared by every queue on the cluster layout (workers, stats, queue list): one slot."""
+    ns = check_namespace(namespace or "")
+    return Keys(ns, f"{ns}:{GLOBAL_TAG}:" if ns else f"{GLOBAL_TAG}:")

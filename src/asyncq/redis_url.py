@@ -4,6 +4,9 @@ Accepted everywhere a Redis URL is (``App(redis_url=...)``, ``ASYNCQ_REDIS_URL``
 ``asyncq.compat``'s ``broker_url``):
 
 - ``redis://[[user]:password@]host:port[/db]``, ``rediss://...``, ``unix:///path?db=N``: redis-py's own forms;
+- ``redis+cluster://[[user]:password@]host:port[,host:port...]`` (``rediss+cluster://`` for TLS): a Redis Cluster
+  (or Valkey cluster); any reachable node is enough, redis-py discovers the others and follows MOVED/ASK and
+  failovers. It selects asyncq's cluster key layout (``asyncq.cluster``), which arq cannot read;
 - ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service_name[/db]`` (``rediss+sentinel://``
   for TLS to the master): the hosts are Sentinels, ``service_name`` is the master's name in their
   configuration. The user and password are the master's (and its replicas'); Sentinels that need their own
@@ -40,8 +43,12 @@ from redis.connection import parse_url
 from asyncq.exceptions import ConfigurationError
 
 __all__ = [
-    "SentinelUrl", "async_pool", "check", "from_celery", "is_sentinel", "parse_sentinel", "redact", "sync_pool",
+    "ClusterUrl", "SentinelUrl", "async_pool", "check", "cluster_url", "from_celery", "is_cluster", "is_sentinel",
+    "parse_cluster", "parse_sentinel", "redact", "sync_pool",
 ]
+
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+CLUSTER_EXAMPLE = "redis+cluster://:password@10.0.0.1:6379,10.0.0.2:6379,10.0.0.3:6379"
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 SENTINEL_PORT = 26379
@@ -131,8 +138,84 @@ def parse_sentinel(url: str) -> SentinelUrl:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterUrl:
+    """A parsed ``redis+cluster://`` URL: start-up nodes (any of them will do) and the nodes' credentials."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = None
+    ssl: bool = False
+
+
+def is_cluster(url: str) -> bool:
+    return url.split("://", 1)[0].lower() in CLUSTER_SCHEMES
+
+
+def _bad_cluster(url: str, why: str) -> ConfigurationError:
+    return ConfigurationError(f"{redact(url)!r} is not a Redis Cluster URL: {why}; e.g. {CLUSTER_EXAMPLE}")
+
+
+def parse_cluster(url: str) -> ClusterUrl:
+    """Split a ``redis+cluster://`` URL; a ConfigurationError that shows the expected form otherwise."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in CLUSTER_SCHEMES:
+        raise _bad_cluster(url, f"the scheme must be {' or '.join(CLUSTER_SCHEMES)}")
+    if "?" in rest:
+        raise _bad_cluster(url, "options after '?' are not supported")
+    creds, at, hostpart = rest.rpartition("@")
+    if not at:
+        creds, hostpart = "", rest
+    netloc, _, path = hostpart.partition("/")
+    if path.strip("/") not in ("", "0"):
+        raise _bad_cluster(url, "a cluster has only database 0: drop the /db part")
+    username = password = None
+    if creds:
+        user, colon, pw = creds.partition(":")
+        username = unquote(user) or None
+        password = unquote(pw) if colon else None
+    nodes = []
+    for part in netloc.split(","):
+        part = part.strip()
+        if part.startswith("["):
+            host, _, port = part[1:].partition("]")
+            port = port.removeprefix(":") or "6379"
+        else:
+            host, colon, port = part.rpartition(":")
+            if not colon:
+                host, port = part, "6379"
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise _bad_cluster(url, f"{part!r} is not host:port (list nodes as host:port,host:port)")
+        nodes.append((host, int(port)))
+    return ClusterUrl(tuple(nodes), username, password, scheme.lower() == "rediss+cluster")
+
+
+def cluster_url(url: str) -> ClusterUrl:
+    """The cluster behind ``url``: a ``redis+cluster://`` URL, or a plain ``redis://host:port`` used with
+    ``cluster=True`` (that node is the start-up node)."""
+    if is_cluster(url):
+        return parse_cluster(url)
+    if is_sentinel(url) or url.lower().startswith("unix://"):
+        raise ConfigurationError(
+            f"cluster=True needs a redis://host:port or redis+cluster:// URL, got {redact(url)!r}: a Sentinel or "
+            "unix socket URL names one master, not a cluster")
+    check(url)
+    split = urlsplit(url)
+    if split.path.strip("/") not in ("", "0"):
+        raise _bad_cluster(url, "a cluster has only database 0: drop the /db part")
+    return ClusterUrl(
+        ((split.hostname or "127.0.0.1", split.port or 6379),),
+        unquote(split.username) if split.username else None,
+        unquote(split.password) if split.password is not None else None,
+        split.scheme.lower() == "rediss",
+    )
+
+
 def check(url: str) -> None:
-    """Raise a ConfigurationError that says what is wrong unless ``url`` is a Redis or Sentinel URL."""
+    """Raise a ConfigurationError that says what is wrong unless ``url`` is a Redis, Cluster or Sentinel URL."""
+    if is_cluster(url):
+        parse_cluster(url)
+        return
     if is_sentinel(url):
         parse_sentinel(url)
         return
@@ -262,8 +345,17 @@ class _SyncSentinelPool(redis.sentinel.SentinelConnectionPool):
         return connection
 
 
+def _no_cluster(url: str) -> None:
+    if is_cluster(url):
+        raise ConfigurationError(
+            f"{redact(url)!r} is a Redis Cluster URL: a single connection pool cannot serve a cluster. asyncq's App "
+            "and Worker open a cluster client for it (asyncq.cluster); this part of asyncq works with one Redis "
+            "(redis:// or redis+sentinel://) only")
+
+
 def async_pool(url: str, *, max_connections: int, timeout: float, **kwargs: Any) -> redis.asyncio.ConnectionPool:
     """A capped, blocking asyncio pool for ``url``; ``kwargs`` are connection options (timeouts, retry...)."""
+    _no_cluster(url)
     if not is_sentinel(url):
         return redis.asyncio.BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=timeout, **kwargs)
@@ -278,6 +370,7 @@ def async_pool(url: str, *, max_connections: int, timeout: float, **kwargs: Any)
 
 def sync_pool(url: str, **kwargs: Any) -> redis.ConnectionPool:
     """A blocking-client (sync) pool for ``url``; ``kwargs`` are connection options."""
+    _no_cluster(url)
     if not is_sentinel(url):
         return redis.ConnectionPool.from_url(url, **kwargs)
     target = parse_sentinel(url)

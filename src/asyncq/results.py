@@ -13,7 +13,6 @@ import contextlib
 import logging
 from typing import Any
 
-from asyncq import keys
 from asyncq.broker import REDIS_DOWN, Broker
 
 log = logging.getLogger("asyncq.results")
@@ -27,6 +26,8 @@ class ResultWaiter:
         self._pubsub: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        #: subscribed channel -> job id (the channel's name depends on the layout: Broker.done_channel)
+        self._channels: dict[bytes, str] = {}
         self._lock = asyncio.Lock()
 
     async def _subscribe(self, job_id: str, fut: asyncio.Future[None]) -> None:
@@ -34,9 +35,12 @@ class ResultWaiter:
             first = job_id not in self._waiters
             self._waiters.setdefault(job_id, set()).add(fut)
             if self._pubsub is None:
+                await self._broker.initialize()  # a cluster client loads its slot map (no-op on one Redis)
                 self._pubsub = self._broker.pubsub(ignore_subscribe_messages=True)
             if first:
-                await self._pubsub.subscribe(self._broker.names(keys.done_channel(job_id)))
+                channel = self._broker.done_channel(job_id)
+                self._channels[channel.encode()] = job_id
+                await self._pubsub.subscribe(channel)
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read(), name="asyncq-result-reader")
 
@@ -50,10 +54,11 @@ class ResultWaiter:
                 del self._waiters[job_id]
                 if self._pubsub is not None:
                     with contextlib.suppress(*REDIS_DOWN):
-                        await self._pubsub.unsubscribe(self._broker.names(keys.done_channel(job_id)))
+                        channel = self._broker.done_channel(job_id)
+                        self._channels.pop(channel.encode(), None)
+                        await self._pubsub.unsubscribe(channel)
 
     async def _read(self) -> None:
-        prefix = self._broker.names(keys.DONE_PREFIX).encode()
         while self._waiters:
             try:
                 msg = await self._pubsub.get_message(timeout=SAFETY_POLL)
@@ -65,8 +70,8 @@ class ResultWaiter:
                 await asyncio.sleep(0.01)
                 continue
             if msg and msg.get("type") == "message":
-                job_id = msg["channel"][len(prefix) :].decode()
-                for fut in self._waiters.get(job_id, ()):
+                job_id = self._channels.get(msg["channel"])
+                for fut in self._waiters.get(job_id, ()) if job_id is not None else ():
                     if not fut.done():
                         fut.set_result(None)
 

@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 
 from asyncq.cron import zone
 from asyncq.exceptions import ConfigurationError
-from asyncq.keys import DEFAULT_QUEUE, check_namespace, check_queue_name
+from asyncq.keys import DEFAULT_QUEUE, MAX_SHARDS, check_namespace, check_queue_name
+from asyncq.redis_url import is_cluster
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -35,6 +36,11 @@ def _cast(name: str, raw: str, typ: Any) -> Any:
             return float(raw)
         if typ == "float | None":
             return None if raw.lower() in ("", "none") else float(raw)
+        if typ == "dict[str, int]":  # "webhooks=16,emails=4"
+            pairs = [part.split("=", 1) for part in raw.split(",") if part.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError(raw)
+            return {k.strip(): int(v) for k, v in pairs}
         if typ in ("tuple[str, ...]",):
             return tuple(part.strip() for part in raw.split(",") if part.strip())
         return raw
@@ -109,6 +115,9 @@ class WorkerSettings:
     #: a worker whose claim loop made no progress this long (with free slots) reports itself "wedged" in its
     #: heartbeat, its log and `asyncq queues`
     wedged_after: float = 60.0
+    #: this worker's id in heartbeats, leases and ``asyncq workers`` (Celery's ``-n`` nodename); empty:
+    #: ``host-pid-random``. Must be unique among live workers; no ':' or spaces (the id is part of lease tokens)
+    name: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.queues, str):
@@ -127,6 +136,10 @@ class WorkerSettings:
             raise ConfigurationError("stats_interval must be >= 0 and metrics_port 0 (off) to 65535")
         if self.claim_batch < 1:
             raise ConfigurationError(f"claim_batch must be >= 1, got {self.claim_batch}")
+        if self.name and (":" in self.name or not self.name.isprintable() or " " in self.name or len(self.name) > 200):
+            raise ConfigurationError(
+                f"worker name {self.name!r} must be 1-200 printable characters without ':' or spaces (it is part "
+                "of each lease token); leave it empty for host-pid-random")
         if self.outcome_hold < 0 or self.reconnect_grace < 0 or self.wedged_after <= 0:
             raise ConfigurationError("outcome_hold and reconnect_grace must be >= 0 and wedged_after > 0 seconds")
 
@@ -172,10 +185,38 @@ class AppSettings:
     #: put "<namespace>:" in front of every Redis key and channel, so several apps share one Redis database
     #: without seeing each other's queues; "" (default) keeps arq's exact layout, which plain arq clients read
     namespace: str = ""
+    #: use the Redis Cluster layout with a plain redis://host:port URL (a redis+cluster:// URL implies it)
+    cluster: bool = False
+    #: shards per queue on a cluster ({"webhooks": 16}; env ASYNCQ_QUEUE_SHARDS="webhooks=16,emails=4"); 1 unless
+    #: named. Each shard is one hash slot, so a queue's load spreads over the cluster's masters
+    queue_shards: dict[str, int] = field(default_factory=dict)
+    #: on a cluster, after each enqueue wait until this many replicas acknowledged it (0: don't wait)
+    enqueue_wait_replicas: int = 0
+    #: seconds that wait may take before enqueue raises asyncq.cluster.NotReplicated
+    enqueue_wait_timeout: float = 1.0
+
+    @property
+    def is_cluster(self) -> bool:
+        """True when this App uses the Redis Cluster layout (``redis+cluster://`` or ``cluster=True``)."""
+        return self.cluster or is_cluster(self.redis_url)
 
     def __post_init__(self) -> None:
         check_queue_name(self.default_queue)
         check_namespace(self.namespace)
+        for q, n in self.queue_shards.items():
+            check_queue_name(q)
+            if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_SHARDS:
+                raise ConfigurationError(f"queue_shards[{q!r}] must be an int from 1 to {MAX_SHARDS}, got {n!r}")
+        if not self.is_cluster and any(n > 1 for n in self.queue_shards.values()):
+            raise ConfigurationError(
+                "queue_shards > 1 needs Redis Cluster (a redis+cluster:// URL or cluster=True): one Redis has one "
+                "core, so splitting a queue there only costs round trips")
+        if self.enqueue_wait_replicas < 0 or self.enqueue_wait_timeout <= 0:
+            raise ConfigurationError("enqueue_wait_replicas must be >= 0 and enqueue_wait_timeout > 0 seconds")
+        if self.enqueue_wait_replicas and not self.is_cluster:
+            raise ConfigurationError(
+                "enqueue_wait_replicas is implemented for Redis Cluster only (redis+cluster://); on one Redis or "
+                "Sentinel, configure min-replicas-to-write on the master instead")
         zone(self.timezone)  # an unknown name fails here, not at the first tick
         if self.max_tries < 1:
             raise ConfigurationError(f"max_tries must be >= 1 (1 means no retry), got {self.max_tries}")

@@ -94,7 +94,8 @@ class Worker:
         self.settings = settings or WorkerSettings.from_env(**overrides)
         if settings is not None and overrides:
             raise ConfigurationError("pass either settings= or keyword overrides, not both")
-        self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}".replace(":", "-")
+        self.worker_id = self.settings.name or (
+            f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}".replace(":", "-"))
         self.recorder = StatsRecorder()  # job statistics for the dashboard, flushed every stats_interval
         self.hooks: list[Hooks] = [*app.hooks, self.recorder] if self.settings.stats_interval else list(app.hooks)
         self.metrics: WorkerMetrics | None = None

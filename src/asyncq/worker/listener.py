@@ -12,7 +12,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from asyncq import keys
 from asyncq.broker import REDIS_DOWN, Broker, printable_id
 
 log = logging.getLogger("asyncq.worker")
@@ -35,7 +34,9 @@ class Listener:
         on_redis_down: Callable[[BaseException], None],
     ) -> None:
         self._broker = broker
-        self._channels = [broker.names(keys.wake_channel(q)) for q in queues] + [broker.names(keys.ABORT_CHANNEL)]
+        # one wake and one abort channel per queue shard on a cluster (Broker.wake_channels), one each on one Redis
+        self._aborts = {c.encode() for c in broker.abort_channels(queues)}
+        self._channels = [*broker.wake_channels(queues), *dict.fromkeys(broker.abort_channels(queues))]
         self._on_wake = on_wake
         self._on_abort = on_abort
         self._on_redis_down = on_redis_down
@@ -46,11 +47,12 @@ class Listener:
         self._task = asyncio.create_task(self._run(), name="asyncq-listener")
 
     async def _run(self) -> None:
-        abort = self._broker.names(keys.ABORT_CHANNEL).encode()
         delay = 0.1
         while not cancel_requested():
-            pubsub: Any = self._broker.pubsub(ignore_subscribe_messages=True)
+            pubsub: Any = None
             try:
+                await self._broker.initialize()  # a cluster client loads its slot map (no-op on one Redis)
+                pubsub = self._broker.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(*self._channels)
                 self.subscribed.set()
                 self._on_wake()  # anything enqueued while we were not listening
@@ -59,7 +61,7 @@ class Listener:
                     msg = await pubsub.get_message(timeout=5.0)
                     if not msg or msg.get("type") != "message":
                         continue
-                    if msg["channel"] == abort:
+                    if msg["channel"] in self._aborts:
                         self._on_abort(printable_id(msg["data"])[0])
                     else:
                         self._on_wake()
@@ -74,8 +76,9 @@ class Listener:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -1,0 +1,589 @@
+"""The Broker on Redis Cluster: the same methods, routed to the shard (hash slot) that holds each job.
+
+Layout (``keys.shard_keys``): every key of one queue shard lives under the hash tag ``{<queue>:<shard>}``, so a
+shard is one slot and every Lua script of a shard runs in that slot with the prefixes it always got. A
+``ShardBroker`` is a ``Broker`` whose ``names`` are one shard's: the standalone code of enqueue, claim, renew,
+finish, requeue, dead-letter, abort and the dead-letter queue runs on it unchanged. Its commands go to redis-py's
+asyncio ``RedisCluster`` (which follows MOVED/ASK and failovers); its script calls declare keys of the shard in
+KEYS, which is how the cluster client picks the node.
+
+``ClusterBroker`` (what ``App.broker()`` returns on a cluster) keeps the global keys (workers, stats, the queue
+list, the shard registry) under ``{asyncq}`` and routes everything else: a job id names its shard
+(``{webhooks:3}<hex>``), so per-job calls go straight to one shard; per-queue reads fan out over the queue's
+shards and merge; a claim walks the shards of the worker's queues from a rotating start, so no shard starves.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar, cast
+
+from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode as SyncClusterNode
+from redis.cluster import RedisCluster as SyncRedisCluster
+from redis.exceptions import NoScriptError
+
+from asyncq import keys
+from asyncq.broker import REDIS_DOWN, Broker, Claimed, Lease, NewJob, SyncBroker, enqueue_args, no_retry, now_ms
+from asyncq.broker_reads import Scored, printable_id
+from asyncq.exceptions import BrokerUnavailable, ConfigurationError
+from asyncq.redis_url import cluster_url, redact
+from asyncq.scripts import Scripts, script_source
+
+T = TypeVar("T")
+
+#: seconds between reads of the shard registry (a producer may use more shards than this process was told)
+REFRESH_SHARDS = 5.0
+
+
+def open_cluster(
+    url: str, *, connect_timeout: float, command_timeout: float, max_connections: int
+) -> RedisCluster:
+    """redis-py's asyncio cluster client for a ``redis+cluster://`` URL (or a plain one with ``cluster=True``).
+
+    No retries inside redis-py, as on one Redis (``broker.no_retry``): a script retried after a lost reply could
+    run twice. A connection error still makes the client reload the slot map before its next command, so the
+    callers' own retry (with backoff) reaches the new master after a failover."""
+    target = cluster_url(url)
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
+        username=target.username,
+        password=target.password,
+        ssl=target.ssl,
+        max_connections=max_connections,
+        socket_connect_timeout=connect_timeout,
+        socket_timeout=command_timeout,
+        retry=AsyncRetry(NoBackoff(), 0),
+    )
+
+
+class ShardBroker(Broker):
+    """A Broker on one shard's key names (or the global ones) whose commands go through a RedisCluster client.
+
+    It owns no connection: ``Redis.__init__`` is deliberately not called, every command goes to the shared
+    cluster client through ``execute_command``, ``pipeline`` and ``pubsub``."""
+
+    declares_keys = True
+
+    def __init__(
+        self, cluster: RedisCluster, names: keys.Keys, scripts: Scripts | None = None, url_for_humans: str = "cluster"
+    ) -> None:
+        self._cluster = cluster
+        self.names = names
+        self.url_for_humans = url_for_humans
+        self.scripts = scripts if scripts is not None else Scripts(self)
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        return await self._cluster.execute_command(*args, **options)
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+        """A cluster pipeline; a transaction (MULTI) needs all its keys in one slot, which a shard's keys are."""
+        return self._cluster.pipeline(transaction=transaction or None)
+
+    def pubsub(self, **kwargs: Any) -> Any:
+        """Classic pub/sub through any node: a PUBLISH reaches every node of the cluster."""
+        return self._cluster.pubsub(**kwargs)
+
+    async def initialize(self) -> ShardBroker:
+        """Load the slot map (pub/sub needs it before its first SUBSCRIBE)."""
+        await self._cluster.initialize()
+        return self
+
+    def get_encoder(self) -> Any:
+        return self._cluster.get_encoder()
+
+    def __repr__(self) -> str:
+        return f"<asyncq {type(self).__name__} {self.names.prefix!r} on {self.url_for_humans}>"
+
+    def __del__(self, *args: Any) -> None:  # nothing of its own to close (Redis.__del__ looks for a connection)
+        pass
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        """Views close nothing: the ClusterBroker that made them owns the client."""
+
+
+class ClusterBroker(ShardBroker):
+    """The Broker an App uses on Redis Cluster: global keys under ``{asyncq}``, the rest routed per shard."""
+
+    def __init__(
+        self,
+        cluster: RedisCluster,
+        *,
+        namespace: str = "",
+        shards: Mapping[str, int] | None = None,
+        url_for_humans: str = "cluster",
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
+    ) -> None:
+        super().__init__(cluster, keys.global_keys(namespace), None, url_for_humans)
+        self.wait_replicas = wait_replicas
+        self.wait_timeout = wait_timeout
+        self.namespace = namespace
+        self._configured = dict(shards or {})
+        self._counts = dict(self._configured)
+        self._views: dict[tuple[str, int], ShardBroker] = {}
+        self._registered: set[tuple[str, int]] = set()
+        self._refreshed = float("-inf")
+        self._turn = 0
+        #: for ids without a shard tag (not made on the cluster layout): reads find nothing, writes do nothing
+        self._untagged = ShardBroker(cluster, keys.global_keys(namespace), self.scripts, url_for_humans)
+
+    @classmethod
+    def connect(
+        cls, url: str, *, connect_timeout: float = 5.0, command_timeout: float = 10.0, max_connections: int = 1000,
+        namespace: str = "", shards: Mapping[str, int] | None = None, wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
+    ) -> ClusterBroker:
+        client = open_cluster(url, connect_timeout=connect_timeout, command_timeout=command_timeout,
+                              max_connections=max_connections)
+        return cls(client, namespace=namespace, shards=shards, url_for_humans=redact(url),
+                   wait_replicas=wait_replicas, wait_timeout=wait_timeout)
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await self._cluster.aclose()
+
+    # --- shards --------------------------------------------------------------------------------------------
+    def shard_count(self, queue: str) -> int:
+        """How many shards ``queue`` has: the App's ``queue_shards``, raised to what producers recorded."""
+        return self._counts.get(queue, 1)
+
+    def shard(self, queue: str, shard: int) -> ShardBroker:
+        """The Broker view of one queue shard (cached; shares this client and its scripts)."""
+        view = self._views.get((queue, shard))
+        if view is None:
+            view = self._views[(queue, shard)] = ShardBroker(
+                self._cluster, keys.shard_keys(self.namespace, queue, shard), self.scripts, self.url_for_humans)
+        return view
+
+    def shards_of(self, queue: str) -> list[ShardBroker]:
+        return [self.shard(queue, s) for s in range(self.shard_count(queue))]
+
+    def of_job(self, job_id: str) -> ShardBroker:
+        """The shard a job id names (``{queue:shard}<hex>``); ids without a tag go to an empty global view."""
+        where = keys.shard_of(job_id)
+        return self._untagged if where is None else self.shard(*where)
+
+    async def refresh_shards(self, *, force: bool = False) -> None:
+        """Raise the shard counts to what producers recorded in ``asyncq:shards`` (every REFRESH_SHARDS s)."""
+        if not force and time.monotonic() - self._refreshed < REFRESH_SHARDS:
+            return
+        self._refreshed = time.monotonic()
+        raw = await cast(Any, self._cluster.hgetall(self.names(keys.SHARDS_REGISTRY)))
+        for q, n in raw.items():
+            queue, count = printable_id(q)[0], int(n)
+            if 1 <= count <= keys.MAX_SHARDS:
+                self._counts[queue] = max(self._configured.get(queue, 1), count)
+
+    async def _all_shards(self) -> list[ShardBroker]:
+        await self.refresh_shards()
+        queues = dict.fromkeys([*await super().queue_names(), *self._configured])
+        return [view for q in queues for view in self.shards_of(q)]
+
+    async def _register(self, queue: str) -> None:
+        """List the queue and its shard count globally, once per process (workers and `asyncq queues` read it)."""
+        n = self.shard_count(queue)
+        if (queue, n) in self._registered:
+            return
+        async with self._cluster.pipeline(transaction=True) as pipe:
+            pipe.sadd(self.names(keys.QUEUES_SET), queue)
+            pipe.hset(self.names(keys.SHARDS_REGISTRY), queue, str(n))
+            await pipe.execute()
+        self._registered.add((queue, n))
+
+    # --- producer side -------------------------------------------------------------------------------------
+    async def enqueue(self, jobs: Sequence[NewJob]) -> list[int]:
+        """One script call per shard the batch touches (each atomic on its shard); statuses in input order."""
+        groups: dict[ShardBroker, list[int]] = defaultdict(list)
+        for i, job in enumerate(jobs):
+            if keys.shard_of(job.job_id) is None:
+                raise ConfigurationError(
+                    f"job id {job.job_id!r} has no shard tag: on Redis Cluster job ids are made by App.new_job "
+                    "('{queue:shard}<id>'); build jobs through the App")
+            groups[self.of_job(job.job_id)].append(i)
+        for queue in dict.fromkeys(job.queue for job in jobs):
+            try:
+                await self._register(queue)
+            except Exception as exc:
+                if isinstance(exc, ConfigurationError):
+                    raise
+                raise self.unavailable(exc, f"enqueueing {len(jobs)} job(s)", nothing_written=True) from exc
+        out = [0] * len(jobs)
+        for view, idx in groups.items():
+            part = [jobs[i] for i in idx]
+            statuses = await (self._enqueue_replicated(view, part) if self.wait_replicas else view.enqueue(part))
+            for i, status in zip(idx, statuses, strict=True):
+                out[i] = status
+        return out
+
+    async def _enqueue_replicated(self, view: ShardBroker, jobs: Sequence[NewJob]) -> list[int]:
+        """The enqueue script then WAIT, pipelined on one connection to the shard's master (WAIT counts the
+        replicas that have this connection's writes). Fewer than ``wait_replicas`` raises NotReplicated."""
+        from asyncq.cluster import NotReplicated
+
+        routed = view._declare(*dict.fromkeys(j.lane for j in jobs))
+        try:
+            await self._cluster.initialize()
+            node = self._cluster.get_node_from_key(routed[0])
+            if node is None:
+                raise ConnectionError(f"no master serves the slot of {routed[0]!r} right now")
+            for _ in range(2):  # a second time after loading the script (a new or restarted master)
+                cmds = [PipelineCommand(0, "EVALSHA", self.scripts.enqueue.sha, len(routed), *routed,
+                                        *enqueue_args(jobs, k=view.names)),
+                        PipelineCommand(1, "WAIT", self.wait_replicas, int(self.wait_timeout * 1000))]
+                await node.execute_pipeline(cmds)
+                if not isinstance(cmds[0].result, NoScriptError):
+                    break
+                await self._cluster.script_load(self.scripts.enqueue.script)
+        except REDIS_DOWN as exc:
+            raise self.unavailable(exc, f"enqueueing {len(jobs)} job(s) (maybe written: check by id)") from exc
+        first, acked = cmds[0].result, cmds[1].result
+        if isinstance(first, Exception):
+            self._cluster._initialize = True  # a MOVED reply: reload the slot map before the next command
+            raise self.unavailable(first, f"enqueueing {len(jobs)} job(s) (MOVED or refused)", nothing_written=True)
+        if isinstance(acked, Exception) or int(acked) < self.wait_replicas:
+            raise NotReplicated(
+                f"{len(jobs)} job(s) were written on {node.name} but only {acked} of {self.wait_replicas} replica(s) "
+                f"acknowledged them within {self.wait_timeout} s (enqueue_wait_timeout): they may be lost if that "
+                "master fails now. Their ids are the ones you enqueued; check them or enqueue again with job_id= "
+                "to dedupe.")
+        return [int(x) for x in first]
+
+    async def abort(self, job_id: str, lane: str, aborted_result: bytes, keep_ms: int) -> int:
+        return await self.of_job(job_id).abort(job_id, lane, aborted_result, keep_ms)
+
+    # --- worker side ---------------------------------------------------------------------------------------
+    async def claim(
+        self,
+        lanes: Sequence[str],
+        lane_queues: Sequence[str],
+        want: int,
+        lease_ms: int,
+        worker_id: str,
+        *,
+        reconnect_until_ms: int = 0,
+        limits: bytes = b"\x80",
+    ) -> tuple[list[Claimed], int, dict[str, str]]:
+        """Claim from the shards of the lanes' queues, one script call per shard until ``want`` jobs are held.
+
+        Each call starts at the next shard (a per-process rotation), so every shard is visited first in turn and
+        none starves. Within a shard the claim script's order holds (priorities, due times, fair share)."""
+        await self.refresh_shards()
+        per_queue: dict[str, tuple[list[str], list[str]]] = {}
+        for lane, queue in zip(lanes, lane_queues, strict=True):
+            mine = per_queue.setdefault(queue, ([], []))
+            mine[0].append(lane)
+            mine[1].append(queue)
+        self._turn += 1
+        claimed: list[Claimed] = []
+        next_due, broken = -1, {}
+        for queue, (q_lanes, q_queues) in per_queue.items():
+            n = self.shard_count(queue)
+            for step in range(n):
+                if len(claimed) >= want:
+                    break
+                got, due, bad = await self.shard(queue, (self._turn + step) % n).claim(
+                    q_lanes, q_queues, want - len(claimed), lease_ms, worker_id,
+                    reconnect_until_ms=reconnect_until_ms, limits=limits)
+                claimed += got
+                broken.update(bad)
+                if due >= 0:
+                    next_due = due if next_due < 0 else min(next_due, due)
+        return claimed, next_due, broken
+
+    async def renew(self, leases: Sequence[Lease], lease_ms: int) -> list[int]:
+        return await _grouped(
+            [lease.job_id for lease in leases], leases, self.of_job, lambda view, part: view.renew(part, lease_ms))
+
+    async def finish(self, done: Sequence[tuple[Lease, bytes, int]]) -> list[int]:
+        return await _grouped([d[0].job_id for d in done], done, self.of_job, lambda view, part: view.finish(part))
+
+    async def requeue(self, lease: Lease, run_at_ms: int, *, give_back_try: bool) -> int:
+        return await self.of_job(lease.job_id).requeue(lease, run_at_ms, give_back_try=give_back_try)
+
+    async def dead_letter(self, lease: Lease, meta_json: bytes, result: bytes, keep_ms: int, max_size: int) -> int:
+        return await self.of_job(lease.job_id).dead_letter(lease, meta_json, result, keep_ms, max_size)
+
+    async def unknown_since(self, job_id: str) -> int:
+        return await self.of_job(job_id).unknown_since(job_id)
+
+    # --- pub/sub -------------------------------------------------------------------------------------------
+    def wake_channels(self, queues: Sequence[str]) -> list[str]:
+        return [c for q in queues for view in self.shards_of(q) for c in Broker.wake_channels(view, [q])]
+
+    def abort_channels(self, queues: Sequence[str]) -> list[str]:
+        return list(dict.fromkeys(c for q in queues for view in self.shards_of(q) for c in view.abort_channels([q])))
+
+    def done_channel(self, job_id: str) -> str:
+        return self.of_job(job_id).done_channel(job_id)
+
+    # --- queue control -------------------------------------------------------------------------------------
+    async def pause(self, queue: str) -> None:
+        """Paused on every shard (each claim script reads its own shard's set) and in the global list."""
+        await super().pause(queue)
+        await self.refresh_shards()
+        for view in self.shards_of(queue):
+            await view.pause(queue)
+
+    async def resume(self, queue: str) -> None:
+        await cast(Any, self._cluster.srem(self.names(keys.PAUSED_SET), queue))
+        await self.refresh_shards()
+        for view in self.shards_of(queue):
+            await cast(Any, self._cluster.srem(view.names(keys.PAUSED_SET), queue))
+            await cast(Any, self._cluster.publish(view.names(keys.wake_channel(queue)), now_ms()))
+
+    async def set_tenant_weight(self, queue: str, tenant: str, weight: float) -> None:
+        await self.refresh_shards()
+        for view in self.shards_of(queue):
+            await view.set_tenant_weight(queue, tenant, weight)
+
+    async def tenant_weights(self, queue: str) -> dict[str, float]:
+        return await self.shard(queue, 0).tenant_weights(queue)
+
+    async def purge_ready(self, queue: str, batch: int = 1000) -> int:
+        await self.refresh_shards(force=True)
+        return sum([await view.purge_ready(queue, batch) for view in self.shards_of(queue)])
+
+    async def flows(self, queue: str) -> list[tuple[str, str, int, int]]:
+        merged: dict[tuple[str, str], list[int]] = {}
+        for view in self.shards_of(queue):
+            for lane, suffix, ready, waiting in await view.flows(queue):
+                row = merged.setdefault((lane, suffix), [0, 0])
+                row[0] += ready
+                row[1] += waiting
+        return [(lane, suffix, r, w) for (lane, suffix), (r, w) in merged.items()]
+
+    async def lanes_and_flows(self, queue: str) -> list[str]:
+        out: dict[str, None] = {}
+        for view in self.shards_of(queue):
+            out.update(dict.fromkeys(await view.lanes_and_flows(queue)))
+        return list(out)
+
+    # --- dead letters (each shard keeps its own) --------------------------------------------------------------
+    async def dlq_retry(self, job_id: str, lane: str, queue: str, ttl_ms: int) -> int:
+        return await self.of_job(job_id).dlq_retry(job_id, lane, queue, ttl_ms)
+
+    async def dlq_push_to_list(self, dlq_id: str, list_key: str) -> bool:
+        raise ConfigurationError(
+            "dead letters of Celery messages (kind 'celery') cannot be retried onto kombu's list on Redis Cluster: "
+            "the Celery bridge runs on one Redis or Sentinel only; re-send the task with asyncq.compat instead")
+
+    async def dlq_purge(self, job_ids: Sequence[str] | None = None) -> int:
+        if job_ids is None:
+            return sum([await view.dlq_purge(None) for view in await self._all_shards()])
+        groups: dict[ShardBroker, list[str]] = defaultdict(list)
+        for jid in job_ids:
+            groups[self.of_job(jid)].append(jid)
+        return sum([await view.dlq_purge(ids) for view, ids in groups.items()])
+
+    async def dlq_count(self) -> int:
+        return sum([await view.dlq_count() for view in await self._all_shards()])
+
+    async def dlq_ids(self, offset: int = 0, count: int = 100) -> list[str]:
+        """Newest first across every shard: each shard's newest ``offset + count``, merged by time."""
+        rows: list[tuple[float, str]] = []
+        for view in await self._all_shards():
+            raw: Scored = await cast(Any, self._cluster.zrevrange(
+                view.names(keys.DLQ_INDEX), 0, offset + count - 1, withscores=True))
+            rows += [(score, printable_id(m)[0]) for m, score in raw]
+        rows.sort(key=lambda r: -r[0])
+        return [jid for _, jid in rows[offset : offset + count]]
+
+    async def dlq_meta(self, job_ids: Sequence[str]) -> list[bytes | None]:
+        return await _grouped(list(job_ids), list(job_ids), self.of_job, lambda v, ids: v.dlq_meta(ids))
+
+    async def dlq_payloads(self, job_ids: Sequence[str]) -> list[bytes | None]:
+        return await _grouped(list(job_ids), list(job_ids), self.of_job, lambda v, ids: v.dlq_payloads(ids))
+
+    # --- reads --------------------------------------------------------------------------------------------
+    async def queue_snapshot(
+        self, queues: Sequence[str], now: int, probe: int
+    ) -> tuple[list[tuple[int, int, int, Scored]], list[bytes]]:
+        """Summed over each queue's shards (one snapshot per shard: consistent per shard, not across them)."""
+        await self.refresh_shards()
+        rows: list[tuple[int, int, int, Scored]] = []
+        metas: list[bytes] = []
+        for q in queues:
+            ready = later = running = 0
+            candidates: Scored = []
+            for view in self.shards_of(q):
+                (row,), dead = await view.queue_snapshot([q], now, probe)
+                ready, later, running = ready + row[0], later + row[1], running + row[2]
+                candidates += row[3]
+                metas += dead
+            rows.append((ready, later, running, sorted(candidates, key=lambda c: c[1])))
+        return rows, metas
+
+    async def queue_lanes(self, queues: Sequence[str]) -> list[list[str]]:
+        out = []
+        for q in queues:
+            lanes: dict[str, None] = {}
+            for view in self.shards_of(q):
+                lanes.update(dict.fromkeys((await view.queue_lanes([q]))[0]))
+            out.append(list(lanes))
+        return out
+
+    async def lease_ends(self, queue_ids: Sequence[tuple[str, Sequence[str]]]) -> list[list[float | None]]:
+        out = []
+        for q, ids in queue_ids:
+            out.append(await _grouped(
+                list(ids), list(ids), self.of_job, lambda v, part, q=q: _first(v.lease_ends([(q, part)]))))
+        return out
+
+    async def lane_heads(self, lanes: Sequence[str], limit: int) -> list[Scored]:
+        out = []
+        for lane in lanes:
+            merged: Scored = []
+            for view in self.shards_of(keys.queue_of_lane(lane)):
+                merged += (await view.lane_heads([lane], limit))[0]
+            out.append(sorted(merged, key=lambda c: c[1])[:limit])
+        return out
+
+    async def lane_later(self, lane: str, now: int) -> Scored:
+        merged: Scored = []
+        for view in self.shards_of(keys.queue_of_lane(lane)):
+            merged += await view.lane_later(lane, now)
+        return sorted(merged, key=lambda c: c[1])
+
+    async def ready_count(self, lanes: Sequence[str], now: int) -> int:
+        total = 0
+        for queue in dict.fromkeys(keys.queue_of_lane(lane) for lane in lanes):
+            mine = [lane for lane in lanes if keys.queue_of_lane(lane) == queue]
+            total += sum([await view.ready_count(mine, now) for view in self.shards_of(queue)])
+        return total
+
+    async def lane_score(self, lane: str, job_id: str) -> float | None:
+        return await self.of_job(job_id).lane_score(lane, job_id)
+
+    async def running_ids(self, queue: str, now: int) -> list[str]:
+        return [jid for view in self.shards_of(queue) for jid in await view.running_ids(queue, now)]
+
+    async def task_limit_state(self, task: str) -> tuple[int, float]:
+        """Summed in-flight count and the latest rate state over every shard (limits hold per shard)."""
+        inflight, tat = 0, 0.0
+        for view in await self._all_shards():
+            n, t = await view.task_limit_state(task)
+            inflight, tat = inflight + n, max(tat, t)
+        return inflight, tat
+
+    async def job_payload(self, job_id: str) -> bytes | None:
+        return await self.of_job(job_id).job_payload(job_id)
+
+    async def lease_of(self, job_id: str) -> bytes | None:
+        return await self.of_job(job_id).lease_of(job_id)
+
+    async def is_running(self, job_id: str) -> bool:
+        return await self.of_job(job_id).is_running(job_id)
+
+    async def is_queued(self, job_id: str) -> bool:
+        return await self.of_job(job_id).is_queued(job_id)
+
+    async def job_snapshot(self, job_id: str) -> tuple[bytes | None, ...]:
+        return await self.of_job(job_id).job_snapshot(job_id)
+
+    async def job_rows(self, job_ids: Sequence[str]) -> list[tuple[bytes | None, bytes | None, bytes | None]]:
+        return await _grouped(list(job_ids), list(job_ids), self.of_job, lambda v, ids: v.job_rows(ids))
+
+    async def result_of(self, job_id: str) -> bytes | None:
+        return await self.of_job(job_id).result_of(job_id)
+
+    async def results_of(self, job_ids: Sequence[str]) -> list[bytes | None]:
+        return await _grouped(list(job_ids), list(job_ids), self.of_job, lambda v, ids: v.results_of(ids))
+
+    async def result_or_alive(self, job_id: str) -> tuple[bytes | None, bool]:
+        return await self.of_job(job_id).result_or_alive(job_id)
+
+    async def recent_job_ids(self, count: int) -> list[str]:
+        """Each shard's newest ``count``, interleaved (no order across shards is kept)."""
+        per_shard = [await view.recent_job_ids(count) for view in await self._all_shards()]
+        out: list[str] = []
+        for i in range(count):
+            out += [ids[i] for ids in per_shard if i < len(ids)]
+        return out[:count]
+
+    async def cron_lasts(self, names: Sequence[str]) -> list[bytes | None]:
+        """The last tick of each periodic task: its guard lives on the shard its ticks go to, so every shard is
+        read and the latest kept."""
+        views = await self._all_shards()
+        out: list[bytes | None] = []
+        for name in names:
+            best: bytes | None = None
+            for view in views:
+                raw: bytes | None = await cast(Any, self._cluster.get(view.names(keys.cron_last_key(name))))
+                if raw is not None and (best is None or int(raw) > int(best)):
+                    best = raw
+            out.append(best)
+        return out
+
+
+async def _first(x: Any) -> Any:
+    return (await x)[0]
+
+
+async def _grouped(ids: Sequence[str], items: Sequence[T], route: Any, call: Any) -> list[Any]:
+    """Run ``call(view, items of that view)`` once per shard the ids route to; results back in input order
+    (``call`` returns one result per item)."""
+    groups: dict[Any, list[int]] = defaultdict(list)
+    for i, jid in enumerate(ids):
+        groups[route(jid)].append(i)
+    out: list[Any] = [None] * len(ids)
+    for view, idx in groups.items():
+        for i, r in zip(idx, await call(view, [items[i] for i in idx]), strict=True):
+            out[i] = r
+    return out
+
+
+class SyncClusterBroker(SyncBroker):
+    """``SyncBroker`` on Redis Cluster: enqueue from sync code, one script call per shard the batch touches."""
+
+    def __init__(
+        self, url: str, *, connect_timeout: float = 5.0, command_timeout: float = 10.0, namespace: str = "",
+        shards: Mapping[str, int] | None = None,
+    ) -> None:
+        target = cluster_url(url)
+        self.names = keys.global_keys(namespace)
+        self.namespace = namespace
+        self._shards = dict(shards or {})
+        self._client: Any = SyncRedisCluster(
+            startup_nodes=[SyncClusterNode(host, port) for host, port in target.nodes],  # type: ignore[no-untyped-call]
+            username=target.username,
+            password=target.password, ssl=target.ssl, socket_connect_timeout=connect_timeout,
+            socket_timeout=command_timeout, retry=no_retry())
+        self._enqueue = self._client.register_script(script_source("enqueue"))
+        self._registered: set[tuple[str, int]] = set()
+        self.url_for_humans = redact(url)
+
+    def enqueue(self, jobs: Sequence[NewJob]) -> list[int]:
+        groups: dict[tuple[str, int], list[int]] = defaultdict(list)
+        for i, job in enumerate(jobs):
+            where = keys.shard_of(job.job_id)
+            if where is None:
+                raise ConfigurationError(
+                    f"job id {job.job_id!r} has no shard tag: on Redis Cluster job ids are made by App.new_job")
+            groups[where].append(i)
+        out = [0] * len(jobs)
+        try:
+            for queue in dict.fromkeys(job.queue for job in jobs):
+                n = self._shards.get(queue, 1)
+                if (queue, n) not in self._registered:
+                    pipe = self._client.pipeline(transaction=True)
+                    pipe.sadd(self.names(keys.QUEUES_SET), queue)
+                    pipe.hset(self.names(keys.SHARDS_REGISTRY), queue, str(n))
+                    pipe.execute()
+                    self._registered.add((queue, n))
+            for (queue, shard), idx in groups.items():
+                k = keys.shard_keys(self.namespace, queue, shard)
+                part = [jobs[i] for i in idx]
+                statuses = self._enqueue(keys=[k(lane) for lane in dict.fromkeys(j.lane for j in part)],
+                                         args=enqueue_args(part, k=k))
+                for i, status in zip(idx, statuses, strict=True):
+                    out[i] = int(status)
+        except REDIS_DOWN as exc:
+            raise BrokerUnavailable(
+                f"Redis Cluster at {self.url_for_humans} is unreachable while enqueueing {len(jobs)} job(s) ({exc}); "
+                "shards not reached were not written. Check the cluster and ASYNCQ_REDIS_URL, then try again."
+            ) from exc
+        return out

@@ -1,0 +1,148 @@
+"""The cluster layout's pure parts (no cluster needed): key names and their hash slots, job ids that carry their
+shard, shard choice, the claim rotation's order, URL parsing and the settings that select the layout. The real
+cluster scenarios are tests/test_cluster*.py (H2's harness)."""
+
+from __future__ import annotations
+
+import pytest
+from redis.cluster import key_slot
+
+from asyncq import App, keys
+from asyncq.broker import Lease, NewJob, enqueue_args
+from asyncq.cluster import Placer, shard_for
+from asyncq.exceptions import ConfigurationError
+from asyncq.redis_url import async_pool, check, cluster_url, is_cluster, parse_cluster
+from asyncq.settings import AppSettings
+
+CLUSTER = "redis+cluster://127.0.0.1:7000"  # never connected to in this module
+
+
+def slot(key: str) -> int:
+    return int(key_slot(key.encode()))
+
+
+def test_every_key_of_a_shard_hashes_to_one_slot() -> None:
+    k = keys.shard_keys("", "webhooks", 3)
+    jid = keys.tagged_id("webhooks", 3, "0f" * 16)
+    lane = keys.lane_key("webhooks", 7) + keys.flow_suffix("acme", "send")
+    names = [
+        k(keys.job_key(jid)), k(keys.result_key(jid)), k(keys.in_progress_key(jid)), k(keys.retry_key(jid)),
+        k(lane), k.ring(lane), k(keys.running_key("webhooks")), k(keys.claimed_key("webhooks")), k(keys.DLQ_INDEX),
+        k(keys.DLQ_PAYLOADS), k(keys.DLQ_META), k(keys.RECOVERIES), k(keys.PAUSED_SET), k(keys.ABORT_SET),
+        k(keys.RATE_PREFIX + "send"), k(keys.INFLIGHT_PREFIX + "send"), k(keys.cron_last_key("nightly")),
+        # what the Lua scripts build at run time from the prefixes they are given
+        k(keys.JOB_PREFIX) + jid, k(keys.IN_PROGRESS_PREFIX) + jid,
+    ]
+    assert {slot(n) for n in names} == {slot("{webhooks:3}")}
+    assert k(keys.job_key(jid)) == "{webhooks:3}:arq:job:{webhooks:3}" + "0f" * 16
+
+
+def test_namespace_goes_before_the_tag_and_keeps_the_slot() -> None:
+    k = keys.shard_keys("billing", "emails", 0)
+    assert k(keys.queue_key("emails")) == "billing:{emails:0}:arq:queue:emails"
+    assert slot(k(keys.queue_key("emails"))) == slot("{emails:0}")
+    g = keys.global_keys("billing")
+    assert g(keys.WORKERS_SET) == "billing:{asyncq}:asyncq:workers"
+    assert slot(g(keys.WORKERS_SET)) == slot(g(keys.worker_key("w1"))) == slot(g(keys.SHARDS_REGISTRY))
+
+
+def test_shards_of_one_queue_spread_over_slots() -> None:
+    slots = {slot(keys.shard_tag("webhooks", s)) for s in range(16)}
+    assert len(slots) == 16
+
+
+def test_job_id_carries_its_shard() -> None:
+    jid = keys.tagged_id("web-hooks.v2", 12, "abc")
+    assert jid == "{web-hooks.v2:12}abc"
+    assert keys.shard_of(jid) == ("web-hooks.v2", 12)
+    assert keys.shard_of("0f3a9c") is None  # a standalone id
+    assert keys.shard_of("{bad queue:1}x") is None
+    assert keys.shard_of("{q:x}y") is None
+
+
+def test_placer_rules() -> None:
+    p = Placer()
+    # round-robin without a tenant or id
+    fresh = [keys.shard_of(p.place("q", 4, f"{i:032x}", given=False)) for i in range(8)]
+    assert [s for _, s in fresh] == [0, 1, 2, 3, 0, 1, 2, 3]  # type: ignore[misc]
+    # one tenant, one shard
+    assert len({p.place("q", 4, f"{i:032x}", given=False, tenant="acme")[:5] for i in range(20)}) == 1
+    assert keys.shard_of(p.place("q", 4, "x", given=False, tenant="acme")) == ("q", shard_for("acme", 4))
+    # a given id: same id, same shard (dedupe holds); it wins over the tenant
+    a = p.place("q", 4, "order-17", given=True, tenant="acme")
+    assert a == p.place("q", 4, "order-17", given=True) == keys.tagged_id("q", shard_for("order-17", 4), "order-17")
+    # an id that already names a shard of its queue keeps it
+    assert p.place("q", 4, "{q:2}abc", given=True) == "{q:2}abc"
+    assert p.place("q", 4, "{q:9}abc", given=True).startswith("{q:")  # shard 9 does not exist: re-tagged
+    # a pin (a periodic task's guard) decides for every tick of that schedule
+    ticks = {p.place("q", 4, f"cron:nightly:{t}", given=True, pin="asyncq:cron:nightly")[:5] for t in range(10)}
+    assert len(ticks) == 1
+    # one shard: always shard 0
+    assert keys.shard_of(p.place("solo", 1, "x", given=False, tenant="acme")) == ("solo", 0)
+
+
+def test_shard_for_is_stable() -> None:
+    # crc32: the same on every producer process and Python version (not hash(), which is salted)
+    assert shard_for("acme", 16) == 14
+    assert shard_for("anything", 1) == 0
+
+
+def test_cluster_urls() -> None:
+    u = parse_cluster("redis+cluster://user:p%40ss@10.0.0.1:7000,10.0.0.2,[::1]:7002")
+    assert u.nodes == (("10.0.0.1", 7000), ("10.0.0.2", 6379), ("::1", 7002))
+    assert (u.username, u.password, u.ssl) == ("user", "p@ss", False)
+    assert parse_cluster("rediss+cluster://h:1").ssl
+    assert is_cluster("REDIS+CLUSTER://h:1") and not is_cluster("redis://h:1")
+    check("redis+cluster://h:1")
+    for bad in ("redis+cluster://h:1/3", "redis+cluster://h:notaport", "redis+cluster://h:1?x=1", "redis+cluster://"):
+        with pytest.raises(ConfigurationError, match="not a Redis Cluster URL"):
+            parse_cluster(bad)
+    assert cluster_url("redis://:pw@h:7001/0").nodes == (("h", 7001),)
+    with pytest.raises(ConfigurationError, match="cluster=True needs"):
+        cluster_url("redis+sentinel://h:26379/mymaster")
+    with pytest.raises(ConfigurationError, match="cannot serve a cluster"):
+        async_pool("redis+cluster://h:1", max_connections=1, timeout=1)
+
+
+def test_settings_select_and_check_the_layout() -> None:
+    assert AppSettings(redis_url=CLUSTER).is_cluster
+    assert AppSettings(redis_url="redis://h:1", cluster=True).is_cluster
+    assert not AppSettings(redis_url="redis://h:1").is_cluster
+    s = AppSettings.from_env({"ASYNCQ_REDIS_URL": CLUSTER, "ASYNCQ_QUEUE_SHARDS": "webhooks=16, emails=4"})
+    assert s.queue_shards == {"webhooks": 16, "emails": 4}
+    with pytest.raises(ConfigurationError, match="needs Redis Cluster"):
+        AppSettings(redis_url="redis://h:1", queue_shards={"webhooks": 2})
+    with pytest.raises(ConfigurationError, match="queue_shards"):
+        AppSettings(redis_url=CLUSTER, queue_shards={"webhooks": 0})
+    with pytest.raises(ConfigurationError, match="invalid queue name"):
+        AppSettings(redis_url=CLUSTER, queue_shards={"a:b": 2})
+    with pytest.raises(ConfigurationError, match="not a valid"):
+        AppSettings.from_env({"ASYNCQ_QUEUE_SHARDS": "webhooks"})
+    with pytest.raises(ConfigurationError, match="Cluster only"):
+        AppSettings(redis_url="redis://h:1", enqueue_wait_replicas=1)
+
+
+def test_app_on_cluster_makes_tagged_ids() -> None:
+    app = App(CLUSTER, queue_shards={"webhooks": 3})
+
+    @app.task(name="hook", queue="webhooks", tenant_from="account")
+    async def hook(account: str) -> None: ...
+
+    a = app.new_job(hook.s(account="acme"), 0)
+    b = app.new_job(hook.s(account="acme"), 0)
+    assert keys.shard_of(a.job_id) == keys.shard_of(b.job_id) == ("webhooks", shard_for("acme", 3))
+    plain = App("redis://h:1")
+
+    @plain.task(name="t")
+    async def t() -> None: ...
+
+    assert keys.shard_of(plain.new_job(t.s(), 0).job_id) is None  # standalone ids are arq's: untouched
+
+
+def test_scripts_declare_their_shard_keys_on_cluster_only() -> None:
+    # the enqueue script's arguments are the same on both layouts; only the names differ (the shard's prefix)
+    k = keys.shard_keys("", "q", 1)
+    nj = NewJob("{q:1}x", keys.lane_key("q"), "q", 0, 1000, b"p")
+    args = enqueue_args([nj], k=k)
+    assert args[1] == "{q:1}:arq:job:" and args[4] == "{q:1}:asyncq:queues"
+    assert Lease("{q:1}x", "t", keys.lane_key("q"), "q").args(k)[2] == "{q:1}:arq:queue:q"
