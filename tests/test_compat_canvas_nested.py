@@ -6,6 +6,7 @@ test_compat_unit)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -125,3 +126,27 @@ def test_group_links_as_celery_does(app: Celery) -> None:
     assert all(t.options["link_error"][0].immutable for t in g2.tasks)
     with ThreadWorker(app):
         assert g.delay().get(timeout=10) == [1, 2]
+
+
+def test_a_generated_chord_header_is_sent_as_it_is_generated(app: Celery) -> None:
+    add, tsum = app.tasks["nested.add"], app.tasks["nested.tsum"]
+    done: list[int] = []
+
+    @app.task(name="nested.note")
+    def note(i: int) -> int:
+        done.append(i)
+        return i
+
+    def header() -> Iterator[object]:
+        for i in range(4):
+            if i:  # the members before this one were sent already: the previous one runs while we generate
+                deadline = time.monotonic() + 10
+                while i - 1 not in done and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert i - 1 in done, "the chord header was generated in full before any member was sent"
+            yield note.si(i)
+
+    with ThreadWorker(app):
+        assert chord(header(), tsum.s())().get(timeout=10) == 6
+        assert chord(iter([]), tsum.s())().get(timeout=10) == 0
+        assert chord((add.si(i, 0) for i in range(3)), tsum.s()).apply().get() == 3

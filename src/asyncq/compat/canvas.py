@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from asyncq.compat import store
@@ -363,20 +363,41 @@ class group(_Canvas):
         if len(tasks) == 1 and isinstance(tasks[0], dict) and not isinstance(tasks[0], Signature) \
                 and tasks[0].get("subtask_type") == "group":
             tasks = tuple(from_dict(tasks[0], app)["kwargs"]["tasks"])
-        items = list(tasks[0]) if len(tasks) == 1 and not isinstance(tasks[0], dict) else list(tasks)
-        members = [t if isinstance(t, Signature) else from_dict(dict(t), app) for t in items]
+        #: a generator of members, consumed only as they are sent (a chord header: Celery sends each member as
+        #: it is generated, so the first ones may run before the generator is done)
+        self._lazy: Iterator[Any] | None = None
+        members: list[Signature] = []
+        if len(tasks) == 1 and isinstance(tasks[0], Iterator):
+            self._lazy = tasks[0]
+        else:
+            items = list(tasks[0]) if len(tasks) == 1 and not isinstance(tasks[0], dict) else list(tasks)
+            members = [_sig(t, app) for t in items]
         dict.__init__(self, task="celery.group", args=[], kwargs={"tasks": members}, options=dict(options),
                       subtask_type="group", immutable=False)
         self._app = app
 
     @property
     def tasks(self) -> list[Signature]:
+        if self._lazy is not None:  # asked for the list: generate it all now
+            lazy, self._lazy = self._lazy, None
+            self["kwargs"]["tasks"] = [_sig(t, self._app) for t in lazy]
         members: list[Signature] = self["kwargs"]["tasks"]
         return members
 
     @tasks.setter
     def tasks(self, value: Iterable[Signature]) -> None:
         self["kwargs"]["tasks"] = list(value)
+
+    def generated(self) -> Iterator[Signature]:
+        """The members as they are generated (all of them, once); a group made from a list yields its list."""
+        if self._lazy is None:
+            yield from self.tasks
+            return
+        lazy, self._lazy = self._lazy, None
+        for t in lazy:
+            s = _sig(t, self._app)
+            self["kwargs"]["tasks"].append(s)
+            yield s
 
     def __repr__(self) -> str:
         return f"group([{', '.join(repr(t) for t in self.tasks)}])"
@@ -389,6 +410,10 @@ class group(_Canvas):
 
     def clone(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **opts: Any) -> group:
         new = group(app=self._app, **{**self["options"], **opts})
+        if self._lazy is not None:  # the copy takes the generator over, still unconsumed
+            lazy, self._lazy = self._lazy, None
+            new._lazy = (t.clone(args, kwargs) for t in (_sig(x, self._app) for x in lazy))
+            return new
         new.tasks = [t.clone(args, kwargs) for t in self.tasks]
         return new
 
@@ -437,7 +462,7 @@ class chord(_Canvas):
     def __init__(self, header: Any = None, body: Any = None, app: CeleryApp | None = None, **options: Any) -> None:
         if isinstance(header, group):
             head = header
-        elif isinstance(header, Signature):
+        elif isinstance(header, Signature | Iterator):  # a generator stays one, sent as it is generated
             head = group(header, app=app)
         else:
             head = group(*(header or ()), app=app)
@@ -492,7 +517,8 @@ class chord(_Canvas):
         return body
 
     def freeze(self, _id: str | None = None, group_id: str | None = None, **_: Any) -> Any:
-        self.header.freeze(group_id=self["options"].get("group_id"))
+        if self.header._lazy is None:  # a generated header is frozen as it is sent
+            self.header.freeze(group_id=self["options"].get("group_id"))
         return self._body().freeze(_id)
 
     @property
@@ -501,7 +527,7 @@ class chord(_Canvas):
 
     def apply(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
               **options: Any) -> Any:
-        header = self.header.apply(args, kwargs)
+        header = self.header.apply(args, kwargs)  # (a generated header is generated in full here)
         return self._body().clone(([r.get() for r in header.results],)).apply()
 
 
@@ -569,6 +595,9 @@ async def plan(app: CeleryApp, sig: Signature, args: tuple[Any, ...], kwargs: di
     elif isinstance(sig, chord):
         body = sig._body()
         body.freeze()
+        if sig.header._lazy is not None and failure is None:
+            await _stream_header(app, sig.header, args, kwargs, [dict(body), *chain_rest])
+            return
         sig.header.freeze(group_id=sig.options.get("group_id"))
         await plan(app, sig.header, args, kwargs, out, [dict(body), *chain_rest], failure, quiet)
     elif isinstance(sig, group):
@@ -605,6 +634,26 @@ async def _plan_group(app: CeleryApp, sig: group, args: tuple[Any, ...], kwargs:
         await plan(app, with_continuation(u, join, i), args, kwargs, out, [], failure, quiet)
 
 
+async def _stream_header(app: CeleryApp, header: group, args: tuple[Any, ...], kwargs: dict[str, Any],
+                         chain_rest: list[dict[str, Any]]) -> None:
+    """A chord header given as a generator: each member is sent as soon as it is generated (its size is
+    unknown to the join until the generator is done; then the join learns it and may complete right away)."""
+    gid = header["options"].setdefault("group_id", str(uuid.uuid4()))
+    join: dict[str, Any] = {"group_id": gid, "size": None, "chain": chain_rest}
+    n = 0
+    for member in header.generated():
+        for u in member.units() if isinstance(member, group) else [member]:
+            u.freeze(group_id=gid)
+            out: list[Signature] = []
+            await plan(app, with_continuation(u, join, n), args, kwargs, out, [])
+            await app.asend_many(out)
+            n += 1
+    serializer = app.asyncq_app.serializer
+    parts = await store.chord_set_size(app, gid, n)
+    if parts is not None:
+        await joined(app, {**join, "size": n}, [serializer.loads(p) for p in parts])
+
+
 def _plain(s: Signature) -> bool:
     return not isinstance(s, chain | group | chord)
 
@@ -628,7 +677,8 @@ def _after(join: dict[str, Any]) -> list[dict[str, Any]]:
 async def part_done(app: CeleryApp, join: dict[str, Any], index: int, value: Any) -> None:
     """Record one result of a join; the one that completes the set sends what follows, exactly once."""
     serializer = app.asyncq_app.serializer
-    parts = await store.chord_part_done(app, join["group_id"], index, serializer.dumps(value), int(join["size"]))
+    size = None if join.get("size") is None else int(join["size"])  # None: a generated header, size not known yet
+    parts = await store.chord_part_done(app, join["group_id"], index, serializer.dumps(value), size)
     if parts is not None:
         await joined(app, join, [serializer.loads(p) for p in parts])
 

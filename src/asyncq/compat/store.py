@@ -11,7 +11,8 @@ What is kept and how long (seconds):
 
 - ``asyncq:celery:state:<id>`` (``update_state``): the app's ``result_expires``, else ``RESULT_TTL``
 - ``asyncq:celery:group:<id>`` (``GroupResult.save``): the same
-- ``asyncq:celery:chord:<group>`` (header results) and its ``:fired`` guard: ``CHORD_TTL``
+- ``asyncq:celery:chord:<group>`` (header results), its ``:fired`` guard and ``:size`` (a generated header's
+  size, known once it is all sent): ``CHORD_TTL``
 - ``asyncq:celery:retries:<id>`` (``self.retry()`` calls so far): ``RETRIES_TTL``
 - ``asyncq:celery:revoked`` (task id -> revoke time): entries older than ``REVOKE_KEEP`` are dropped on revoke
 - ``celery-task-meta-<id>`` in the result backend: the app's ``result_expires`` (none: kept)
@@ -87,17 +88,41 @@ async def load_group(app: CeleryApp, group_id: str) -> list[str] | None:
 
 
 # --- chords ---------------------------------------------------------------------------------------------------
-async def chord_part_done(app: CeleryApp, group_id: str, index: int, result: bytes, size: int) -> list[bytes] | None:
+async def chord_part_done(app: CeleryApp, group_id: str, index: int, result: bytes,
+                          size: int | None) -> list[bytes] | None:
     """Record one header result (serialized); returns every header result in order to the one caller that
-    completes the set and wins the fired guard (it sends the body, exactly once), else None."""
+    completes the set and wins the fired guard (it sends the body, exactly once), else None.
+
+    ``size`` None: the header is a generator still being sent; its size comes later (``chord_set_size``)."""
     broker = await app.asyncq_app.broker()
     key = broker.names(keys.CELERY_CHORD_PREFIX + group_id)
     async with broker.pipeline(transaction=True) as pipe:
         pipe.hset(key, str(index), cast(Any, result))
         pipe.hlen(key)
         pipe.expire(key, CHORD_TTL)
-        _, count, _ = await pipe.execute()
-    if int(count) < size or not await broker.set(key + ":fired", 1, nx=True, ex=CHORD_TTL):
+        pipe.get(key + ":size")
+        _, count, _, known = await pipe.execute()
+    if size is None:
+        if known is None:
+            return None
+        size = int(known)
+    return await _fire_if_complete(broker, key, int(count), size)
+
+
+async def chord_set_size(app: CeleryApp, group_id: str, size: int) -> list[bytes] | None:
+    """The size of a header sent as it was generated, known once the last member is sent; returns the header
+    results to the caller when they are all in already (and it wins the fired guard), else None."""
+    broker = await app.asyncq_app.broker()
+    key = broker.names(keys.CELERY_CHORD_PREFIX + group_id)
+    async with broker.pipeline(transaction=True) as pipe:
+        pipe.set(key + ":size", size, ex=CHORD_TTL)
+        pipe.hlen(key)
+        _, count = await pipe.execute()
+    return await _fire_if_complete(broker, key, int(count), size)
+
+
+async def _fire_if_complete(broker: Any, key: str, count: int, size: int) -> list[bytes] | None:
+    if count < size or not await broker.set(key + ":fired", 1, nx=True, ex=CHORD_TTL):
         return None
     parts: dict[bytes, bytes] = await cast(Any, broker.hgetall(key))
     return [parts[str(i).encode()] for i in range(size)]
