@@ -13,9 +13,6 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.machinery
-import logging
-import os
-import socket
 import sys
 import types
 from typing import Any
@@ -44,17 +41,6 @@ class BaseKeyValueStoreBackend:
     """Stand-in: asyncq has no Celery backend classes (a test that patches one fails)."""
 
 
-class ResultSet:
-    """Stand-in: asyncq.compat has no ResultSet (a test that builds one fails here)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError("asyncq.compat has no ResultSet (stand-in of the Celery suite runner)")
-
-
-def anon_nodename(hostname: str | None = None, prefix: str = "gen") -> str:
-    return f"{prefix}{os.getpid()}@{hostname or socket.gethostname()}"
-
-
 def _worker_state() -> types.SimpleNamespace:
     return types.SimpleNamespace(revoked_stamps=set(), revoked=set())
 
@@ -62,11 +48,7 @@ def _worker_state() -> types.SimpleNamespace:
 #: (module, name) -> stand-in, for names Celery's test modules import at module level
 STANDINS: dict[tuple[str, str], Any] = {
     ("celery.canvas", "StampingVisitor"): StampingVisitor,
-    ("celery.result", "ResultSet"): ResultSet,
-    ("celery.utils.log", "get_task_logger"): logging.getLogger,
-    ("celery.utils.log", "get_logger"): logging.getLogger,
     ("celery.utils.serialization", "UnpickleableExceptionWrapper"): UnpickleableExceptionWrapper,
-    ("celery.utils.nodenames", "anon_nodename"): anon_nodename,
     ("celery.backends.base", "BaseKeyValueStoreBackend"): BaseKeyValueStoreBackend,
     ("celery.backends.base", "states"): _states,
     ("celery.worker", "state"): _worker_state(),

@@ -2,7 +2,8 @@
 
 Why a small object and not Celery's backend class: asyncq keeps one result layout (``compat.store``), and code
 written for Celery mostly asks the backend questions (may I run a chord? is it persistent?) or reads a task's
-meta; those have one honest answer here. Writing results is the worker's job, so no ``store_result``.
+meta; those have one honest answer here. Writing a task's result is the worker's job; ``store_result`` records a
+state a task sets itself (as ``update_state`` does), which reads back until the job has an outcome of its own.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from asyncq.compat import states, store
 from asyncq.compat._state import CeleryApp
-from asyncq.compat.result import AsyncResult
+from asyncq.compat.result import AsyncResult, retry_meta
 
 
 class ResultConsumer:
@@ -50,6 +51,15 @@ class RedisBackend:
         return {**celery.raw, "task_id": task_id, "status": celery.status, "result": celery.result,
                 "traceback": celery.traceback, "date_done": celery.date_done}
 
+    def store_result(self, task_id: str, result: Any, state: str, traceback: Any = None, request: Any = None,
+                     **kwargs: Any) -> Any:
+        """Celery's ``backend.store_result``: record ``state`` with ``result`` for ``task_id`` (an exception is
+        stored as its document and read back as an exception). The job's own outcome, once it has one, wins;
+        a SUCCESS recorded here is what ``worker_deduplicate_successful_tasks`` finds on redelivery."""
+        meta = retry_meta(result) if isinstance(result, BaseException) else result
+        self.app.bridge.run(store.save_state(self.app, task_id, state, meta))
+        return result
+
     def get_state(self, task_id: str) -> str:
         return str(self.get_task_meta(task_id)["status"])
 
@@ -59,3 +69,16 @@ class RedisBackend:
     def forget(self, task_id: str) -> None:
         self.app.bridge.run(store.forget_celery_meta(self.app, task_id))
         self.app.bridge.run(store.forget(self.app, task_id))
+
+
+async def stored_success(app: CeleryApp, task_id: str) -> tuple[bool, Any]:
+    """``(True, value)`` when ``worker_deduplicate_successful_tasks`` is on and ``task_id`` already has a SUCCESS
+    recorded (a redelivered task that finished, or stored its result, before its message came back): the worker
+    then skips the body and completes the job with ``value``, so its chain and callbacks still run once.
+    ``(False, None)`` otherwise."""
+    if not app.conf.get("worker_deduplicate_successful_tasks"):
+        return False, None
+    state = await store.read_state(app, task_id)
+    if state is not None and state.get("state") == states.SUCCESS:
+        return True, state.get("meta")
+    return False, None

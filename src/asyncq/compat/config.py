@@ -16,6 +16,7 @@ settings module that is still importing (``proj/__init__.py`` imports the Celery
 
 from __future__ import annotations
 
+import copy
 import importlib
 import logging
 from collections.abc import Iterator, Mapping, MutableMapping
@@ -86,6 +87,42 @@ NO_EFFECT: dict[str, str] = {
     "task_store_eager_result": "eager results live in the EagerResult, not in Redis",
 }
 
+#: Celery's defaults of keys asyncq reads little or not at all, so Celery code that reads them
+#: (``app.conf.worker_prefetch_multiplier``, ``inspect().conf()``) finds Celery's value, not an AttributeError
+CELERY_DEFAULTS: dict[str, Any] = {
+    "worker_prefetch_multiplier": 4,
+    "worker_disable_prefetch": False,
+    "task_reject_on_worker_lost": None,
+    "broker_transport_options": {},
+    "worker_concurrency": None,
+    "worker_pool": "prefork",
+    "worker_max_tasks_per_child": None,
+    "worker_max_memory_per_child": None,
+    "broker_connection_retry_on_startup": None,
+    "broker_connection_retry": True,
+    "broker_connection_timeout": 4,
+    "broker_heartbeat": 120,
+    "result_extended": False,
+    "result_backend_transport_options": {},
+    "task_publish_retry": True,
+    "task_publish_retry_policy": {"max_retries": 3, "interval_start": 0, "interval_max": 1, "interval_step": 0.2},
+    "task_create_missing_queues": True,
+    "worker_hijack_root_logger": True,
+    "worker_log_color": None,
+    "worker_send_task_events": False,
+    "task_send_sent_event": False,
+    #: a worker skips a redelivered task whose result is already SUCCESS, and hands its callbacks/chain that
+    #: result (Celery's option; read by the worker through ``backend.stored_success``)
+    "worker_deduplicate_successful_tasks": False,
+    #: Celery's record of the deprecated (upper-case) names a configuration used; asyncq maps them (OLD_NAMES)
+    "deprecated_settings": frozenset(),
+}
+DEFAULTS.update({k: v for k, v in CELERY_DEFAULTS.items() if k not in DEFAULTS})
+NO_EFFECT.update({
+    "broker_heartbeat": "asyncq's connections are checked by Redis health checks, not AMQP heartbeats",
+    "worker_log_color": "asyncq worker logs go through your logging configuration",
+})
+
 #: Celery's old upper-case names for the keys people still set that way
 OLD_NAMES = {
     "BROKER_URL": "broker_url",
@@ -148,7 +185,7 @@ class Settings(MutableMapping[str, Any]):
     """Celery's ``app.conf``: a mapping with attribute access, defaults, and the checks above."""
 
     def __init__(self, initial: Mapping[str, Any] | None = None) -> None:
-        object.__setattr__(self, "_data", dict(DEFAULTS))
+        object.__setattr__(self, "_data", copy.deepcopy(DEFAULTS))  # no app mutates another's default dict
         object.__setattr__(self, "_logged", set())
         #: keys Celery does not define and asyncq does not read (summarised once, at debug level)
         object.__setattr__(self, "_unread", set())

@@ -80,6 +80,22 @@ def _jsonable(config: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: names of the test workers this process runs now (a worker's name must be unique among live workers)
+_LIVE: set[str] = set()
+
+
+def _free_name() -> str:
+    """Celery's default node name for a test worker (``gen<pid>@<host>``); a second worker running at the same
+    time (a test that starts its own next to the session worker) gets ``gen<pid>-2@<host>`` and so on."""
+    name = anon_nodename()
+    n = 1
+    while name in _LIVE:
+        n += 1
+        head, _, host = anon_nodename().partition("@")
+        name = f"{head}-{n}@{host}"
+    return name
+
+
 def _uses_celery_alias() -> bool:
     celery = sys.modules.get("celery")
     return celery is not None and getattr(celery, "__name__", "").startswith("asyncq.compat")
@@ -121,7 +137,8 @@ def start_worker(app: Celery, concurrency: int = 1, pool: str = "solo", loglevel
     spec = worker_spec(app, includes, class_tasks)
     level = loglevel if isinstance(loglevel, str) else {10: "debug", 20: "info", 30: "warning"}.get(loglevel, "error")
     log_path = Path(logfile) if logfile else Path(tempfile.mkdtemp(prefix="asyncq-test-worker-")) / "worker.log"
-    hostname = str(kwargs.get("hostname") or anon_nodename())
+    hostname = str(kwargs.get("hostname") or _free_name())
+    _LIVE.add(hostname)
     env = {**os.environ, SPEC_ENV: json.dumps(spec), NAME_ENV: hostname,
            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p and Path(p).is_dir())}
     cmd = [sys.executable, "-m", "asyncq", "worker", SERVED, "--queues", _queues(app, spec["config"], queues),
@@ -136,6 +153,7 @@ def start_worker(app: Celery, concurrency: int = 1, pool: str = "solo", loglevel
         yield handle
     finally:
         handle.stop(shutdown_timeout)
+        _LIVE.discard(hostname)
 
 
 def _wait_ready(app: Celery, handle: TestWorker, ping_timeout: float, startup_timeout: float) -> None:
