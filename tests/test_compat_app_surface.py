@@ -165,9 +165,9 @@ def test_inspect_answers_keyed_by_worker_name(celery_app: Celery) -> None:
     def add(x: int, y: int, z: int = 0) -> int:
         return x + y + z
 
-    with ThreadWorker(celery_app, concurrency=1) as tw:
-        assert tw.worker is not None
-        name = tw.worker.worker_id
+    name = "w1@" + nodenames.gethostname()  # Celery's node name form (ASYNCQ_WORKER_NAME)
+    with ThreadWorker(celery_app, concurrency=1, name=name) as tw:
+        assert tw.worker is not None and tw.worker.worker_id == name
         inspect = celery_app.control.inspect()
         assert inspect.ping() == {name: {"ok": "pong"}}
         assert celery_app.control.inspect(destination=["someone-else"]).ping() is None
@@ -240,3 +240,44 @@ def test_retry_state_carries_the_retry_exception(celery_app: Celery) -> None:
     rebuilt = result_module.AsyncResult("r1", app=celery_app)._custom_result(
         {"state": states.RETRY, "meta": result_module.retry_meta(Odd("foo", "bar"))})
     assert "Odd" in str(rebuilt) and "foo" in str(rebuilt)
+
+
+# --- configuration defaults, store_result and deduplication --------------------------------------------------
+def test_celery_defaults_are_readable_and_per_app() -> None:
+    a, b = Celery("a", broker=flushed_url(COMPAT_DB)), Celery("b", broker=flushed_url(COMPAT_DB))
+    try:
+        assert a.conf.worker_prefetch_multiplier == 4 and a.conf.worker_deduplicate_successful_tasks is False
+        assert a.conf.worker_hijack_root_logger is True and a.conf.broker_heartbeat == 120
+        a.conf.broker_transport_options["visibility_timeout"] = 10
+        assert b.conf.broker_transport_options == {}  # defaults are copied per app
+    finally:
+        a.close()
+        b.close()
+
+
+def test_store_result_and_deduplication_of_successful_tasks(celery_app: Celery) -> None:
+    from asyncq.compat.backend import stored_success
+
+    celery_app.backend.store_result("t1", "first-pass", states.SUCCESS)
+    celery_app.backend.store_result("t2", ValueError("no"), states.RETRY)
+    assert celery_app.AsyncResult("t2")._custom_result(
+        {"state": states.RETRY, "meta": {"exc_type": "ValueError", "exc_module": "builtins",
+                                         "exc_message": ["no"]}}).args == ("no",)
+    assert celery_app.bridge.run(stored_success(celery_app, "t1")) == (False, None)  # the option is off
+    celery_app.conf.worker_deduplicate_successful_tasks = True
+    assert celery_app.bridge.run(stored_success(celery_app, "t1")) == (True, "first-pass")
+    assert celery_app.bridge.run(stored_success(celery_app, "t2")) == (False, None)  # not a SUCCESS
+    assert celery_app.bridge.run(stored_success(celery_app, "t3")) == (False, None)
+
+
+def test_test_workers_running_at_once_get_distinct_node_names() -> None:
+    from asyncq.compat.contrib.testing import worker
+
+    first = worker._free_name()
+    assert first == nodenames.anon_nodename()
+    worker._LIVE.add(first)
+    try:
+        second = worker._free_name()
+        assert second != first and second.endswith("@" + nodenames.gethostname())
+    finally:
+        worker._LIVE.discard(first)
