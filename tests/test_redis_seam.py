@@ -24,6 +24,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "asyncq"
 #: the seam: modules that may issue Redis commands themselves
 SEAM = {
     "broker.py", "broker_reads.py", "scripts.py", "compat/store.py", "celery_protocol/transport.py",
+    # the Broker on Redis Cluster (routes each method to its shard's Broker view)
+    "broker_cluster.py",
     # Celery's result document: its reader and writer, on the client compat/store.py hands them
     "celery_protocol/results.py",
     # the side-by-side router keeps its own small Redis client for the routing table (asyncq migrate route)
