@@ -35,6 +35,13 @@ class Context:
     origin: str | None = None
     reply_to: str | None = None
     correlation_id: str | None = None
+    #: Celery's stamping (stamping.py): the names of the stamps, and their values
+    stamped_headers: list[str] | None = None
+    stamps: dict[str, Any] | None = None
+    #: how many ``replace()`` calls led to this task (0: none)
+    replaced_task_nesting: int = 0
+    #: set by ``Task.replace``: the id whose result stands for this task's (REPLACED_MARK)
+    replaced_by: str | None = None
 
     def __init__(self, **fields: Any) -> None:
         self.__dict__.update(fields)
@@ -62,5 +69,9 @@ class Context:
 
 
 DIRECT = Context()
+
+#: the result of a replaced job: ``{REPLACED_MARK: id}`` names the task whose outcome is the replaced task's
+#: (``Task.replace``); AsyncResult follows it
+REPLACED_MARK = "__celery_replaced__"
 
 current_request: ContextVar[Context | None] = ContextVar("asyncq_celery_request", default=None)

@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 
-from asyncq.compat import canvas, signals, states, store
+from asyncq.compat import canvas, signals, stamping, states, store
 from asyncq.compat.canvas import Signature, from_dict
 from asyncq.compat.celery_receive import store_outcome
 from asyncq.compat.exceptions import (
@@ -32,7 +32,7 @@ from asyncq.compat.exceptions import (
     TimeLimitExceeded,
     WorkerLostError,
 )
-from asyncq.compat.request import Context, current_request
+from asyncq.compat.request import REPLACED_MARK, Context, current_request
 from asyncq.compat.result import IGNORED_MARK
 from asyncq.compat.retry import ExceptionInfo, autoretries, backoff
 from asyncq.compat.signals import Signal
@@ -238,6 +238,7 @@ def _request(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], retries:
         chain=h.get("chain"), chord=h.get("chord"), timelimit=tuple(hard_soft) if hard_soft else (None, None),
         ignore_result=bool(h.get("ignore_result")), shadow=h.get("shadow"), origin=h.get("origin"),
         chord_error=h.get("chord_error"), reply=h.get("reply"),
+        **stamping.request_fields(h),  # stamps, replaced_task_nesting (H5)
     )
 
 
@@ -288,6 +289,8 @@ async def execute(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
             raise AsyncqRetry(defer=_delay(exc.when), reason=str(exc)) from exc.exc
         except Ignore:
             state, retval = states.IGNORED, None
+            if request.replaced_by:  # Task.replace (H5): the replacement's result is this task's
+                return {REPLACED_MARK: request.replaced_by}
             return {IGNORED_MARK: True}
         except Reject as exc:
             if exc.requeue:

@@ -23,9 +23,11 @@ from typing import Any
 from asyncq.celery_protocol.encode import encode_message, message_bytes
 from asyncq.celery_protocol.kombu_layout import queue_list_key
 from asyncq.celery_protocol.transport import publish_message_sync, publish_messages
+from asyncq.compat import stamping
 from asyncq.compat._state import CeleryApp
 from asyncq.compat.exceptions import ImproperlyConfigured
-from asyncq.compat.publish import Prepared, after_publish, before_publish, prepare
+from asyncq.compat.publish import Prepared, after_publish, before_publish
+from asyncq.compat.publish import prepare as _prepare
 from asyncq.compat.result import AsyncResult, CeleryBackendResult
 from asyncq.compat.router import CELERY, Router
 from asyncq.hooks import carried_headers
@@ -101,6 +103,15 @@ async def _asend_routed(app: CeleryApp, prepared: Sequence[Prepared]) -> list[As
     if rest:
         out.update((p.task_id, r) for p, r in zip(rest, await enqueue_prepared(app, rest), strict=True))
     return [out[p.task_id] for p in prepared]
+
+
+def prepare(app: CeleryApp, name: str, args: Any, kwargs: Any, options: dict[str, Any]) -> Prepared:
+    """``publish.prepare``, with the headers Celery's canvas sets as options (stamps, replaced_task_nesting)
+    moved onto the message (stamping.take/attach, H5)."""
+    options, carried = stamping.take(options)
+    prepared = _prepare(app, name, args, kwargs, options)
+    stamping.attach(prepared, carried)
+    return prepared
 
 
 # --- the app's sending API (``Celery.send_task`` and friends delegate here) -----------------------------------

@@ -13,11 +13,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from asyncq.compat import states
+from asyncq.compat import stamping, states
 from asyncq.compat._state import CeleryApp, current_app
-from asyncq.compat.canvas import Signature, group
+from asyncq.compat.canvas import Signature, chain, chord, from_dict, group
 from asyncq.compat.eager import run_eagerly
-from asyncq.compat.exceptions import MaxRetriesExceededError, Retry
+from asyncq.compat.exceptions import Ignore, ImproperlyConfigured, MaxRetriesExceededError, Retry
 from asyncq.compat.request import DIRECT, Context, current_request
 from asyncq.compat.result import AsyncResult, EagerResult
 from asyncq.compat.retry import ExceptionInfo as ExceptionInfo
@@ -187,6 +187,36 @@ class Task:
             raise signal
         return signal
 
+    def replace(self, sig: Signature) -> Any:
+        """End this task and let ``sig`` (a task, chain, group or chord) stand in for it, as Celery does.
+
+        What belongs to this task moves to the replacement: its callbacks (onto the replacement's final task),
+        its errbacks (onto each step), the rest of the chain it is a step of (appended, each step keeping its
+        id), and its chord or group membership (the final task reports to the chord in this task's place). A
+        group is made a chord with ``celery.accumulate``, so the result is the group's list.
+
+        asyncq cannot enqueue a second job under the running job's id, so the replacement's final task gets
+        its own id and this job ends with a mark naming it (``REPLACED_MARK``): ``AsyncResult(this id)`` follows
+        the mark and reads the replacement's state, value or exception. Raises ``Ignore`` in a worker (use
+        ``return self.replace(...)`` or ``raise self.replace(...)``); eagerly, returns the replacement's result.
+        """
+        if "chord" in sig.options:
+            raise ImproperlyConfigured("A signature replacing a task must not be part of a chord")
+        if isinstance(sig, chain) and not sig.tasks:
+            raise ImproperlyConfigured("Cannot replace with an empty chain")
+        request = self.request
+        replacement, final_id = _replacement(self, sig, request)
+        if not request.called_directly and not request.is_eager:
+            request.replaced_by = final_id  # runtime ends this job with REPLACED_MARK -> final_id
+        return self.on_replace(replacement)
+
+    def on_replace(self, sig: Signature) -> Any:
+        """Apply the replacement; a base class may override it (to stamp ``sig``, say) and call super()."""
+        if self.request.is_eager:
+            return sig.apply().get()
+        sig.apply_async()
+        raise Ignore("Replaced by new task")
+
     def update_state(self, task_id: str | None = None, state: str | None = None, meta: Any = None,
                      **kwargs: Any) -> None:
         """Store a custom state (e.g. PROGRESS with ``meta``) that ``AsyncResult.state/.info`` show."""
@@ -220,3 +250,48 @@ def _options(task_id: str | None, link: Any, link_error: Any, shadow: str | None
         if value is not None:
             opts[key] = value
     return opts
+
+
+def _final(sig: Signature) -> Signature:
+    """The task whose result is the canvas's result: the last step of a chain, a chord's body."""
+    while True:
+        if isinstance(sig, chain) and sig.tasks:
+            sig = sig.tasks[-1]
+        elif isinstance(sig, chord) and sig.body is not None:
+            sig = sig.body
+        else:
+            return sig
+
+
+def _append(sig: Signature, key: str, items: list[Any]) -> None:
+    """Add links without touching a list another signature may share (clone() copies options shallowly)."""
+    if items:
+        sig["options"][key] = [*(sig["options"].get(key) or []), *items]
+
+
+def _replacement(task: Task, sig: Signature, request: Context) -> tuple[Signature, str]:
+    """``sig`` with the replaced task's callbacks, errbacks, chain rest and chord membership (Task.replace), and
+    the id of its final task (whose result becomes the replaced task's)."""
+    app = task.app
+    nesting = int(request.replaced_task_nesting or 0) + 1
+    steps: list[Signature] = [t.clone() for t in sig.tasks] if isinstance(sig, chain) else [sig.clone()]
+    callbacks = [*(request.callbacks or ()), *(sig.options.get("link") or ())] if isinstance(sig, chain) \
+        else list(request.callbacks or ())
+    errbacks = [*(request.errbacks or ()), *(sig.options.get("link_error") or ())] if isinstance(sig, chain) \
+        else list(request.errbacks or ())
+    if isinstance(steps[-1], group):  # the group's list is the result: Celery's group | accumulate
+        steps.append(Signature("celery.accumulate", kwargs={"index": 0}, app=app))
+    final = _final(steps[-1])
+    _append(final, "link", [dict(c) for c in callbacks])
+    for step in steps:
+        _append(_final(step), "link_error", [dict(e) for e in errbacks])
+    membership = {"chord": request.chord, "group_id": request.group, "group_index": request.group_index}
+    final.set(**{k: v for k, v in membership.items() if v is not None})
+    final_id = final.freeze().id
+    for step in steps:
+        step.set(replaced_task_nesting=nesting)
+    for rest in request.chain or ():  # the chain this task is a step of goes on after the replacement
+        steps.append(from_dict(dict(rest), app).set(replaced_task_nesting=nesting))
+    replacement = steps[0] if len(steps) == 1 else chain(*steps, app=app)
+    carried = stamping.options_of(request)  # the replaced task's stamps go on to its replacement
+    return (stamping.stamp(replacement, None, **carried) if carried else replacement), final_id
