@@ -213,6 +213,19 @@ class App:
         """A handle on an existing job, by id."""
         return Job(self, job_id)
 
+    def job_id_for(self, queue: str, job_id: str | None = None, *, tenant: str | None = None) -> str:
+        """The id a job of ``queue`` gets if enqueued with ``job_id=`` this (a new uuid hex if None).
+
+        On one Redis that is ``job_id`` itself. On Redis Cluster it carries its shard (``{queue:shard}<id>``,
+        ``asyncq.cluster``): callers that must know a job's id before enqueueing it (the Celery layer's task ids)
+        ask here, then enqueue with ``job_id=`` the answer, which is kept as is."""
+        given = job_id is not None
+        raw = job_id if job_id is not None else uuid.uuid4().hex
+        if self._placer is None:
+            return raw
+        queue = keys.check_queue_name(queue)
+        return self._placer.place(queue, self.settings.queue_shards.get(queue, 1), raw, given=given, tenant=tenant)
+
     async def enqueue(self, task: str | Task[Any, Any], /, *args: Any, **kwargs: Any) -> Job:
         """Enqueue by task name or Task; per-call options go through ``task.enqueue_with``."""
         name = task if isinstance(task, str) else task.name

@@ -212,6 +212,11 @@ class Broker(BrokerReads):
         """The KEYS of a script call: none on one Redis; on a cluster these keys of this shard (the first routes)."""
         return [self.names(key) for key in logical] if self.declares_keys else []
 
+    def names_for(self, job_id: str) -> keys.Keys:
+        """The key names of the keys that belong with a job (its result, its Celery state): ``self.names`` on one
+        Redis; on a cluster those of the job's shard, so a job's keys share its slot (broker_cluster.py)."""
+        return self.names
+
     # --- pub/sub channels (one per shard on a cluster: broker_cluster.py overrides these) ------------------
     def wake_channels(self, queues: Sequence[str]) -> list[str]:
         """The channels that announce new jobs in ``queues``."""

@@ -167,6 +167,9 @@ class ClusterBroker(ShardBroker):
         where = keys.shard_of(job_id)
         return self._untagged if where is None else self.shard(*where)
 
+    def names_for(self, job_id: str) -> keys.Keys:
+        return self.of_job(job_id).names
+
     async def refresh_shards(self, *, force: bool = False) -> None:
         """Raise the shard counts to what producers recorded in ``asyncq:shards`` (every REFRESH_SHARDS s)."""
         if not force and time.monotonic() - self._refreshed < REFRESH_SHARDS:
