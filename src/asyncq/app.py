@@ -69,8 +69,8 @@ class App:
         # One connection (and result waiter) per event loop: an App may serve a web server's loop and a
         # background thread's loop at once (the Celery layer's sync API does exactly that).
         self._sync_broker: SyncBroker | None = None
-        #: on Redis Cluster, which shard each new job goes to (asyncq.cluster)
-        self._placer = Placer() if self.settings.is_cluster else None
+        #: on Redis Cluster, which shard each new job goes to (asyncq.cluster); see _cluster_placer
+        self._placer_made: Placer | None = None
         self._conns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Broker, ResultWaiter]] = (
             weakref.WeakKeyDictionary()
         )
@@ -221,10 +221,19 @@ class App:
         ask here, then enqueue with ``job_id=`` the answer, which is kept as is."""
         given = job_id is not None
         raw = job_id if job_id is not None else uuid.uuid4().hex
-        if self._placer is None:
+        placer = self._cluster_placer()
+        if placer is None:
             return raw
         queue = keys.check_queue_name(queue)
-        return self._placer.place(queue, self.settings.queue_shards.get(queue, 1), raw, given=given, tenant=tenant)
+        return placer.place(queue, self.settings.queue_shards.get(queue, 1), raw, given=given, tenant=tenant)
+
+    def _cluster_placer(self) -> Placer | None:
+        """The shard chooser on Redis Cluster, None on one Redis (read per call: the CLI may swap the settings)."""
+        if not self.settings.is_cluster:
+            return None
+        if self._placer_made is None:
+            self._placer_made = Placer()
+        return self._placer_made
 
     async def enqueue(self, task: str | Task[Any, Any], /, *args: Any, **kwargs: Any) -> Job:
         """Enqueue by task name or Task; per-call options go through ``task.enqueue_with``."""
@@ -262,8 +271,9 @@ class App:
         tenant = job_tenant(task, spec)
         flow = keys.flow_suffix(tenant, task.name if task and task.options.limits.any else None)
         ring = keys.fair_key(lane) if flow else ""
-        if self._placer is not None:
-            job_id = self._placer.place(
+        placer = self._cluster_placer()
+        if placer is not None:
+            job_id = placer.place(
                 queue, self.settings.queue_shards.get(queue, 1), job_id,
                 given=bool(opts.job_id) or bool(task is not None and task.options.unique), tenant=tenant,
                 pin=guard_key)
