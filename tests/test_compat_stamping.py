@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from asyncq.compat import Celery, Task, chain, chord, group, signals
+from asyncq.compat import Celery, Task, chain, chord, group, signals, stamping, states
 from asyncq.compat.canvas import StampingVisitor
+from asyncq.compat.exceptions import TaskRevokedError
 from asyncq.compat.stamping import merge
 
 from .conftest import flushed_url
@@ -181,3 +182,23 @@ def test_replacement_keeps_the_replaced_tasks_stamps_and_on_replace_can_add_more
         names, values = sig.delay().get(timeout=10)
     assert sorted(names) == ["replaced", "stamp"]
     assert values == {"stamp": 42, "replaced": "yes"}
+
+
+def test_a_task_carrying_a_revoked_stamp_value_is_revoked(app: Celery, tasks: dict[str, Any]) -> None:
+    stamps = tasks["stamps"]
+    revoked = stamps.si()
+    revoked.stamp(monitoring_id="m1")
+    one_of_many = stamps.si()
+    one_of_many.stamp(monitoring_id=["x", "m2"])
+    free = stamps.si()
+    free.stamp(monitoring_id="ok")
+    app.bridge.run(stamping.arevoke_by_stamped_headers(app, {"monitoring_id": ["m1", "m2"]}))
+    with ThreadWorker(app):
+        for sig in (revoked, one_of_many):
+            r = sig.delay()
+            with pytest.raises(TaskRevokedError):
+                r.get(timeout=10)
+            assert r.state == states.REVOKED
+        assert free.delay().get(timeout=10) == [["monitoring_id"], {"monitoring_id": "ok"}]
+    with pytest.raises(TypeError, match="dict of stamp name"):
+        stamping.revoke_entries(["monitoring_id"])  # type: ignore[arg-type]

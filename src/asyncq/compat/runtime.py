@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import ctypes
+import functools
 import inspect
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -39,6 +41,8 @@ from asyncq.compat.signals import Signal
 from asyncq.compat.task import Task
 from asyncq.context import current_job, thread_limiter
 from asyncq.exceptions import Retry as AsyncqRetry
+
+log = logging.getLogger("asyncq.compat")
 
 #: runs of one job cut short by a lost worker (SIGKILL, OOM) before it fails with WorkerLostError
 MAX_WORKER_LOSSES = 3
@@ -259,7 +263,7 @@ async def execute(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         signals.task_revoked.send(sender=task, request=request, terminated=False, signum=None, expired=True)
         await store_outcome(app, request, states.REVOKED, exc=TaskRevokedError("expired"))
         raise TaskRevokedError("expired", job_id=request.id)
-    if await app.control.ais_revoked(request.id or ""):
+    if await app.control.ais_revoked(request.id or "") or await stamping.revoked_stamp(app, request):  # H5: stamps
         signals.task_revoked.send(sender=task, request=request, terminated=False, signum=None, expired=False)
         await store_outcome(app, request, states.REVOKED, exc=TaskRevokedError("revoked"))
         raise TaskRevokedError("revoked", job_id=request.id)
@@ -338,12 +342,45 @@ async def _failed(task: Task, request: Context, exc: BaseException, args: tuple[
     app = task.app
     propagated = current_job().headers.get("celery", {}).get("chain_error")
     if not propagated:  # a step failed because an earlier one did: the errbacks ran where that happened
-        for errback in request.errbacks or ():
-            await Signature(dict(errback), app=app).aapply_async((request.id,))
+        await _errbacks(task, request, exc)
     message = request.chord_error or propagated or f"Dependency {request.id} raised {exc!r}"
     # the rest of its chain, or the chord it is part of, fails too (nothing waits on a task that never runs)
     await canvas.propagate_failure(app, list(request.chain or ()), request.chord, message)
     await store_outcome(app, request, states.FAILURE, exc=exc)
+
+
+def _takes_request(task: Task) -> bool:
+    """Celery's rule for an errback: one that takes more than one positional argument is "new style" and is
+    called here, in the worker, with ``(request, exc, traceback)``; else it is sent with the failed task's id."""
+    try:
+        params = inspect.signature(task.run).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) > 1 or any(p.kind is p.VAR_POSITIONAL for p in params)
+
+
+async def _errbacks(task: Task, request: Context, exc: BaseException) -> None:
+    app = task.app
+    old_style: list[Signature] = []
+    for errback in request.errbacks or ():
+        sig = from_dict(dict(errback), app)
+        target = app.tasks.get(sig["task"]) if not isinstance(sig, canvas.chain | canvas.group | canvas.chord) \
+            else None
+        if target is None or not _takes_request(target):
+            old_style.append(sig)
+            continue
+        args = (request, exc, exc.__traceback__, *sig["args"])
+        try:  # an errback that fails is logged; it never changes the task's own outcome
+            if _is_async(target):
+                await target(*args, **sig["kwargs"])
+            else:
+                await anyio.to_thread.run_sync(functools.partial(target, *args, **sig["kwargs"]),
+                                               limiter=thread_limiter())
+        except Exception:
+            log.exception("errback %s of %s[%s] raised", sig["task"], task.name, request.id)
+    for sig in old_style:
+        await sig.aapply_async((request.id,))
 
 
 async def _after_success(task: Task, request: Context, retval: Any) -> None:

@@ -16,11 +16,15 @@ When a stamped signature is sent, ``take`` moves the stamps out of the options (
 from __future__ import annotations
 
 import copy
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 if TYPE_CHECKING:
+    from asyncq.compat._state import CeleryApp
     from asyncq.compat.publish import Prepared
 
 #: options Celery's canvas sets that travel as message headers and come back on ``self.request``
@@ -236,3 +240,42 @@ def options_of(request: Any) -> dict[str, Any]:
         return {}
     stamps = getattr(request, "stamps", None) or {}
     return {"stamped_headers": names, **{name: stamps.get(name) for name in names}}
+
+
+# --- revoking by stamps -----------------------------------------------------------------------------------------
+def _values(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple | set) else [value]
+
+
+def revoke_entry(name: str, value: Any) -> str:
+    """How a revoked stamp is remembered: beside the revoked task ids (``store.add_revoked``, kept as long), so
+    the worker's cheap "any revoke at all?" check covers stamps too. A value is compared by its JSON form."""
+    return f"stamp:{name}={orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()}"
+
+
+def revoke_entries(headers: dict[str, Any]) -> list[str]:
+    """``{"monitoring_id": ["a", "b"]}`` -> one entry per value (a task is revoked if any of its values is)."""
+    if not isinstance(headers, dict) or not headers:
+        raise TypeError(f"revoke_by_stamped_headers needs a dict of stamp name -> value(s), got {headers!r}")
+    return [revoke_entry(str(name), v) for name, value in headers.items() for v in _values(value)]
+
+
+async def arevoke_by_stamped_headers(app: CeleryApp, headers: dict[str, Any]) -> None:
+    """Revoke every task (queued now or sent later, on every worker) stamped with one of these values: Celery's
+    ``control.revoke_by_stamped_headers``. A task already running is not stopped."""
+    from asyncq.compat import store
+
+    await store.add_revoked(app, revoke_entries(headers), int(time.time() * 1000))
+
+
+async def revoked_stamp(app: CeleryApp, request: Any) -> dict[str, Any] | None:
+    """The revoked stamp a task about to run carries (``{name: value}``), or None. One cached ``EXISTS`` per
+    second while nothing is revoked (``control.ais_revoked``); else one read per stamp value."""
+    stamps = getattr(request, "stamps", None)
+    if not stamps:
+        return None
+    for name, value in stamps.items():
+        for v in _values(value):
+            if await app.control.ais_revoked(revoke_entry(name, v)):
+                return {name: v}
+    return None
