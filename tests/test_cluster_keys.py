@@ -9,7 +9,7 @@ from redis.cluster import key_slot
 
 from asyncq import App, keys
 from asyncq.broker import Lease, NewJob, enqueue_args
-from asyncq.cluster import Placer, shard_for
+from asyncq.cluster import NotReplicated, Placer, claim_order, shard_for
 from asyncq.exceptions import ConfigurationError
 from asyncq.redis_url import async_pool, check, cluster_url, is_cluster, parse_cluster
 from asyncq.settings import AppSettings
@@ -146,3 +146,18 @@ def test_scripts_declare_their_shard_keys_on_cluster_only() -> None:
     args = enqueue_args([nj], k=k)
     assert args[1] == "{q:1}:arq:job:" and args[4] == "{q:1}:asyncq:queues"
     assert Lease("{q:1}x", "t", keys.lane_key("q"), "q").args(k)[2] == "{q:1}:arq:queue:q"
+
+
+def test_claim_rotation_puts_every_shard_first_in_turn() -> None:
+    firsts = [claim_order(["a"], {"a": 4}, turn)[0] for turn in range(8)]
+    assert firsts == [("a", t % 4) for t in range(8)]
+    # every claim visits every shard once; queues keep the worker's order; one-shard queues are plain
+    assert claim_order(["a", "b"], {"a": 3}, 5) == [("a", 2), ("a", 0), ("a", 1), ("b", 0)]
+    assert sorted(claim_order(["a"], {"a": 16}, 123)) == [("a", s) for s in range(16)]
+
+
+def test_not_replicated_is_a_broker_error_that_names_the_jobs() -> None:
+    from asyncq.exceptions import BrokerUnavailable
+
+    err = NotReplicated("written, not replicated", ["{q:1}a"])
+    assert isinstance(err, BrokerUnavailable) and err.job_ids == ["{q:1}a"]

@@ -30,6 +30,7 @@ from redis.exceptions import NoScriptError
 from asyncq import keys
 from asyncq.broker import REDIS_DOWN, Broker, Claimed, Lease, NewJob, SyncBroker, enqueue_args, no_retry, now_ms
 from asyncq.broker_reads import Scored, printable_id
+from asyncq.cluster import NotReplicated, claim_order
 from asyncq.exceptions import BrokerUnavailable, ConfigurationError
 from asyncq.redis_url import cluster_url, redact
 from asyncq.scripts import Scripts, script_source
@@ -225,8 +226,6 @@ class ClusterBroker(ShardBroker):
     async def _enqueue_replicated(self, view: ShardBroker, jobs: Sequence[NewJob]) -> list[int]:
         """The enqueue script then WAIT, pipelined on one connection to the shard's master (WAIT counts the
         replicas that have this connection's writes). Fewer than ``wait_replicas`` raises NotReplicated."""
-        from asyncq.cluster import NotReplicated
-
         routed = view._declare(*dict.fromkeys(j.lane for j in jobs))
         try:
             await self._cluster.initialize()
@@ -248,11 +247,12 @@ class ClusterBroker(ShardBroker):
             self._cluster._initialize = True  # a MOVED reply: reload the slot map before the next command
             raise self.unavailable(first, f"enqueueing {len(jobs)} job(s) (MOVED or refused)", nothing_written=True)
         if isinstance(acked, Exception) or int(acked) < self.wait_replicas:
+            ids = [j.job_id for j in jobs]
             raise NotReplicated(
-                f"{len(jobs)} job(s) were written on {node.name} but only {acked} of {self.wait_replicas} replica(s) "
-                f"acknowledged them within {self.wait_timeout} s (enqueue_wait_timeout): they may be lost if that "
-                "master fails now. Their ids are the ones you enqueued; check them or enqueue again with job_id= "
-                "to dedupe.")
+                f"{len(jobs)} job(s) ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''}) were written on "
+                f"{node.name} but only {acked} of {self.wait_replicas} replica(s) acknowledged them within "
+                f"{self.wait_timeout} s (enqueue_wait_timeout): they may be lost if that master fails now. The "
+                "exception's job_ids lists them: check them, or enqueue again with the same job_id= (dedupe).", ids)
         return [int(x) for x in first]
 
     async def abort(self, job_id: str, lane: str, aborted_result: bytes, keep_ms: int) -> int:
@@ -283,18 +283,17 @@ class ClusterBroker(ShardBroker):
         self._turn += 1
         claimed: list[Claimed] = []
         next_due, broken = -1, {}
-        for queue, (q_lanes, q_queues) in per_queue.items():
-            n = self.shard_count(queue)
-            for step in range(n):
-                if len(claimed) >= want:
-                    break
-                got, due, bad = await self.shard(queue, (self._turn + step) % n).claim(
-                    q_lanes, q_queues, want - len(claimed), lease_ms, worker_id,
-                    reconnect_until_ms=reconnect_until_ms, limits=limits)
-                claimed += got
-                broken.update(bad)
-                if due >= 0:
-                    next_due = due if next_due < 0 else min(next_due, due)
+        for queue, shard in claim_order(list(per_queue), self._counts, self._turn):
+            if len(claimed) >= want:
+                break
+            q_lanes, q_queues = per_queue[queue]
+            got, due, bad = await self.shard(queue, shard).claim(
+                q_lanes, q_queues, want - len(claimed), lease_ms, worker_id,
+                reconnect_until_ms=reconnect_until_ms, limits=limits)
+            claimed += got
+            broken.update(bad)
+            if due >= 0:
+                next_due = due if next_due < 0 else min(next_due, due)
         return claimed, next_due, broken
 
     async def renew(self, leases: Sequence[Lease], lease_ms: int) -> list[int]:

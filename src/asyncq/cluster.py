@@ -23,16 +23,35 @@ from __future__ import annotations
 import itertools
 import zlib
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 
 from asyncq.exceptions import BrokerUnavailable
 from asyncq.keys import global_keys, shard_keys, shard_of, shard_tag, tagged_id
 
-__all__ = ["NotReplicated", "Placer", "global_keys", "shard_for", "shard_keys", "shard_of", "shard_tag", "tagged_id"]
+__all__ = [
+    "NotReplicated", "Placer", "claim_order", "global_keys", "shard_for", "shard_keys", "shard_of", "shard_tag",
+    "tagged_id",
+]
 
 
 class NotReplicated(BrokerUnavailable):
-    """``enqueue_wait_replicas`` were not reached within ``enqueue_wait_timeout``: the job IS written on its
-    master, but a failover of that master right now could lose it (Redis replicates asynchronously)."""
+    """``enqueue_wait_replicas`` were not reached within ``enqueue_wait_timeout``: the jobs ARE written on their
+    master, but a failover of that master right now could lose them (Redis replicates asynchronously).
+    ``job_ids``: the jobs of that write (enqueue them again with the same ``job_id=`` to be sure: dedupe)."""
+
+    def __init__(self, message: str, job_ids: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.job_ids = list(job_ids)
+
+
+def claim_order(queues: Sequence[str], counts: Mapping[str, int], turn: int) -> list[tuple[str, int]]:
+    """The (queue, shard) pairs one claim visits, in order: each queue's shards starting ``turn`` shards in,
+    so successive claims (turn + 1, turn + 2, ...) put every shard first in turn and none starves."""
+    out = []
+    for q in queues:
+        n = max(1, counts.get(q, 1))
+        out += [(q, (turn + step) % n) for step in range(n)]
+    return out
 
 
 def shard_for(value: str, shards: int) -> int:
