@@ -186,6 +186,7 @@ def test_inspect_answers_keyed_by_worker_name(celery_app: Celery) -> None:
         scheduled = (inspect.scheduled() or {})[name]
         assert [(e["eta"], e["request"]["id"], e["request"]["kwargs"]) for e in scheduled] == [
             (eta.isoformat(), later.id, {"z": 3})]
+        assert scheduled[0]["priority"] == 6 and scheduled[0]["request"]["acknowledged"] is False
         later.revoke()
         assert later.id in (inspect.revoked() or {})[name]
 

@@ -22,6 +22,9 @@ from asyncq.compat._state import CeleryApp
 from asyncq.exceptions import DeserializationError
 
 ANY_REVOKED_CACHE = 1.0  # seconds a process trusts "nothing is revoked"
+#: the ``priority`` of every ``inspect().scheduled()`` entry: Celery reports its worker timer's priority for ETA
+#: entries, always 6 (the task's own priority is in ``request["delivery_info"]["priority"]``)
+ETA_ENTRY_PRIORITY = 6
 
 
 class Control:
@@ -153,8 +156,7 @@ class Inspect:
                     request = await self._describe(job_id)
                     eta = request.pop("eta", None) or datetime.fromtimestamp(score / 1000, UTC).isoformat()
                     out.setdefault(owner or "redis", []).append(
-                        {"eta": eta, "priority": request.get("delivery_info", {}).get("priority"),
-                         "request": request})
+                        {"eta": eta, "priority": ETA_ENTRY_PRIORITY, "request": request})
         if self.destination is not None:
             out = {w: v for w, v in out.items() if w in self.destination}
         return out
