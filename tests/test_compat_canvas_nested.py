@@ -44,7 +44,7 @@ def app() -> Iterator[Celery]:
         raise Boom("expected")
 
     @app.task(name="nested.record")
-    def record(key: str, *args: object) -> None:
+    def record(key: str) -> None:  # one argument: an "old style" errback, sent (immutable: si)
         app.conf.setdefault("recorded", []).append(key)
 
     yield app
@@ -119,10 +119,10 @@ def test_a_failed_header_member_fails_the_body_and_runs_its_errbacks(app: Celery
 def test_group_links_as_celery_does(app: Celery) -> None:
     identity, fail, record = (app.tasks[f"nested.{n}"] for n in ("identity", "fail", "record"))
     g = group(identity.si(1), identity.si(2))
-    g.link(record.s("cb"))
+    g.link(record.si("cb"))
     assert g.tasks[0].options["link"][0].immutable and "link" not in g.tasks[1].options
     g2 = group(fail.si(), identity.si(2))
-    g2.link_error(record.s("eb"))
+    g2.link_error(record.si("eb"))
     assert all(t.options["link_error"][0].immutable for t in g2.tasks)
     with ThreadWorker(app):
         assert g.delay().get(timeout=10) == [1, 2]
@@ -150,3 +150,25 @@ def test_a_generated_chord_header_is_sent_as_it_is_generated(app: Celery) -> Non
         assert chord(header(), tsum.s())().get(timeout=10) == 6
         assert chord(iter([]), tsum.s())().get(timeout=10) == 0
         assert chord((add.si(i, 0) for i in range(3)), tsum.s()).apply().get() == 3
+
+
+def test_errbacks_old_style_get_the_id_new_style_run_in_the_worker(app: Celery) -> None:
+    fail = app.tasks["nested.fail"]
+    seen: list[tuple[str, object]] = []
+
+    @app.task(name="nested.old_style")
+    def old_style(task_id: str) -> None:
+        seen.append(("old", task_id))
+
+    @app.task(name="nested.new_style")
+    def new_style(request: object, exc: BaseException, tb: object) -> None:
+        seen.append(("new", (getattr(request, "id", None), type(exc).__name__, tb is not None)))
+
+    with ThreadWorker(app):
+        res = fail.s().on_error(old_style.s()).on_error(new_style.s()).delay()
+        with pytest.raises(Boom):
+            res.get(timeout=10)
+        deadline = time.monotonic() + 10
+        while len(seen) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert sorted(seen, key=lambda s: s[0]) == [("new", (res.id, "Boom", True)), ("old", res.id)]

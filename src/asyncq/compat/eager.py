@@ -26,9 +26,14 @@ def run_eagerly(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any], task_i
                 link_error: Any = None, throw: bool = False) -> EagerResult:
     """``apply()``: run the body in this process, retrying in place as Celery's eager mode does."""
     retries = 0
+    outer = current_request.get()  # applied from inside another task's body: that task is its parent
+    nested = outer is not None and not outer.called_directly and bool(outer.id)
+    parent_id = outer.id if nested and outer is not None else None
+    root_id = (outer.root_id or outer.id) if nested and outer is not None else task_id
     while True:
         request = Context(id=task_id, task=task.name, args=args, kwargs=kwargs, retries=retries, is_eager=True,
-                          called_directly=False, root_id=task_id, delivery_info={"is_eager": True})
+                          called_directly=False, root_id=root_id, parent_id=parent_id,
+                          delivery_info={"is_eager": True})
         token = current_request.set(request)
         try:
             signals.task_prerun.send(sender=task, task_id=task_id, task=task, args=args, kwargs=kwargs)

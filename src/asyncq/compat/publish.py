@@ -116,7 +116,8 @@ def prepare(app: CeleryApp, name: str, args: Any, kwargs: Any, options: dict[str
     if hard is None and task is None:
         hard = app.conf.task_time_limit
     if soft is not None and hard is not None and soft > hard:
-        raise ValueError(f"soft_time_limit ({soft}) must be lower than time_limit ({hard})")
+        raise ValueError(f"soft_time_limit must be less than or equal to time_limit "
+                         f"(soft_time_limit={soft}, time_limit={hard})")
     ignore_result = options.get("ignore_result", getattr(task, "ignore_result", None))
     if ignore_result is None:
         ignore_result = app.conf.task_ignore_result

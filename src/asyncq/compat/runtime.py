@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 
 from asyncq.compat import canvas, signals, stamping, states, store
+from asyncq.compat.backend import stored_success
 from asyncq.compat.canvas import Signature, from_dict
 from asyncq.compat.celery_receive import store_outcome
 from asyncq.compat.exceptions import (
@@ -35,7 +36,7 @@ from asyncq.compat.exceptions import (
     WorkerLostError,
 )
 from asyncq.compat.request import REPLACED_MARK, Context, current_request
-from asyncq.compat.result import IGNORED_MARK
+from asyncq.compat.result import IGNORED_MARK, retry_meta
 from asyncq.compat.retry import ExceptionInfo, autoretries, backoff
 from asyncq.compat.signals import Signal
 from asyncq.compat.task import Task
@@ -280,7 +281,10 @@ async def execute(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
             failed_before = request.chord_error or job.headers.get("celery", {}).get("chain_error")
             if failed_before:  # a chord header or an earlier chain step failed: this one fails without running
                 raise ChordError(failed_before)
-            retval = await call_body(task, args, kwargs, request)
+            # worker_deduplicate_successful_tasks: a redelivered task whose SUCCESS is recorded is not run again
+            done, stored = (await stored_success(app, request.id or "")
+                            if request.delivery_info.get("redelivered") else (False, None))
+            retval = stored if done else await call_body(task, args, kwargs, request)
         except Retry as exc:
             state, retval = states.RETRY, exc
             einfo = _einfo(exc.exc or exc)
@@ -289,6 +293,8 @@ async def execute(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
                          (task.on_retry, (exc.exc or exc, request.id or "", args, kwargs, einfo), {}))
             _show_limit(task, request.retries, exc.limit)
             await store_outcome(app, request, states.RETRY, exc=exc.exc or exc)
+            # Celery's RETRY state carries the retry's exception as its result (read back by AsyncResult)
+            await store.save_state(app, job.job_id, states.RETRY, retry_meta(exc.exc or exc))
             await store.count_retry(app, job.job_id)
             raise AsyncqRetry(defer=_delay(exc.when), reason=str(exc)) from exc.exc
         except Ignore:

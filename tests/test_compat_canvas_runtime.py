@@ -1,0 +1,48 @@
+"""Small runtime rules Celery's integration suite reads (issue #14): the time-limit check's wording, and the
+parent of a task applied eagerly from inside another task's body."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from asyncq.compat import Celery
+
+from .conftest import flushed_url
+from .test_compat_unit import COMPAT_DB
+
+
+@pytest.fixture
+def app() -> Iterator[Celery]:
+    app = Celery("runtime", broker=flushed_url(COMPAT_DB), backend=flushed_url(COMPAT_DB))
+    yield app
+    app.close()
+
+
+def test_soft_time_limit_may_equal_the_hard_one_but_not_exceed_it(app: Celery) -> None:
+    @app.task(name="runtime.noop")
+    def noop() -> None:
+        return None
+
+    from asyncq.compat.publish import prepare
+
+    prepare(app, "runtime.noop", (), {}, {"time_limit": 5, "soft_time_limit": 5})
+    with pytest.raises(ValueError, match="soft_time_limit must be less than or equal to time_limit"):
+        prepare(app, "runtime.noop", (), {}, {"time_limit": 5, "soft_time_limit": 6})
+
+
+def test_a_task_applied_inside_another_has_it_as_parent_and_shares_its_root(app: Celery) -> None:
+    @app.task(name="runtime.child", bind=True)
+    def child(self: object) -> tuple[str | None, str | None]:
+        request = self.request  # type: ignore[attr-defined]
+        return request.parent_id, request.root_id
+
+    @app.task(name="runtime.outer", bind=True)
+    def outer(self: object) -> tuple[str | None, tuple[str | None, str | None]]:
+        return self.request.id, child.apply().get()  # type: ignore[attr-defined]
+
+    outer_id, (parent_id, root_id) = outer.apply().get()
+    assert parent_id == outer_id and root_id == outer_id
+    alone = child.apply()
+    assert tuple(alone.get()) == (None, alone.id)  # on its own: no parent, its own root
