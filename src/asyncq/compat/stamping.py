@@ -269,13 +269,16 @@ async def arevoke_by_stamped_headers(app: CeleryApp, headers: dict[str, Any]) ->
 
 
 async def revoked_stamp(app: CeleryApp, request: Any) -> dict[str, Any] | None:
-    """The revoked stamp a task about to run carries (``{name: value}``), or None. One cached ``EXISTS`` per
-    second while nothing is revoked (``control.ais_revoked``); else one read per stamp value."""
+    """The revoked stamp a task about to run carries (``{name: value}``), or None. Only a stamped task pays the
+    reads (one per stamp value), and uncached: a revoke by stamp has no queued job to remove, so this check is
+    what stops a task sent right after the revoke."""
     stamps = getattr(request, "stamps", None)
     if not stamps:
         return None
+    from asyncq.compat import store
+
     for name, value in stamps.items():
         for v in _values(value):
-            if await app.control.ais_revoked(revoke_entry(name, v)):
+            if await store.is_revoked(app, revoke_entry(name, v)):
                 return {name: v}
     return None
