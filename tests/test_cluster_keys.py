@@ -33,8 +33,9 @@ def test_every_key_of_a_shard_hashes_to_one_slot() -> None:
         # what the Lua scripts build at run time from the prefixes they are given
         k(keys.JOB_PREFIX) + jid, k(keys.IN_PROGRESS_PREFIX) + jid,
     ]
-    assert {slot(n) for n in names} == {slot("{webhooks:3}")}
-    assert k(keys.job_key(jid)) == "{webhooks:3}:arq:job:{webhooks:3}" + "0f" * 16
+    tag = keys.shard_tag("webhooks", 3)
+    assert {slot(n) for n in names} == {slot(tag)}
+    assert k(keys.job_key(jid)) == f"{tag}:arq:job:{tag}" + "0f" * 16
 
 
 def test_namespace_goes_before_the_tag_and_keeps_the_slot() -> None:
@@ -51,10 +52,21 @@ def test_shards_of_one_queue_spread_over_slots() -> None:
     assert len(slots) == 16
 
 
+def test_shards_spread_over_the_slot_ring() -> None:
+    # CRC16 is linear: "{q:0}" and "{q:1}" would differ in low slot bits only (same master on a 2-master
+    # cluster for every queue). Shard tags aim at golden-ratio steps around the ring instead.
+    assert keys.shard_tag("q", 0) == "{q:0}"
+    halves = [{slot(keys.shard_tag(f"queue{i}", s)) * 2 // 16384 for s in range(2)} for i in range(200)]
+    assert sum(len(h) == 2 for h in halves) > 100  # was 0 of 200 with plain "{q:s}" tags
+    thirds = [{slot(keys.shard_tag(f"queue{i}", s)) * 3 // 16384 for s in range(6)} for i in range(200)]
+    assert all(len(t) == 3 for t in thirds)  # 6 shards always reach all of 3 masters
+
+
 def test_job_id_carries_its_shard() -> None:
     jid = keys.tagged_id("web-hooks.v2", 12, "abc")
-    assert jid == "{web-hooks.v2:12}abc"
+    assert jid == keys.shard_tag("web-hooks.v2", 12) + "abc" and jid.startswith("{web-hooks.v2:12:")
     assert keys.shard_of(jid) == ("web-hooks.v2", 12)
+    assert keys.shard_of("{q:0}abc") == ("q", 0)
     assert keys.shard_of("0f3a9c") is None  # a standalone id
     assert keys.shard_of("{bad queue:1}x") is None
     assert keys.shard_of("{q:x}y") is None
@@ -66,16 +78,17 @@ def test_placer_rules() -> None:
     fresh = [keys.shard_of(p.place("q", 4, f"{i:032x}", given=False)) for i in range(8)]
     assert [s for _, s in fresh] == [0, 1, 2, 3, 0, 1, 2, 3]  # type: ignore[misc]
     # one tenant, one shard
-    assert len({p.place("q", 4, f"{i:032x}", given=False, tenant="acme")[:5] for i in range(20)}) == 1
+    assert len({keys.shard_of(p.place("q", 4, f"{i:032x}", given=False, tenant="acme")) for i in range(20)}) == 1
     assert keys.shard_of(p.place("q", 4, "x", given=False, tenant="acme")) == ("q", shard_for("acme", 4))
     # a given id: same id, same shard (dedupe holds); it wins over the tenant
     a = p.place("q", 4, "order-17", given=True, tenant="acme")
     assert a == p.place("q", 4, "order-17", given=True) == keys.tagged_id("q", shard_for("order-17", 4), "order-17")
     # an id that already names a shard of its queue keeps it
-    assert p.place("q", 4, "{q:2}abc", given=True) == "{q:2}abc"
+    assert p.place("q", 4, keys.tagged_id("q", 2, "abc"), given=True) == keys.tagged_id("q", 2, "abc")
     assert p.place("q", 4, "{q:9}abc", given=True).startswith("{q:")  # shard 9 does not exist: re-tagged
     # a pin (a periodic task's guard) decides for every tick of that schedule
-    ticks = {p.place("q", 4, f"cron:nightly:{t}", given=True, pin="asyncq:cron:nightly")[:5] for t in range(10)}
+    ticks = {keys.shard_of(p.place("q", 4, f"cron:nightly:{t}", given=True, pin="asyncq:cron:nightly"))
+             for t in range(10)}
     assert len(ticks) == 1
     # one shard: always shard 0
     assert keys.shard_of(p.place("solo", 1, "x", given=False, tenant="acme")) == ("solo", 0)
@@ -141,11 +154,11 @@ def test_app_on_cluster_makes_tagged_ids() -> None:
 
 def test_scripts_declare_their_shard_keys_on_cluster_only() -> None:
     # the enqueue script's arguments are the same on both layouts; only the names differ (the shard's prefix)
-    k = keys.shard_keys("", "q", 1)
-    nj = NewJob("{q:1}x", keys.lane_key("q"), "q", 0, 1000, b"p")
+    k, tag = keys.shard_keys("", "q", 1), keys.shard_tag("q", 1)
+    nj = NewJob(tag + "x", keys.lane_key("q"), "q", 0, 1000, b"p")
     args = enqueue_args([nj], k=k)
-    assert args[1] == "{q:1}:arq:job:" and args[4] == "{q:1}:asyncq:queues"
-    assert Lease("{q:1}x", "t", keys.lane_key("q"), "q").args(k)[2] == "{q:1}:arq:queue:q"
+    assert args[1] == f"{tag}:arq:job:" and args[4] == f"{tag}:asyncq:queues"
+    assert Lease(tag + "x", "t", keys.lane_key("q"), "q").args(k)[2] == f"{tag}:arq:queue:q"
 
 
 def test_claim_rotation_puts_every_shard_first_in_turn() -> None:

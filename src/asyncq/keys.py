@@ -22,8 +22,11 @@ lane, a ring's flow suffixes) stay logical, so they mean the same in every names
 
 from __future__ import annotations
 
+import binascii
+import itertools
 import re
 from dataclasses import dataclass
+from functools import cache
 from typing import Final
 
 from asyncq.exceptions import ConfigurationError
@@ -288,12 +291,45 @@ GLOBAL_TAG: Final = "{asyncq}"
 SHARDS_REGISTRY: Final = "asyncq:shards"  # HASH (global tag): queue -> shard count producers used (workers read it)
 MAX_SHARDS: Final = 1024
 
-_TAGGED_ID = re.compile(r"^\{([A-Za-z0-9_.\-]{1,100}):([0-9]{1,4})\}")
+_TAGGED_ID = re.compile(r"^\{([A-Za-z0-9_.\-]{1,100}):([0-9]{1,4})(?::[0-9a-z]{1,8})?\}")
+_SLOTS = 16384
+_GOLDEN = 0.6180339887498949
+_NEAR = 64  # slots
 
 
+def _slot(tag_body: str) -> int:
+    """Redis Cluster's slot of a hash tag's content (CRC16/XMODEM mod 16384, as CLUSTER KEYSLOT)."""
+    return binascii.crc_hqx(tag_body.encode(), 0) % _SLOTS
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if not n:
+            return out
+
+
+@cache
 def shard_tag(queue: str, shard: int) -> str:
-    """The hash tag of one queue shard: ``{webhooks:3}``."""
-    return f"{{{queue}:{shard}}}"
+    """The hash tag of one queue shard: ``{webhooks:0}``, then ``{webhooks:<s>:<j>}`` for s >= 1.
+
+    Why the ``<j>``: CRC16 is linear, so ``{q:0}`` and ``{q:1}`` would land in slots that differ in low bits only
+    (on 2 masters, shards 0 and 1 of every queue would share a master). Shard s aims at the slot shard 0's slot
+    plus s golden-ratio steps around the slot ring (evenly spread for every N, and a shard keeps its tag when N
+    grows), and ``j`` is the first suffix (base 36) whose slot is within 64 slots of that target (about 128
+    CRCs, once per shard per process)."""
+    if shard == 0:
+        return f"{{{queue}:0}}"
+    target = (_slot(f"{queue}:0") + round(shard * _GOLDEN * _SLOTS)) % _SLOTS
+    for j in itertools.count():
+        body = f"{queue}:{shard}:{_base36(j)}"
+        gap = abs(_slot(body) - target)
+        if min(gap, _SLOTS - gap) <= _NEAR:
+            return f"{{{body}}}"
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def tagged_id(queue: str, shard: int, raw: str) -> str:
@@ -302,7 +338,8 @@ def tagged_id(queue: str, shard: int, raw: str) -> str:
 
 
 def shard_of(job_id: str) -> tuple[str, int] | None:
-    """The (queue, shard) a cluster job id names in its tag; None for an id without one (a standalone id)."""
+    """The (queue, shard) a cluster job id names in its tag (``{q:s}`` or ``{q:s:j}``); None for an id without
+    one (a standalone id)."""
     m = _TAGGED_ID.match(job_id)
     return (m.group(1), int(m.group(2))) if m else None
 
