@@ -31,6 +31,7 @@ from typing import Any
 from asyncq.compat import store
 from asyncq.compat._state import CeleryApp, current_app
 from asyncq.compat.exceptions import ImproperlyConfigured
+from asyncq.compat.publish import new_task_id
 from asyncq.compat.result import AsyncResult, GroupResult
 from asyncq.compat.stamping import Stampable
 from asyncq.compat.stamping import StampingVisitor as StampingVisitor  # celery.canvas.StampingVisitor
@@ -149,7 +150,10 @@ class Signature(Stampable, dict[str, Any]):  # stamp()/stamp_links(): stamping.p
 
     def freeze(self, _id: str | None = None, group_id: str | None = None, **_: Any) -> Any:
         """Give the task its id now (kept when it is sent); returns its result."""
-        task_id = self["options"].setdefault("task_id", _id or str(uuid.uuid4()))
+        opts = self["options"]
+        if not opts.get("task_id"):  # the id prepare() keeps (on Redis Cluster it names the job's shard)
+            opts["task_id"] = new_task_id(self.app, self["task"], self["args"], self["kwargs"], opts, _id)
+        task_id: str = opts["task_id"]
         if group_id is not None:
             self["options"].setdefault("group_id", group_id)
         return AsyncResult(task_id, app=self.app, task_name=self["task"])

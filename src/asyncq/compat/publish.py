@@ -98,10 +98,7 @@ def prepare(app: CeleryApp, name: str, args: Any, kwargs: Any, options: dict[str
         )
 
     routed = route(app.conf.task_routes, name, args, kwargs, options, task=task)
-    queue = (options.get("queue") or options.get("routing_key") or getattr(task, "queue", None)
-             or routed.get("queue") or app.conf.task_default_queue)
-    if not isinstance(queue, str):
-        queue = getattr(queue, "name", None) or str(queue)
+    queue = _queue(app, options, task, routed)
     priority = options.get("priority")
     if priority is None:
         priority = getattr(task, "priority", None)
@@ -123,7 +120,7 @@ def prepare(app: CeleryApp, name: str, args: Any, kwargs: Any, options: dict[str
         ignore_result = app.conf.task_ignore_result
     ignore_result = bool(ignore_result)
 
-    task_id = options.get("task_id") or str(uuid.uuid4())
+    task_id = task_id_for(app, queue, options.get("task_id"))
     parent = current_request.get()
     parent_id = options.get("parent_id") or (parent.id if parent is not None and not parent.called_directly else None)
     root_id = options.get("root_id") or ((parent.root_id or parent.id) if parent_id and parent else task_id)
@@ -159,6 +156,28 @@ def prepare(app: CeleryApp, name: str, args: Any, kwargs: Any, options: dict[str
         "callbacks": celery.get("callbacks"), "errbacks": celery.get("errbacks"),
         "chain": celery.get("chain"), "chord": celery.get("chord"),
     }))
+
+
+def _queue(app: CeleryApp, options: dict[str, Any], task: Any, routed: dict[str, Any]) -> str:
+    queue = (options.get("queue") or options.get("routing_key") or getattr(task, "queue", None)
+             or routed.get("queue") or app.conf.task_default_queue)
+    if not isinstance(queue, str):
+        queue = getattr(queue, "name", None) or str(queue)
+    return str(queue)
+
+
+def task_id_for(app: CeleryApp, queue: str, task_id: str | None = None) -> str:
+    """The Celery task id that is also the asyncq job's id: ``task_id`` (a new uuid if None) as it is on one
+    Redis; on Redis Cluster tagged with its shard (``App.job_id_for``), so the AsyncResult finds the job."""
+    return app.asyncq_app.job_id_for(queue, task_id or str(uuid.uuid4()))
+
+
+def new_task_id(app: CeleryApp, name: str, args: Any, kwargs: Any, options: dict[str, Any],
+                task_id: str | None = None) -> str:
+    """The id a canvas freezes a call with before sending it (the same id ``prepare`` will keep)."""
+    task = app.tasks.get(name)
+    routed = route(app.conf.task_routes, name, tuple(args or ()), dict(kwargs or {}), options, task=task)
+    return task_id_for(app, _queue(app, options, task, routed), task_id)
 
 
 def _sig_list(value: Any) -> list[dict[str, Any]] | None:

@@ -59,21 +59,22 @@ def state_key(task_id: str) -> str:
 
 async def save_state(app: CeleryApp, task_id: str, state: str, meta: Any) -> None:
     broker = await app.asyncq_app.broker()
-    await broker.set(broker.names(state_key(task_id)), orjson.dumps({"state": state, "meta": meta}),
+    await broker.set(broker.names_for(task_id)(state_key(task_id)), orjson.dumps({"state": state, "meta": meta}),
                      ex=result_ttl(app))
 
 
 async def read_state(app: CeleryApp, task_id: str) -> dict[str, Any] | None:
     """The state a running task set with ``update_state`` (``{"state": ..., "meta": ...}``), or None."""
     broker = await app.asyncq_app.broker()
-    raw = await broker.get(broker.names(state_key(task_id)))
+    raw = await broker.get(broker.names_for(task_id)(state_key(task_id)))
     return cast(dict[str, Any], orjson.loads(raw)) if raw else None
 
 
 async def forget(app: CeleryApp, task_id: str) -> None:
     """Delete a task's asyncq result and any custom state (``AsyncResult.forget()``)."""
     broker = await app.asyncq_app.broker()
-    await broker.delete(broker.names(keys.result_key(task_id)), broker.names(state_key(task_id)))
+    names = broker.names_for(task_id)  # a job's own keys live on its shard (Redis Cluster)
+    await broker.delete(names(keys.result_key(task_id)), names(state_key(task_id)))
 
 
 async def save_group(app: CeleryApp, group_id: str, ids: list[str]) -> None:
@@ -138,13 +139,13 @@ async def chord_fire(app: CeleryApp, group_id: str) -> bool:
 # --- self.retry() counter -------------------------------------------------------------------------------------
 async def retries(app: CeleryApp, task_id: str) -> int:
     broker = await app.asyncq_app.broker()
-    return int(await broker.get(broker.names(keys.CELERY_RETRIES_PREFIX + task_id)) or 0)
+    return int(await broker.get(broker.names_for(task_id)(keys.CELERY_RETRIES_PREFIX + task_id)) or 0)
 
 
 async def count_retry(app: CeleryApp, task_id: str, *, refresh_ttl: bool = True) -> None:
     """One more ``self.retry()`` (or requeue) of the task; ``refresh_ttl`` restarts its ``RETRIES_TTL``."""
     broker = await app.asyncq_app.broker()
-    key = broker.names(keys.CELERY_RETRIES_PREFIX + task_id)
+    key = broker.names_for(task_id)(keys.CELERY_RETRIES_PREFIX + task_id)
     if not refresh_ttl:
         await broker.incr(key)
         return
