@@ -282,3 +282,26 @@ def test_test_workers_running_at_once_get_distinct_node_names() -> None:
         assert second != first and second.endswith("@" + nodenames.gethostname())
     finally:
         worker._LIVE.discard(first)
+
+
+def test_get_raises_the_first_failed_parent_through_group_parents(celery_app: Celery) -> None:
+    from asyncq.compat.result import GroupResult
+
+    @celery_app.task(name="surface.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @celery_app.task(name="surface.boom")
+    def boom(message: str = "boom") -> None:
+        raise ValueError(message)
+
+    with ThreadWorker(celery_app):
+        header = GroupResult("g", [add.delay(1, 1), boom.delay("header member")], app=celery_app)
+        body = boom.delay("later step")
+        body.parent = header  # a chord's result: the header's GroupResult is its parent, as in Celery
+        with pytest.raises(ValueError, match="header member"):  # the root-most failure, not the body's own
+            body.get(timeout=10)
+        fine = add.delay(2, 2)
+        fine.parent = GroupResult("g2", [add.delay(1, 1)], app=celery_app)
+        assert fine.get(timeout=10) == 4
+        assert fine.as_tuple()[0][1] is not None  # the parent chain serializes through the group

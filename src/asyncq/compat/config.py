@@ -152,8 +152,9 @@ OLD_NAMES = {
     "CELERY_BROKER_URL": "broker_url",
 }
 
-#: Redis URLs, Sentinel's included (Celery's sentinel:// takes broker_transport_options' master_name)
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://", "sentinel://")
+#: Redis URLs, Sentinel's and Cluster's included (Celery's sentinel:// takes broker_transport_options' master_name)
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://", "sentinel://",
+                 "redis+cluster://", "rediss+cluster://")
 
 SERIALIZERS = {"json": "json", "msgpack": "msgpack", "pickle": "pickle"}
 

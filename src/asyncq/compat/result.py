@@ -50,7 +50,7 @@ class AsyncResult:
         backend: Any = None,
         task_name: str | None = None,
         app: CeleryApp | None = None,
-        parent: AsyncResult | None = None,
+        parent: AsyncResult | ResultSet | None = None,
         *,
         ignored: bool = False,
     ) -> None:
@@ -170,12 +170,12 @@ class AsyncResult:
             return None
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        chain = [self]
-        parent = self.parent if follow_parents else None
-        while parent is not None:
+        chain: list[AsyncResult | ResultSet] = [self]
+        parent: Any = self.parent if follow_parents else None
+        while parent is not None:  # a parent may be a GroupResult (a chord's header, a group inside a chain)
             chain.append(parent)
-            parent = parent.parent
-        waits: dict[asyncio.Future[Any], AsyncResult] = {
+            parent = getattr(parent, "parent", None)
+        waits: dict[asyncio.Future[Any], AsyncResult | ResultSet] = {
             asyncio.ensure_future(r._wait_one(deadline)): r for r in chain
         }
         try:
@@ -189,6 +189,10 @@ class AsyncResult:
                             return fut.result()
                         if isinstance(exc, TimeoutError) and owner is not self:
                             continue
+                        if not isinstance(exc, TimeoutError):
+                            # Celery raises the first failed parent's exception (its get() checks the parents
+                            # first), not whichever later step's failure arrived first
+                            exc = await _first_failure(chain[:0:-1]) or exc
                         if not propagate and not isinstance(exc, TimeoutError):
                             return exc
                         raise exc
@@ -261,7 +265,23 @@ class AsyncResult:
         raise NotImplementedError("AsyncResult.then() (promise callbacks) is not supported; use link=...")
 
     def as_tuple(self) -> tuple[Any, ...]:
-        return ((self.id, self.parent.as_tuple() if self.parent else None), None)
+        parent = self.parent.as_tuple() if isinstance(self.parent, AsyncResult | GroupResult) else None
+        return ((self.id, parent), None)
+
+
+async def _first_failure(results: Sequence[AsyncResult | ResultSet]) -> BaseException | None:
+    """The exception of the first of ``results`` (a chain's parents, root first) that failed, looking into the
+    members of a GroupResult; None if none failed. One read per result: only called once something failed."""
+    for r in results:
+        if isinstance(r, ResultSet):
+            found = await _first_failure(r.results)
+            if found is not None:
+                return found
+            continue
+        meta = await r.ameta()
+        if meta["status"] == states.FAILURE and isinstance(meta["result"], BaseException):
+            return meta["result"]
+    return None
 
 
 class ResultSet:
@@ -326,6 +346,10 @@ class ResultSet:
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self.aget().__await__()
+
+    async def _wait_one(self, deadline: float | None) -> list[Any]:
+        """As a parent in a chain of results (a chord's header): wait for every member; a failure is raised."""
+        return list(await asyncio.gather(*(r._wait_one(deadline) for r in self.results)))
 
     # --- state --------------------------------------------------------------------------------------------
     def completed_count(self) -> int:
