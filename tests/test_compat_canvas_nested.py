@@ -172,3 +172,18 @@ def test_errbacks_old_style_get_the_id_new_style_run_in_the_worker(app: Celery) 
         while len(seen) < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
     assert sorted(seen, key=lambda s: s[0]) == [("new", (res.id, "Boom", True)), ("old", res.id)]
+
+
+def test_results_link_through_the_chord_header_as_in_celery(app: Celery) -> None:
+    from asyncq.compat.result import AsyncResult, GroupResult
+
+    identity, fail, tsum = (app.tasks[f"nested.{n}"] for n in ("identity", "fail", "tsum"))
+    c = chain(identity.si(1), chord([identity.si(2), identity.si(3)], chain(tsum.s(), identity.s())))
+    res = c.freeze()
+    assert isinstance(res.parent, AsyncResult) and isinstance(res.parent.parent, GroupResult)
+    assert isinstance(res.parent.parent.parent, AsyncResult) and res.parent.parent.parent.parent is None
+    with ThreadWorker(app):
+        assert c.delay().get(timeout=10) == 5
+        # the body's result has the header as parent: get() raises the failed member's own exception
+        with pytest.raises(Boom):
+            chord([identity.si(1), fail.si()], identity.s()).delay().get(timeout=10)

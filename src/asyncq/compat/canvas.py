@@ -343,8 +343,8 @@ class chain(_Canvas):
         result: Any = None
         for i, s in enumerate(steps):
             r = s.freeze(_id if i == len(steps) - 1 else None)
-            if result is not None and hasattr(r, "parent") and r.parent is None:
-                r.parent = result
+            if result is not None:
+                _link_parent(r, result)
             result = r
         return result
 
@@ -521,9 +521,12 @@ class chord(_Canvas):
         return body
 
     def freeze(self, _id: str | None = None, group_id: str | None = None, **_: Any) -> Any:
-        if self.header._lazy is None:  # a generated header is frozen as it is sent
-            self.header.freeze(group_id=self["options"].get("group_id"))
-        return self._body().freeze(_id)
+        if self.header._lazy is not None:  # a generated header is frozen as it is sent
+            return self._body().freeze(_id)
+        header = self.header.freeze(group_id=self["options"].get("group_id"))
+        result = self._body().freeze(_id)
+        _link_parent(result, header)  # as in Celery: the body's result has the header's as parent
+        return result
 
     @property
     def id(self) -> str | None:
@@ -533,6 +536,18 @@ class chord(_Canvas):
               **options: Any) -> Any:
         header = self.header.apply(args, kwargs)  # (a generated header is generated in full here)
         return self._body().clone(([r.get() for r in header.results],)).apply()
+
+
+def _link_parent(result: Any, parent: Any) -> None:
+    """Make ``parent`` the parent of the oldest result in ``result``'s parent chain (a chain's step results, a
+    chord's body result after its header's), unless that chain has ``parent`` already."""
+    oldest = result
+    while getattr(oldest, "parent", None) is not None:
+        if oldest is parent:
+            return
+        oldest = oldest.parent
+    if oldest is not parent:
+        oldest.parent = parent
 
 
 def _upgrade(tasks: list[Signature], app: CeleryApp | None) -> list[Signature]:
