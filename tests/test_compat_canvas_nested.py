@@ -187,3 +187,21 @@ def test_results_link_through_the_chord_header_as_in_celery(app: Celery) -> None
         # the body's result has the header as parent: get() raises the failed member's own exception
         with pytest.raises(Boom):
             chord([identity.si(1), fail.si()], identity.s()).delay().get(timeout=10)
+
+
+def test_a_member_can_grow_its_chord(app: Celery) -> None:
+    from asyncq.compat.canvas import join_add_member
+
+    identity, tsum = app.tasks["nested.identity"], app.tasks["nested.tsum"]
+
+    @app.task(name="nested.grow", bind=True)
+    async def grow(self: object, extra: int) -> int:
+        join = self.request.chord  # type: ignore[attr-defined]
+        index = await join_add_member(app, join)
+        await identity.si(extra).set(chord=join, group_id=join["group_id"], group_index=index).aapply_async()
+        return 1
+
+    with ThreadWorker(app):
+        res = chord([grow.si(100), identity.si(2)], identity.s())()
+        assert res.get(timeout=10) == [1, 2, 100]  # the added member's result comes after the original ones
+        assert chord([grow.si(5), grow.si(7)], tsum.s())().get(timeout=10) == 14

@@ -702,6 +702,15 @@ async def part_done(app: CeleryApp, join: dict[str, Any], index: int, value: Any
         await joined(app, join, [serializer.loads(p) for p in parts])
 
 
+async def join_add_member(app: CeleryApp, join: dict[str, Any]) -> int:
+    """``Task.add_to_chord``: the join now waits for one more member; returns that member's index (after the
+    original members, in the order they were added). Send the member with ``chord=join`` and this index."""
+    if join.get("size") is None:
+        raise ImproperlyConfigured("add_to_chord() inside a chord whose header is a generator is not supported: "
+                                   "give the chord a list of header members")
+    return int(join["size"]) + await store.chord_grow(app, join["group_id"]) - 1
+
+
 async def part_failed(app: CeleryApp, join: dict[str, Any], message: str) -> None:
     """A member of a join failed: what follows fails with ``ChordError`` (its errbacks run), exactly once."""
     if not await store.chord_fire(app, join["group_id"]):

@@ -11,8 +11,8 @@ What is kept and how long (seconds):
 
 - ``asyncq:celery:state:<id>`` (``update_state``): the app's ``result_expires``, else ``RESULT_TTL``
 - ``asyncq:celery:group:<id>`` (``GroupResult.save``): the same
-- ``asyncq:celery:chord:<group>`` (header results), its ``:fired`` guard and ``:size`` (a generated header's
-  size, known once it is all sent): ``CHORD_TTL``
+- ``asyncq:celery:chord:<group>`` (header results), its ``:fired`` guard, ``:size`` (a generated header's
+  size, known once it is all sent) and ``:grown`` (members added by ``add_to_chord``): ``CHORD_TTL``
 - ``asyncq:celery:retries:<id>`` (``self.retry()`` calls so far): ``RETRIES_TTL``
 - ``asyncq:celery:revoked`` (task id -> revoke time): entries older than ``REVOKE_KEEP`` are dropped on revoke
 - ``celery-task-meta-<id>`` in the result backend: the app's ``result_expires`` (none: kept)
@@ -102,12 +102,25 @@ async def chord_part_done(app: CeleryApp, group_id: str, index: int, result: byt
         pipe.hlen(key)
         pipe.expire(key, CHORD_TTL)
         pipe.get(key + ":size")
-        _, count, _, known = await pipe.execute()
+        pipe.get(key + ":grown")
+        _, count, _, known, grown = await pipe.execute()
     if size is None:
         if known is None:
             return None
         size = int(known)
-    return await _fire_if_complete(broker, key, int(count), size)
+    return await _fire_if_complete(broker, key, int(count), size + int(grown or 0))
+
+
+async def chord_grow(app: CeleryApp, group_id: str) -> int:
+    """One more member for a chord whose header is running (``Task.add_to_chord``); returns how many were added
+    so far. Called from inside a member that has not reported yet, so the join cannot complete before it counts."""
+    broker = await app.asyncq_app.broker()
+    key = broker.names(keys.CELERY_CHORD_PREFIX + group_id) + ":grown"
+    async with broker.pipeline(transaction=True) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, CHORD_TTL)
+        grown, _ = await pipe.execute()
+    return int(grown)
 
 
 async def chord_set_size(app: CeleryApp, group_id: str, size: int) -> list[bytes] | None:
@@ -118,8 +131,9 @@ async def chord_set_size(app: CeleryApp, group_id: str, size: int) -> list[bytes
     async with broker.pipeline(transaction=True) as pipe:
         pipe.set(key + ":size", size, ex=CHORD_TTL)
         pipe.hlen(key)
-        _, count = await pipe.execute()
-    return await _fire_if_complete(broker, key, int(count), size)
+        pipe.get(key + ":grown")
+        _, count, grown = await pipe.execute()
+    return await _fire_if_complete(broker, key, int(count), size + int(grown or 0))
 
 
 async def _fire_if_complete(broker: Any, key: str, count: int, size: int) -> list[bytes] | None:
