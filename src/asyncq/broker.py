@@ -212,6 +212,9 @@ class Broker(BrokerReads):
         """The KEYS of a script call: none on one Redis; on a cluster these keys of this shard (the first routes)."""
         return [self.names(key) for key in logical] if self.declares_keys else []
 
+    async def refresh_layout(self) -> None:
+        """Re-read what the key layout depends on: nothing on one Redis; a cluster's shard counts."""
+
     def names_for(self, job_id: str) -> keys.Keys:
         """The key names of the keys that belong with a job (its result, its Celery state): ``self.names`` on one
         Redis; on a cluster those of the job's shard, so a job's keys share its slot (broker_cluster.py)."""

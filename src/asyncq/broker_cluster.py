@@ -25,7 +25,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode as SyncClusterNode
 from redis.cluster import RedisCluster as SyncRedisCluster
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisClusterException
 
 from asyncq import keys
 from asyncq.broker import REDIS_DOWN, Broker, Claimed, Lease, NewJob, SyncBroker, enqueue_args, no_retry, now_ms
@@ -38,7 +38,7 @@ from asyncq.scripts import Scripts, script_source
 T = TypeVar("T")
 
 #: seconds between reads of the shard registry (a producer may use more shards than this process was told)
-REFRESH_SHARDS = 5.0
+REFRESH_SHARDS = 1.0
 
 
 def open_cluster(
@@ -82,8 +82,12 @@ class ShardBroker(Broker):
         return await self._cluster.execute_command(*args, **options)
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
-        """A cluster pipeline; a transaction (MULTI) needs all its keys in one slot, which a shard's keys are."""
-        return self._cluster.pipeline(transaction=transaction or None)
+        """A cluster pipeline; a transaction (MULTI) needs all its keys in one slot, which a shard's keys are.
+        redis-py before 6 has no MULTI in cluster pipelines: there a snapshot read is one pipeline, not atomic."""
+        try:
+            return self._cluster.pipeline(transaction=transaction or None)
+        except RedisClusterException:
+            return self._cluster.pipeline()
 
     def pubsub(self, **kwargs: Any) -> Any:
         """Classic pub/sub through any node: a PUBLISH reaches every node of the cluster."""
@@ -171,6 +175,9 @@ class ClusterBroker(ShardBroker):
     def names_for(self, job_id: str) -> keys.Keys:
         return self.of_job(job_id).names
 
+    async def refresh_layout(self) -> None:
+        await self.refresh_shards()
+
     async def refresh_shards(self, *, force: bool = False) -> None:
         """Raise the shard counts to what producers recorded in ``asyncq:shards`` (every REFRESH_SHARDS s)."""
         if not force and time.monotonic() - self._refreshed < REFRESH_SHARDS:
@@ -192,7 +199,7 @@ class ClusterBroker(ShardBroker):
         n = self.shard_count(queue)
         if (queue, n) in self._registered:
             return
-        async with self._cluster.pipeline(transaction=True) as pipe:
+        async with self.pipeline(transaction=False) as pipe:  # two idempotent writes: no MULTI needed
             pipe.sadd(self.names(keys.QUEUES_SET), queue)
             pipe.hset(self.names(keys.SHARDS_REGISTRY), queue, str(n))
             await pipe.execute()
@@ -571,7 +578,7 @@ class SyncClusterBroker(SyncBroker):
             for queue in dict.fromkeys(job.queue for job in jobs):
                 n = self._shards.get(queue, 1)
                 if (queue, n) not in self._registered:
-                    pipe = self._client.pipeline(transaction=True)
+                    pipe = self._client.pipeline(transaction=False)  # two idempotent writes
                     pipe.sadd(self.names(keys.QUEUES_SET), queue)
                     pipe.hset(self.names(keys.SHARDS_REGISTRY), queue, str(n))
                     pipe.execute()

@@ -34,14 +34,24 @@ class Listener:
         on_redis_down: Callable[[BaseException], None],
     ) -> None:
         self._broker = broker
-        # one wake and one abort channel per queue shard on a cluster (Broker.wake_channels), one each on one Redis
-        self._aborts = {c.encode() for c in broker.abort_channels(queues)}
-        self._channels = [*broker.wake_channels(queues), *dict.fromkeys(broker.abort_channels(queues))]
+        self._queues = queues
+        self._aborts: set[bytes] = set()
+        self._channels: list[str] = []
+        self._channels_now()
         self._on_wake = on_wake
         self._on_abort = on_abort
         self._on_redis_down = on_redis_down
         self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
+
+    def _channels_now(self) -> bool:
+        """Recompute the channels (one wake and one abort channel per queue shard on a cluster, whose shard counts
+        can grow while the worker runs; one each on one Redis); True if they changed."""
+        aborts = list(dict.fromkeys(self._broker.abort_channels(self._queues)))
+        channels = [*self._broker.wake_channels(self._queues), *aborts]
+        changed = channels != self._channels
+        self._aborts, self._channels = {c.encode() for c in aborts}, channels
+        return changed
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="asyncq-listener")
@@ -52,6 +62,8 @@ class Listener:
             pubsub: Any = None
             try:
                 await self._broker.initialize()  # a cluster client loads its slot map (no-op on one Redis)
+                await self._broker.refresh_layout()
+                self._channels_now()
                 pubsub = self._broker.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(*self._channels)
                 self.subscribed.set()
@@ -59,7 +71,12 @@ class Listener:
                 delay = 0.1
                 while True:
                     msg = await pubsub.get_message(timeout=5.0)
-                    if not msg or msg.get("type") != "message":
+                    if not msg:
+                        await self._broker.refresh_layout()
+                        if self._channels_now():  # a producer started using more shards: listen to them too
+                            await pubsub.subscribe(*self._channels)
+                        continue
+                    if msg.get("type") != "message":
                         continue
                     if msg["channel"] in self._aborts:
                         self._on_abort(printable_id(msg["data"])[0])
