@@ -305,3 +305,21 @@ def test_get_raises_the_first_failed_parent_through_group_parents(celery_app: Ce
         fine.parent = GroupResult("g2", [add.delay(1, 1)], app=celery_app)
         assert fine.get(timeout=10) == 4
         assert fine.as_tuple()[0][1] is not None  # the parent chain serializes through the group
+
+
+# --- bytes through JSON, as kombu sends them ----------------------------------------------------------------
+def test_bytes_arguments_and_results_round_trip_through_json(celery_app: Celery) -> None:
+    from asyncq.compat.serialization import CeleryJsonSerializer
+
+    codec = CeleryJsonSerializer()
+    value = {"a": [b"text", b"\xff\x00binary"], "n": 1, "s": "plain", "d": {"__type__": "other", "__value__": 1}}
+    assert codec.loads(codec.dumps(value)) == value
+    assert codec.loads(b'{"__type__": "bytes", "__value__": "hi"}') == b"hi"  # what a Celery producer sends
+
+    @celery_app.task(name="surface.echo")
+    def echo(data: bytes) -> bytes:
+        assert isinstance(data, bytes)
+        return data + b"!"
+
+    with ThreadWorker(celery_app):
+        assert echo.delay(b"hello").get(timeout=10) == b"hello!"

@@ -37,6 +37,7 @@ from asyncq.compat.result import GroupResult as _GroupResult
 from asyncq.compat.routes import route
 from asyncq.compat.runtime import UNLIMITED_TRIES, call_body, execute
 from asyncq.compat.schedules import beat_timezone, not_celery, to_trigger
+from asyncq.compat.serialization import CeleryJsonSerializer
 from asyncq.compat.signals import Signal
 from asyncq.compat.task import Task as _Task
 from asyncq.cron import Schedule
@@ -188,7 +189,8 @@ class Celery:
                     "write access to Redis is not code execution (or switch to json)"
                 )
             namespace = {"namespace": self.conf.asyncq_namespace} if self.conf.asyncq_namespace else {}
-            app = App(redis_url=url, serializer=serializer, signing_key=self.conf.asyncq_signing_key,
+            codec: Any = CeleryJsonSerializer() if serializer == "json" else serializer  # bytes as in kombu
+            app = App(redis_url=url, serializer=codec, signing_key=self.conf.asyncq_signing_key,
                       default_queue=self.conf.task_default_queue, keep_result=seconds(self.conf.result_expires)
                       or 0, timeout=None, hooks=[_Lifecycle()], **namespace)
             self.on_after_configure.send(sender=self, source=self.conf)  # receivers may add_periodic_task
