@@ -323,3 +323,16 @@ def test_bytes_arguments_and_results_round_trip_through_json(celery_app: Celery)
 
     with ThreadWorker(celery_app):
         assert echo.delay(b"hello").get(timeout=10) == b"hello!"
+
+
+def test_revoke_by_stamped_headers_replies_as_celery_and_is_not_a_revoked_id(celery_app: Celery) -> None:
+    @celery_app.task(name="surface.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    name = "w2@" + nodenames.gethostname()
+    with ThreadWorker(celery_app, name=name):
+        reply = celery_app.control.revoke_by_stamped_headers({"mid": ["a"]}, reply=True)
+        assert reply == [{name: {"ok": "headers {'mid': ['a']} flagged as revoked, but not terminated"}}]
+        celery_app.AsyncResult("x").revoke_by_stamped_headers({"mid": "b"})
+        assert (celery_app.control.inspect().revoked() or {})[name] == []  # stamps are not task ids

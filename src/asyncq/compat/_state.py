@@ -29,6 +29,10 @@ class Revoker(Protocol):
 
     async def ais_revoked(self, task_id: str) -> bool: ...
 
+    def revoke_by_stamped_headers(self, headers: dict[str, Any], destination: Any = None, terminate: bool = False,
+                                  signal: Any = None, reply: bool = False, **kwargs: Any
+                                  ) -> list[dict[str, Any]] | None: ...
+
 
 class CeleryApp(Protocol):
     """What compat's modules need of a Celery app (``asyncq.compat.Celery`` is the one implementation).

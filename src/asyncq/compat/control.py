@@ -25,6 +25,8 @@ ANY_REVOKED_CACHE = 1.0  # seconds a process trusts "nothing is revoked"
 #: the ``priority`` of every ``inspect().scheduled()`` entry: Celery reports its worker timer's priority for ETA
 #: entries, always 6 (the task's own priority is in ``request["delivery_info"]["priority"]``)
 ETA_ENTRY_PRIORITY = 6
+#: revoked-stamp entries live beside the revoked ids (``stamping.revoke_entry``); they are not task ids
+STAMP_ENTRY = "stamp:"
 
 
 class Control:
@@ -47,6 +49,21 @@ class Control:
             job = asyncq_app.job(i)
             if terminate or not await broker.is_running(i):
                 await job.abort()
+
+    def revoke_by_stamped_headers(self, headers: dict[str, Any], destination: Any = None, terminate: bool = False,
+                                  signal: Any = None, reply: bool = False, **kwargs: Any
+                                  ) -> list[dict[str, Any]] | None:
+        """Revoke every task stamped with one of these values (``{"monitoring_id": [...]}``): queued ones, ones
+        sent later, on every worker (kept in Redis, as revokes are). A task already running is not stopped:
+        ``terminate`` is not supported for stamps. With ``reply=True``, Celery's per-worker reply."""
+        from asyncq.compat import stamping  # stamping imports canvas, which imports this module's users
+
+        self.app.bridge.run(stamping.arevoke_by_stamped_headers(self.app, headers))
+        self._any_revoked, self._any_checked_until = True, 0.0
+        if not reply:
+            return None
+        text = f"headers {headers!r} flagged as revoked" + ("" if terminate else ", but not terminated")
+        return [{w: {"ok": text}} for w in (self.inspect(destination).ping() or {})]
 
     async def ais_revoked(self, task_id: str) -> bool:
         """Whether ``task_id`` was revoked. While no revoke exists at all (the common case), this costs one
@@ -209,7 +226,7 @@ class Inspect:
     def revoked(self) -> dict[str, list[str]] | None:
         """The revoked ids, under every worker: revokes live in Redis (for ``store.REVOKE_KEEP``), so every
         worker honours all of them."""
-        ids = self._run(store.revoked_ids(self.app))
+        ids = [i for i in self._run(store.revoked_ids(self.app)) if not i.startswith(STAMP_ENTRY)]
         return self._answer({w: list(ids) for w in self._run(self._workers())})
 
     def query_task(self, *ids: Any) -> dict[str, dict[str, list[Any]]] | None:

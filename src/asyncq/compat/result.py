@@ -261,6 +261,11 @@ class AsyncResult:
                timeout: float | None = None) -> None:
         self.app.control.revoke(self.id, terminate=terminate, signal=signal)
 
+    def revoke_by_stamped_headers(self, headers: dict[str, Any], connection: Any = None, terminate: bool = False,
+                                  signal: Any = None, wait: bool = False, timeout: float | None = None) -> None:
+        """Celery's: revoke every task stamped with one of these values (``app.control``'s, which says more)."""
+        self.app.control.revoke_by_stamped_headers(headers, terminate=terminate, signal=signal, reply=wait)
+
     def then(self, *_: Any, **__: Any) -> Any:
         raise NotImplementedError("AsyncResult.then() (promise callbacks) is not supported; use link=...")
 
