@@ -25,7 +25,7 @@ from asyncq.compat import django_fixup, pydantic_args, sending, signals, states,
 from asyncq.compat._state import current_app, get_current_app, set_current_app, set_default_app_factory, shared_tasks
 from asyncq.compat.backend import RedisBackend
 from asyncq.compat.bridge import LoopThread
-from asyncq.compat.canvas import Signature, from_dict
+from asyncq.compat.canvas import Signature
 from asyncq.compat.config import Settings, seconds
 from asyncq.compat.connection import BrokerConnection
 from asyncq.compat.control import Control
@@ -399,18 +399,6 @@ class Celery:
 
     async def load_group(self, group_id: str) -> list[str] | None:
         return await store.load_group(self, group_id)
-
-    async def chord_part_done(self, chord: dict[str, Any], index: int, retval: Any) -> None:
-        """Record one header result; the member that completes the set sends the body, exactly once."""
-        serializer = self.asyncq_app.serializer
-        parts = await store.chord_part_done(self, chord["group_id"], index, serializer.dumps(retval),
-                                            int(chord["size"]))
-        if parts is not None:
-            await from_dict(chord["body"], self).aapply_async(([serializer.loads(p) for p in parts],))
-
-    async def chord_failed(self, chord: dict[str, Any], message: str) -> None:
-        if await store.chord_fire(self, chord["group_id"]):
-            await from_dict(chord["body"], self).aapply_async(chord_error=message)
 
     # --- shutdown -----------------------------------------------------------------------------------------
     async def _close_async(self) -> None:
