@@ -29,6 +29,8 @@ class ResultWaiter:
         #: subscribed channel -> job id (the channel's name depends on the layout: Broker.done_channel)
         self._channels: dict[bytes, str] = {}
         self._lock = asyncio.Lock()
+        #: the last resubscription failed (Redis still down): retry it instead of waiting for a message
+        self._broken = False
 
     async def _subscribe(self, job_id: str, fut: asyncio.Future[None]) -> None:
         async with self._lock:
@@ -58,6 +60,24 @@ class ResultWaiter:
                         self._channels.pop(channel.encode(), None)
                         await self._pubsub.unsubscribe(channel)
 
+    async def _resubscribe(self) -> None:
+        """A new pub/sub connection for every channel still waited on, after an outage: the old one may point at a
+        node that is gone (a cluster master, a Sentinel's old master). If Redis is still down, the next round
+        tries again; meanwhile the waiters poll."""
+        async with self._lock:
+            old, self._pubsub = self._pubsub, self._broker.pubsub(ignore_subscribe_messages=True)
+            if old is not None:
+                with contextlib.suppress(Exception):
+                    await old.aclose()
+            self._broken = True
+            try:
+                await self._broker.initialize()
+                if self._channels:
+                    await self._pubsub.subscribe(*(c.decode() for c in self._channels))
+                self._broken = False
+            except REDIS_DOWN as exc:
+                log.debug("result listener could not resubscribe yet (%s)", exc)
+
     async def _read(self) -> None:
         while self._waiters:
             try:
@@ -65,9 +85,14 @@ class ResultWaiter:
             except REDIS_DOWN as exc:
                 log.debug("result listener lost its connection (%s); waiters fall back to polling", exc)
                 await asyncio.sleep(SAFETY_POLL)
+                await self._resubscribe()
                 continue
             except RuntimeError:  # not subscribed to anything right now
-                await asyncio.sleep(0.01)
+                if self._broken:
+                    await asyncio.sleep(SAFETY_POLL)
+                    await self._resubscribe()
+                else:
+                    await asyncio.sleep(0.01)
                 continue
             if msg and msg.get("type") == "message":
                 job_id = self._channels.get(msg["channel"])
