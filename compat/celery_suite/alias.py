@@ -26,13 +26,6 @@ RENAMES = {
 }
 
 
-class StampingVisitor:
-    """Stand-in: asyncq.compat has no stamping API."""
-
-    def on_signature(self, sig: Any, **headers: Any) -> dict[str, Any]:
-        return {}
-
-
 class UnpickleableExceptionWrapper(Exception):
     """Stand-in for Celery's wrapper of exceptions that cannot be pickled."""
 
@@ -47,7 +40,6 @@ def _worker_state() -> types.SimpleNamespace:
 
 #: (module, name) -> stand-in, for names Celery's test modules import at module level
 STANDINS: dict[tuple[str, str], Any] = {
-    ("celery.canvas", "StampingVisitor"): StampingVisitor,
     ("celery.utils.serialization", "UnpickleableExceptionWrapper"): UnpickleableExceptionWrapper,
     ("celery.backends.base", "BaseKeyValueStoreBackend"): BaseKeyValueStoreBackend,
     ("celery.backends.base", "states"): _states,
