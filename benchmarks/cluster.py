@@ -9,9 +9,10 @@ count finished jobs there, so the probe adds nothing to the cluster). W1's job s
 queued first with ``app.enqueue_many`` (not timed), then the worker processes (concurrency 100, defaults
 otherwise) start together at the go line; the time runs from go to the last job finished.
 
-The queue has one shard per master (``App(queue_shards={queue: masters})``; two per master when no name does it:
-with 2 masters, crc16 always puts ``{q:0}`` and ``{q:1}`` on the same one), and its name is chosen so that the
-shards fall evenly on the masters. Every worker serves every shard.
+The queue has one shard per master (``App(queue_shards={queue: masters})``, two per master if no name in 2,000
+does it), and its name is chosen so that the shards fall evenly on the masters (shard tags aim at evenly spread
+slots, but a name's shards can still share a master; the benchmark measures the balanced case). Every worker
+serves every shard.
 
 Reported per row: jobs/s; jobs/s per shard; the masters' Redis CPU (INFO cpu, user + sys, summed over the
 masters) per job in microseconds, and per master (the spread shows the balance); the workers' CPU per job;
@@ -81,8 +82,7 @@ def redis_cpu(port: int) -> float:
 
 
 def spread_queue(cluster: EmbeddedCluster, masters: int) -> tuple[str, int]:
-    """A queue name and shard count (one shard per master, else two: crc16 keeps ``{q:0}`` and ``{q:1}`` in the
-    same half of the slot space) whose shards fall evenly on the masters."""
+    """A queue name and shard count (one shard per master, else two) whose shards fall evenly on the masters."""
     from asyncq.cluster import shard_tag
 
     for shards in (masters, 2 * masters):

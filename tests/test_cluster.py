@@ -11,6 +11,7 @@ workers unless the scenario is about a process. The failover scenarios are in te
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -263,6 +265,41 @@ async def test_a_worker_not_told_the_shard_count_still_drains_every_shard(
     finally:
         await producer.close()
         await consumer.close()
+
+
+def test_the_cli_reads_every_shard(cluster: EmbeddedCluster) -> None:
+    app = sharded_app(cluster)
+    broken = App(redis_url=cluster.url, queue_shards={"bad": SHARDS})
+
+    @broken.task(name="c.broken", queue="bad", max_tries=1)
+    async def broken_task() -> None:
+        raise ValueError("boom")
+
+    async def setup() -> str:
+        from asyncq import Worker, WorkerSettings
+
+        try:
+            await app.enqueue_many([JobSpec("c.sharded", (n,), {}) for n in range(12)])  # spread over 4 shards
+            job = await broken_task.enqueue()
+            await Worker(broken, WorkerSettings(queues=("bad",), burst=True, handle_signals=False)).main()
+            return job.job_id
+        finally:
+            await app.close()
+            await broken.close()
+
+    dead = asyncio.run(setup())
+    env = {**os.environ, "ASYNCQ_REDIS_URL": cluster.url}
+
+    def cli(*args: str) -> Any:
+        proc = subprocess.run([sys.executable, "-m", "asyncq", *args, "--json"], env=env, capture_output=True,
+                              text=True, timeout=60, check=False)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads(proc.stdout)
+
+    queues = {q["queue"]: q for q in cli("queues")["queues"]}
+    assert queues["q"]["length"] == 12 and queues["bad"]["dead_letters"] == 1, queues
+    letters = cli("dlq", "list")
+    assert [d["job_id"] for d in (letters["dead_letters"] if isinstance(letters, dict) else letters)] == [dead]
 
 
 # --- a real worker process, SIGKILLed -----------------------------------------------------------------------
