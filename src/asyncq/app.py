@@ -227,6 +227,20 @@ class App:
         queue = keys.check_queue_name(queue)
         return placer.place(queue, self.settings.queue_shards.get(queue, 1), raw, given=given, tenant=tenant)
 
+    async def tick_job_id(self, schedule: Schedule, tick_ms: int) -> str:
+        """The id of one tick's job of a periodic task (``cron:<name>:<tick ms>``; on Redis Cluster with the
+        shard tag of the shard every tick of that schedule goes to): the dashboard finds the last tick by it."""
+        raw = f"cron:{schedule.name}:{tick_ms}"
+        placer = self._cluster_placer()
+        if placer is None:
+            return raw
+        task = self.tasks.get(schedule.task_name)
+        queue = schedule.queue or (task.options.queue if task else self.settings.default_queue)
+        broker = await self.broker()
+        await broker.refresh_layout()
+        n = max(self.settings.queue_shards.get(queue, 1), broker.shard_count(queue))
+        return placer.place(queue, n, raw, given=True, pin=keys.cron_last_key(schedule.name))
+
     def _cluster_placer(self) -> Placer | None:
         """The shard chooser on Redis Cluster, None on one Redis (read per call: the CLI may swap the settings)."""
         if not self.settings.is_cluster:

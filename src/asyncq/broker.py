@@ -215,6 +215,10 @@ class Broker(BrokerReads):
     async def refresh_layout(self) -> None:
         """Re-read what the key layout depends on: nothing on one Redis; a cluster's shard counts."""
 
+    def shard_count(self, queue: str) -> int:
+        """How many shards ``queue`` has: 1 on one Redis (broker_cluster.py: the cluster's count)."""
+        return 1
+
     def names_for(self, job_id: str) -> keys.Keys:
         """The key names of the keys that belong with a job (its result, its Celery state): ``self.names`` on one
         Redis; on a cluster those of the job's shard, so a job's keys share its slot (broker_cluster.py)."""

@@ -182,7 +182,7 @@ async def periodic(app: App) -> list[PeriodicOut]:
     out = []
     for s, last in zip(app.schedules, lasts, strict=True):
         last_ms = int(last) if last else None
-        last_id = f"cron:{s.name}:{last_ms}" if last_ms else None
+        last_id = await app.tick_job_id(s, last_ms) if last_ms else None
         status = (await app.job(last_id).status()).value if last_id else None
         out.append(PeriodicOut(
             name=s.name, task=s.task_name, schedule=s.trigger.describe(), queue=s.queue,
