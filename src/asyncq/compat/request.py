@@ -35,6 +35,8 @@ class Context:
     origin: str | None = None
     reply_to: str | None = None
     correlation_id: str | None = None
+    #: the message properties Celery keeps (``app_id``, ``correlation_id``, ``priority`` ...), as sent
+    properties: dict[str, Any] = {}
     #: Celery's stamping (stamping.py): the names of the stamps, and their values
     stamped_headers: list[str] | None = None
     stamps: dict[str, Any] | None = None

@@ -243,6 +243,7 @@ def _request(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], retries:
         chain=h.get("chain"), chord=h.get("chord"), timelimit=tuple(hard_soft) if hard_soft else (None, None),
         ignore_result=bool(h.get("ignore_result")), shadow=h.get("shadow"), origin=h.get("origin"),
         chord_error=h.get("chord_error"), reply=h.get("reply"),
+        properties=h.get("properties") or {},  # Celery's message properties, when publish keeps them
         **stamping.request_fields(h),  # stamps, replaced_task_nesting (H5)
     )
 

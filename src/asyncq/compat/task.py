@@ -73,6 +73,12 @@ class Task:
     def request(self) -> Context:
         return current_request.get() or DIRECT
 
+    @property
+    def backend(self) -> Any:
+        """Celery's ``task.backend``: the app's result backend (``app.backend``: ``store_result``, ``get_task_meta``
+        ...)."""
+        return getattr(self.app, "backend")  # noqa: B009 - the CeleryApp protocol does not declare it
+
     # --- calling ------------------------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """A direct call runs the body here, like calling the function (``request.called_directly``)."""
