@@ -81,6 +81,15 @@ def redis_cpu(port: int) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+def commands(port: int) -> tuple[int, int]:
+    """(commands, script calls) the server ran since its last CONFIG RESETSTAT (a Lua script's commands count
+    one by one; the script calls are the EVALSHA/EVAL round trips)."""
+    stats = redis.Redis(port=port).info("commandstats")
+    total = sum(int(v["calls"]) for k, v in stats.items() if k not in ("cmdstat_info", "cmdstat_config|resetstat"))
+    scripts = sum(int(v["calls"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+    return total, scripts
+
+
 def spread_queue(cluster: EmbeddedCluster, masters: int) -> tuple[str, int]:
     """A queue name and shard count (one shard per master, else two) whose shards fall evenly on the masters."""
     from asyncq.cluster import shard_tag
@@ -94,30 +103,32 @@ def spread_queue(cluster: EmbeddedCluster, masters: int) -> tuple[str, int]:
     raise RuntimeError(f"no queue name spreads its shards evenly over {masters} masters")
 
 
+async def prefill(url: str, queue: str, shards: int, n: int) -> Counter[int]:
+    """W1's prefill (not timed): app.enqueue_many in batches of 1,000; returns the jobs per shard."""
+    options: dict[str, Any] = {"queue_shards": {queue: shards}} if shards > 1 else {}
+    app = App(redis_url=url, **options)
+    per_shard: Counter[int] = Counter()
+    try:
+        for first in range(0, n, 1000):
+            jobs = await app.enqueue_many([JobSpec(NOOP, (), {}).set(queue=queue)
+                                           for _ in range(min(1000, n - first))], batch_size=1000)
+            if shards > 1:
+                from asyncq.cluster import shard_of
+
+                per_shard.update(shard_of(j.job_id)[1] for j in jobs)  # type: ignore[index]
+            else:
+                per_shard[0] += len(jobs)
+    finally:
+        await app.close()
+    return per_shard
+
+
 def measure(url: str, masters: list[int], queue: str, shards: int, n: int, probe: EmbeddedRedis) -> dict[str, Any]:
     """Prefill n no-ops, start one worker per master at the go line, time the drain."""
     side = redis.Redis(port=probe.port, db=14)
     side.flushdb()
-    options: dict[str, Any] = {"queue_shards": {queue: shards}} if shards > 1 else {}
 
-    async def prefill() -> Counter[int]:
-        app = App(redis_url=url, **options)
-        per_shard: Counter[int] = Counter()
-        try:
-            for first in range(0, n, 1000):
-                jobs = await app.enqueue_many([JobSpec(NOOP, (), {}).set(queue=queue)
-                                               for _ in range(min(1000, n - first))], batch_size=1000)
-                if shards > 1:
-                    from asyncq.cluster import shard_of
-
-                    per_shard.update(shard_of(j.job_id)[1] for j in jobs)  # type: ignore[index]
-                else:
-                    per_shard[0] += len(jobs)
-        finally:
-            await app.close()
-        return per_shard
-
-    per_shard = asyncio.run(prefill())
+    per_shard = asyncio.run(prefill(url, queue, shards, n))
     env = {**os.environ, "ASYNCQ_REDIS_URL": url, "BENCH_REDIS_HOST": "127.0.0.1",
            "BENCH_REDIS_PORT": str(probe.port), "BENCH_REDIS_DB": "14", "PYTHONPATH": str(ROOT)}
     n_workers = len(masters)
@@ -134,6 +145,8 @@ def measure(url: str, masters: list[int], queue: str, shards: int, n: int, probe
         pids = [p.pid for p in procs]
         cpu0 = cpu_seconds(pids)
         rcpu0 = {port: redis_cpu(port) for port in masters}
+        for port in masters:
+            redis.Redis(port=port).config_resetstat()
         go = time.time()
         side.set(GO_KEY, repr(go))
         deadline = time.monotonic() + DRAIN_TIMEOUT
@@ -142,6 +155,7 @@ def measure(url: str, masters: list[int], queue: str, shards: int, n: int, probe
                 raise RuntimeError(f"the drain did not finish: {side.get(DONE_KEY)} of {n}")
             time.sleep(0.005)
         rcpu = {port: redis_cpu(port) - rcpu0[port] for port in masters}
+        counted = [commands(port) for port in masters]
         cpu = cpu_seconds(pids) - cpu0
         time.sleep(0.05)
         last = max(float(v) for v in side.hvals(LAST_KEY))
@@ -161,7 +175,6 @@ def measure(url: str, masters: list[int], queue: str, shards: int, n: int, probe
     seconds = last - go
     redis_total = sum(rcpu.values())
     per_job_us = redis_total / n * 1e6
-    per_shard_us = per_job_us  # each job touches one shard; a shard's master spends this per job of its own
     return {
         "jobs_per_s": n / seconds,
         "seconds": seconds,
@@ -173,7 +186,8 @@ def measure(url: str, masters: list[int], queue: str, shards: int, n: int, probe
         "redis_cpu_us_per_job": per_job_us,
         "redis_cpu_s_per_master": [round(rcpu[p], 3) for p in masters],
         "worker_cpu_us_per_job": cpu / n * 1e6,
-        "ceiling_per_shard": 1e6 / per_shard_us if per_shard_us > 0 else 0.0,
+        "commands_per_job": sum(c for c, _ in counted) / n,
+        "scripts_per_job": sum(sc for _, sc in counted) / n,
         "redis_cores": redis_total / seconds,
         "worker_cores": cpu / seconds,
     }
@@ -194,7 +208,9 @@ def one_config(label: str, masters: int, n: int, runs: int, probe: EmbeddedRedis
               f"µs/job", file=sys.stderr, flush=True)
     best = sorted(results, key=lambda r: r["jobs_per_s"])[len(results) // 2]  # the median run, whole
     best["jobs_per_s_runs"] = [round(r["jobs_per_s"]) for r in results]
-    best["redis_cpu_us_per_job_median"] = statistics.median(r["redis_cpu_us_per_job"] for r in results)
+    best["redis_cpu_us_per_job_median"] = cpu = statistics.median(r["redis_cpu_us_per_job"] for r in results)
+    # one job costs its shard's master this much; one core per master saturates at:
+    best["ceiling_per_master_core"] = 1e6 / cpu if cpu > 0 else 0.0
     return best
 
 
@@ -204,17 +220,19 @@ def table(rows: dict[str, dict[str, Any]], n: int, runs: int) -> str:
         f"median of {runs} run(s); {os.cpu_count()} CPU(s) shared by the masters and the workers.",
         "",
         "| setup | shards | jobs/s | jobs/s per master | jobs/s per shard | Redis CPU µs/job (all masters) | "
-        "Redis CPU s per master | worker CPU µs/job | cores busy: workers / Redis | projected ceiling per master "
-        "core (jobs/s) | jobs/s per run |",
-        "|---|--:|--:|--:|--:|--:|---|--:|--:|--:|---|",
+        "Redis CPU s per master | Redis commands/job (script calls) | worker CPU µs/job | "
+        "cores busy: workers / Redis | "
+        "projected ceiling per master core (jobs/s) | jobs/s per run |",
+        "|---|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|---|",
     ]
     for label, r in rows.items():
         out.append(
             f"| {label} | {len(r['shard_jobs'])} | {r['jobs_per_s']:,.0f} | {r['jobs_per_s_per_master']:,.0f} | "
             f"{r['jobs_per_s_per_shard']:,.0f} | "
             f"{r['redis_cpu_us_per_job_median']:.1f} | {' / '.join(f'{c:.2f}' for c in r['redis_cpu_s_per_master'])} | "
-            f"{r['worker_cpu_us_per_job']:.0f} | {r['worker_cores']:.2f} / {r['redis_cores']:.2f} | "
-            f"{r['ceiling_per_shard']:,.0f} | {', '.join(map(str, r['jobs_per_s_runs']))} |")
+            f"{r['commands_per_job']:.1f} ({r['scripts_per_job']:.2f}) | {r['worker_cpu_us_per_job']:.0f} | "
+            f"{r['worker_cores']:.2f} / {r['redis_cores']:.2f} | "
+            f"{r['ceiling_per_master_core']:,.0f} | {', '.join(map(str, r['jobs_per_s_runs']))} |")
     return "\n".join(out)
 
 
