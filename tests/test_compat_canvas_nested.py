@@ -205,3 +205,17 @@ def test_a_member_can_grow_its_chord(app: Celery) -> None:
         res = chord([grow.si(100), identity.si(2)], identity.s())()
         assert res.get(timeout=10) == [1, 2, 100]  # the added member's result comes after the original ones
         assert chord([grow.si(5), grow.si(7)], tsum.s())().get(timeout=10) == 14
+
+
+def test_a_task_can_send_a_canvas_and_return_its_result(app: Celery) -> None:
+    add = app.tasks["nested.add"]
+
+    @app.task(name="nested.build")
+    def build() -> object:
+        return (add.s(1, 1) | add.s(2) | group(add.s(3), add.s(4)) | add.s(5))()
+
+    with ThreadWorker(app):
+        # the task returns at once (the worker does not wait for the result it returns, which would deadlock
+        # a worker running one task at a time); the result is stored in Celery's tuple form
+        inner = build.delay().get(timeout=10)
+        assert len(inner) == 2 and isinstance(inner[0][1], list)

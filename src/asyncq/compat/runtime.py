@@ -36,7 +36,7 @@ from asyncq.compat.exceptions import (
     WorkerLostError,
 )
 from asyncq.compat.request import REPLACED_MARK, Context, current_request
-from asyncq.compat.result import IGNORED_MARK, retry_meta
+from asyncq.compat.result import IGNORED_MARK, AsyncResult, GroupResult, retry_meta
 from asyncq.compat.retry import ExceptionInfo, autoretries, backoff
 from asyncq.compat.signals import Signal
 from asyncq.compat.task import Task
@@ -165,8 +165,10 @@ async def call_body(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], r
                 result = await _call_async(fn, args, kwargs, soft)
             else:
                 result = await _call_sync(fn, args, kwargs, soft, task.app.thread_fixups)
-            if inspect.isawaitable(result):  # a sync wrapper around an async body
+            if inspect.iscoroutine(result) or isinstance(result, asyncio.Future):  # a sync wrapper, async body
                 result = await result
+            if isinstance(result, AsyncResult | GroupResult):  # returned, not awaited: stored as Celery's tuple
+                return result.as_tuple()
             return result
     except TimeoutError:
         raise TimeLimitExceeded(f"TimeLimitExceeded({hard:g})") from None
