@@ -109,6 +109,14 @@ def tasks(app: Celery) -> dict[str, Any]:
     def replace_with_group(self: Any, nums: list[int]) -> Any:
         return self.replace(group(add.s(n, 1) for n in nums))
 
+    @app.task(name="r.lineage", bind=True)
+    def lineage(self: Any, *_: Any) -> list[Any]:
+        return [self.request.root_id, self.request.parent_id]
+
+    @app.task(name="r.replace_with_lineage", bind=True)
+    def replace_with_lineage(self: Any) -> Any:
+        return self.replace(lineage.s())
+
     @app.task(name="r.replace_with_empty_chain", bind=True)
     def replace_with_empty_chain(self: Any, *_: Any) -> Any:
         return self.replace(chain())
@@ -184,6 +192,12 @@ def test_nested_replacements_run_in_order_and_count_their_nesting(app: Celery, t
         assert t["nested_once"].delay().get(timeout=10) == 1
         assert t["nested_twice"].delay().get(timeout=10) == 2
         assert chain(t["replace_nested"].s(), t["identity"].s()).delay().get(timeout=10) == "inner"
+
+
+def test_the_replacement_is_a_child_of_the_replaced_task(app: Celery, tasks: dict[str, Any]) -> None:
+    with ThreadWorker(app):
+        r = tasks["replace_with_lineage"].delay()
+        assert r.get(timeout=10) == [r.id, r.id]  # same root; the replaced task is the parent
 
 
 def test_replace_refuses_an_empty_chain_and_a_chord_member(app: Celery, tasks: dict[str, Any]) -> None:

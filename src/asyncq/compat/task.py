@@ -269,6 +269,15 @@ def _final(sig: Signature) -> Signature:
             return sig
 
 
+def _tasks_in(sig: Signature) -> list[Signature]:
+    """The task signatures of a canvas: chain steps, group members, a chord's header and body."""
+    if isinstance(sig, chain | group):
+        return [t for s in sig.tasks for t in _tasks_in(s)]
+    if isinstance(sig, chord):
+        return [t for s in sig.header.tasks for t in _tasks_in(s)] + ([] if sig.body is None else _tasks_in(sig.body))
+    return [sig]
+
+
 def _append(sig: Signature, key: str, items: list[Any]) -> None:
     """Add links without touching a list another signature may share (clone() copies options shallowly)."""
     if items:
@@ -294,10 +303,18 @@ def _replacement(task: Task, sig: Signature, request: Context) -> tuple[Signatur
     membership = {"chord": request.chord, "group_id": request.group, "group_index": request.group_index}
     final.set(**{k: v for k, v in membership.items() if v is not None})
     final_id = final.freeze().id
-    for step in steps:
-        step.set(replaced_task_nesting=nesting)
+    # the replacement is sent from the bridge's loop, where this task's request is not current: say whose
+    # children its tasks are (Celery: the same root, and the replaced task as the parent of what runs first)
+    lineage: dict[str, Any] = {"root_id": request.root_id} if request.root_id else {}
+    for i, step in enumerate(steps):
+        for t in _tasks_in(step):
+            first = i == 0 and not (isinstance(step, chord) and t is _final(step))
+            parent: dict[str, Any] = {"parent_id": request.id} if first and not request.called_directly else {}
+            t.set(replaced_task_nesting=nesting, **lineage, **parent)
     for rest in request.chain or ():  # the chain this task is a step of goes on after the replacement
-        steps.append(from_dict(dict(rest), app).set(replaced_task_nesting=nesting))
+        steps.append(from_dict(dict(rest), app))
+        for t in _tasks_in(steps[-1]):
+            t.set(replaced_task_nesting=nesting)
     replacement = steps[0] if len(steps) == 1 else chain(*steps, app=app)
     carried = stamping.options_of(request)  # the replaced task's stamps go on to its replacement
     return (stamping.stamp(replacement, None, **carried) if carried else replacement), final_id
