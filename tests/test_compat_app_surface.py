@@ -265,6 +265,7 @@ def test_store_result_and_deduplication_of_successful_tasks(celery_app: Celery) 
         {"state": states.RETRY, "meta": {"exc_type": "ValueError", "exc_module": "builtins",
                                          "exc_message": ["no"]}}).args == ("no",)
     assert celery_app.bridge.run(stored_success(celery_app, "t1")) == (False, None)  # the option is off
+    assert celery_app.bridge.run(stored_success(celery_app, "t1", marked=True)) == (True, "first-pass")  # sender's
     celery_app.conf.worker_deduplicate_successful_tasks = True
     assert celery_app.bridge.run(stored_success(celery_app, "t1")) == (True, "first-pass")
     assert celery_app.bridge.run(stored_success(celery_app, "t2")) == (False, None)  # not a SUCCESS

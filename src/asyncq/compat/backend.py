@@ -71,12 +71,15 @@ class RedisBackend:
         self.app.bridge.run(store.forget(self.app, task_id))
 
 
-async def stored_success(app: CeleryApp, task_id: str) -> tuple[bool, Any]:
-    """``(True, value)`` when ``worker_deduplicate_successful_tasks`` is on and ``task_id`` already has a SUCCESS
-    recorded (a redelivered task that finished, or stored its result, before its message came back): the worker
-    then skips the body and completes the job with ``value``, so its chain and callbacks still run once.
-    ``(False, None)`` otherwise."""
-    if not app.conf.get("worker_deduplicate_successful_tasks"):
+async def stored_success(app: CeleryApp, task_id: str, *, marked: bool = False) -> tuple[bool, Any]:
+    """``(True, value)`` when deduplication applies and ``task_id`` already has a SUCCESS recorded (a redelivered
+    task that finished, or stored its result, before its message came back): the worker then skips the body and
+    completes the job with ``value``, so its chain and callbacks still run once. ``(False, None)`` otherwise.
+
+    Deduplication applies when this worker's app sets ``worker_deduplicate_successful_tasks``, or when the task
+    was sent by an app that sets it (``marked``: the producer marks its messages), so every worker of a fleet
+    treats the task alike even while their configurations differ (a rolling change, a worker started earlier)."""
+    if not (marked or app.conf.get("worker_deduplicate_successful_tasks")):
         return False, None
     state = await store.read_state(app, task_id)
     if state is not None and state.get("state") == states.SUCCESS:
