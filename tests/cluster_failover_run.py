@@ -1,7 +1,8 @@
 """One failover run on a Redis Cluster, shared by tests/test_cluster_failover.py (2,000 jobs) and
 benchmarks/cluster_failover.py (20,000 jobs): a producer enqueues jobs over several shards at a steady rate while
 worker processes run them, and a master is SIGKILLed (its replica is promoted after the node timeout) or handed
-over with ``CLUSTER FAILOVER`` part-way through.
+over with ``CLUSTER FAILOVER`` part-way through. A killed master is restarted once its replica took over: it
+rejoins as the new master's replica, as a repaired machine would.
 
 Counting. Each job ``n`` has the job id ``f<n>`` (the cluster layout tags it with its shard), so an enqueue that
 failed while the master changed is retried with the same id and enqueued once. A job counts as *enqueued* once
@@ -55,6 +56,8 @@ class FailoverReport:
     new_master: int = 0
     #: from the kill (or CLUSTER FAILOVER) to every node agreeing on the new master
     failover_s: float = 0.0
+    #: kill mode: from the kill until the restarted node is the new master's synced replica
+    rejoined_s: float = 0.0
     #: the longest gap between two consecutive completions
     longest_pause_s: float = 0.0
     wall_s: float = 0.0
@@ -64,7 +67,9 @@ class FailoverReport:
     def line(self) -> str:
         return (f"{self.mode}: {self.jobs:,} jobs over {self.shards} shards, wait_replicas={self.wait_replicas}: "
                 f"enqueued {self.enqueued:,}, completed {self.completed:,}, lost {self.lost}, run twice "
-                f"{self.run_twice}; failover {self.failover_s:.1f} s, longest pause in completions "
+                f"{self.run_twice}; failover {self.failover_s:.1f} s"
+                + (f" (killed node back as a replica at {self.rejoined_s:.1f} s)" if self.rejoined_s else "")
+                + f", longest pause in completions "
                 f"{self.longest_pause_s:.1f} s, enqueue retries {self.enqueue_retries} (longest batch "
                 f"{self.longest_enqueue_s:.1f} s), wall {self.wall_s:.1f} s")
 
@@ -108,9 +113,14 @@ class FailoverRun:
         if self.report.mode == "kill":
             self.cluster.kill_master(target)
             self.report.new_master = await asyncio.to_thread(self.cluster.wait_failover, target, 60.0)
+            self.report.failover_s = time.monotonic() - t0
+            # the lost machine comes back as the new master's replica, as an operator would bring it back (until
+            # then the shard has no replica: enqueue_wait_replicas cannot be met there)
+            await asyncio.to_thread(self.cluster.restart_node, target, 60.0)
+            self.report.rejoined_s = time.monotonic() - t0
         else:
             self.report.new_master = await asyncio.to_thread(self.cluster.failover, master_port=target, timeout=60.0)
-        self.report.failover_s = time.monotonic() - t0
+            self.report.failover_s = time.monotonic() - t0
 
     async def enqueue(self, numbers: range) -> None:
         """One batch, retried with the same ids until Redis acknowledges it."""
