@@ -46,3 +46,34 @@ def test_a_task_applied_inside_another_has_it_as_parent_and_shares_its_root(app:
     assert parent_id == outer_id and root_id == outer_id
     alone = child.apply()
     assert tuple(alone.get()) == (None, alone.id)  # on its own: no parent, its own root
+
+
+def test_message_properties_reach_the_request_and_an_immutable_errback_keeps_its_arguments(app: Celery) -> None:
+    import time
+
+    from .test_compat_unit import ThreadWorker
+
+    seen: list[object] = []
+
+    @app.task(name="runtime.props", bind=True)
+    def props(self: object) -> dict[str, object]:
+        return dict(self.request.properties)  # type: ignore[attr-defined]
+
+    @app.task(name="runtime.boom")
+    def boom() -> None:
+        raise ValueError("boom")
+
+    @app.task(name="runtime.echo")
+    def echo(message: str, key: str = "k") -> None:  # two positional parameters: "new style" by arity
+        seen.append((message, key))
+
+    with ThreadWorker(app):
+        got = props.apply_async(app_id="1234").get(timeout=10)
+        assert got["app_id"] == "1234" and got["correlation_id"]
+        res = boom.apply_async(link_error=echo.si("called"))
+        with pytest.raises(ValueError):
+            res.get(timeout=10)
+        deadline = time.monotonic() + 10
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert seen == [("called", "k")]

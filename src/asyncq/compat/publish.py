@@ -36,7 +36,7 @@ OPTIONS = frozenset({
 #: accepted and not needed: publishing never retries silently (enqueue raises BrokerUnavailable instead),
 #: and connections, producers and exchanges are asyncq's business
 IGNORED = frozenset({"retry", "retry_policy", "producer", "connection", "publisher", "add_to_parent", "reply_to",
-                     "declare", "immutable", "subtask_type", "compression", "app_id", "argsrepr", "kwargsrepr"})
+                     "declare", "immutable", "subtask_type", "compression", "argsrepr", "kwargsrepr"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +144,11 @@ def prepare(app: CeleryApp, name: str, args: Any, kwargs: Any, options: dict[str
         "priority": priority,
         "origin": app.origin,
         "reply": getattr(parent, "reply", None),  # a Celery producer may wait on this child too
+        # worker_deduplicate_successful_tasks set in the sender's app: the worker honours it for this task
+        "dedup": True if app.conf.get("worker_deduplicate_successful_tasks") else None,
+        # Celery's message properties, as self.request.properties shows them
+        "properties": {k: v for k, v in (("app_id", options.get("app_id")), ("correlation_id", task_id),
+                                          ("priority", priority)) if v is not None},
     }
     celery = {k: v for k, v in celery.items() if v is not None}
     asyncq_priority = None if priority is None else MAX_PRIORITY - max(0, min(MAX_PRIORITY, int(priority)))

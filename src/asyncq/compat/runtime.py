@@ -285,7 +285,8 @@ async def execute(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
             if failed_before:  # a chord header or an earlier chain step failed: this one fails without running
                 raise ChordError(failed_before)
             # worker_deduplicate_successful_tasks: a redelivered task whose SUCCESS is recorded is not run again
-            done, stored = (await stored_success(app, request.id or "")
+            marked = bool(job.headers.get("celery", {}).get("dedup"))  # the sender's app asked for it
+            done, stored = (await stored_success(app, request.id or "", marked=marked)
                             if request.delivery_info.get("redelivered") else (False, None))
             retval = stored if done else await call_body(task, args, kwargs, request)
         except Retry as exc:
@@ -379,7 +380,8 @@ async def _errbacks(task: Task, request: Context, exc: BaseException) -> None:
         if target is None or not _takes_request(target):
             old_style.append(sig)
             continue
-        args = (request, exc, exc.__traceback__, *sig["args"])
+        # Celery calls it as sig(request, exc, tb): an immutable signature ignores those partial arguments
+        args = tuple(sig["args"]) if sig.immutable else (request, exc, exc.__traceback__, *sig["args"])
         try:  # an errback that fails is logged; it never changes the task's own outcome
             if _is_async(target):
                 await target(*args, **sig["kwargs"])
