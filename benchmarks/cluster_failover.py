@@ -3,7 +3,7 @@
     python benchmarks/cluster_failover.py                      # SIGKILL the master of shard 0 at 40 %
     python benchmarks/cluster_failover.py --wait-replicas 1    # enqueue waits for a replica (WAIT) first
     python benchmarks/cluster_failover.py --mode manual        # CLUSTER FAILOVER on its replica instead
-    python benchmarks/cluster_failover.py --jobs 5000 --rate 1000 --workers 3
+    python benchmarks/cluster_failover.py --jobs 5000 --rate 1000 --workers 3 --runs 3
 
 It starts its own cluster (asyncq.embedded.EmbeddedCluster: 3 masters x 1 replica, node timeout 2 s, free
 private ports, never 6379), ``--workers`` processes of ``asyncq worker tests.cluster_app:app``, and a producer
@@ -48,20 +48,29 @@ def main() -> None:
     parser.add_argument("--lease", type=float, default=5.0)
     parser.add_argument("--drain-window", type=float, default=60.0)
     parser.add_argument("--node-timeout-ms", type=int, default=2000)
-    parser.add_argument("--json", help="also write the report to this file")
+    parser.add_argument("--runs", type=int, default=1, help="runs, each on a fresh cluster")
+    parser.add_argument("--json", help="also write the reports to this file")
     args = parser.parse_args()
-    with EmbeddedCluster(masters=3, replicas=1, node_timeout_ms=args.node_timeout_ms, new_session=True) as cluster:
-        report = asyncio.run(run_failover(
-            cluster, jobs=args.jobs, shards=args.shards, rate=args.rate, kill_at=args.kill_at, mode=args.mode,
-            workers=args.workers, concurrency=args.concurrency, lease=args.lease, wait_replicas=args.wait_replicas,
-            drain_window=args.drain_window))
-    print(report.line())
-    for error in report.errors:
-        print("  error:", error)
-    print(f"  logs and run log: {report.logs}")
+    reports = []
+    for i in range(args.runs):
+        with EmbeddedCluster(masters=3, replicas=1, node_timeout_ms=args.node_timeout_ms,
+                             new_session=True) as cluster:
+            report = asyncio.run(run_failover(
+                cluster, jobs=args.jobs, shards=args.shards, rate=args.rate, kill_at=args.kill_at, mode=args.mode,
+                workers=args.workers, concurrency=args.concurrency, lease=args.lease,
+                wait_replicas=args.wait_replicas, drain_window=args.drain_window))
+        reports.append(report)
+        print(f"run {i + 1}: {report.line()}", flush=True)
+        for error in report.errors:
+            print("  error:", error)
+        print(f"  logs and run log: {report.logs}")
+    if len(reports) > 1:
+        print(f"{len(reports)} runs: lost {[r.lost for r in reports]}, run twice {[r.run_twice for r in reports]}, "
+              f"failover s {[round(r.failover_s, 1) for r in reports]}, "
+              f"longest pause s {[round(r.longest_pause_s, 1) for r in reports]}")
     if args.json:
-        Path(args.json).write_text(json.dumps({k: str(v) if isinstance(v, Path) else v
-                                               for k, v in asdict(report).items()}, indent=2))
+        Path(args.json).write_text(json.dumps([{k: str(v) if isinstance(v, Path) else v
+                                                for k, v in asdict(r).items()} for r in reports], indent=2))
 
 
 if __name__ == "__main__":
