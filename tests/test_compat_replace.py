@@ -117,6 +117,17 @@ def tasks(app: Celery) -> dict[str, Any]:
     def replace_with_lineage(self: Any) -> Any:
         return self.replace(lineage.s())
 
+    @app.task(name="r.grow", bind=True)
+    def grow(self: Any, nums: list[int], val: int) -> int:
+        for n in nums:
+            self.add_to_chord(add.s(n, val))
+        self.add_to_chord(group(add.s(n, val) for n in nums) | xsum.s())
+        return 0
+
+    @app.task(name="r.xsum")
+    def xsum(nums: list[Any]) -> int:
+        return sum(nums)
+
     @app.task(name="r.replace_with_empty_chain", bind=True)
     def replace_with_empty_chain(self: Any, *_: Any) -> Any:
         return self.replace(chain())
@@ -198,6 +209,15 @@ def test_the_replacement_is_a_child_of_the_replaced_task(app: Celery, tasks: dic
     with ThreadWorker(app):
         r = tasks["replace_with_lineage"].delay()
         assert r.get(timeout=10) == [r.id, r.id]  # same root; the replaced task is the parent
+
+
+def test_add_to_chord_makes_the_body_wait_for_the_added_members(app: Celery, tasks: dict[str, Any]) -> None:
+    t = tasks
+    with ThreadWorker(app):
+        c = group([t["grow"].s([1, 2, 3], 4), t["add"].s(10, 10)]) | t["identity"].s()
+        assert c.delay().get(timeout=10) == [0, 20, 5, 6, 7, 18]  # the added ones after the original members
+        with pytest.raises(ValueError, match="not member of any chord"):
+            t["grow"].delay([1], 1).get(timeout=10)
 
 
 def test_replace_refuses_an_empty_chain_and_a_chord_member(app: Celery, tasks: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from asyncq.compat import stamping, states
+from asyncq.compat import canvas, stamping, states
 from asyncq.compat._state import CeleryApp, current_app
 from asyncq.compat.canvas import Signature, chain, chord, from_dict, group
 from asyncq.compat.eager import run_eagerly
@@ -222,6 +222,21 @@ class Task:
             return sig.apply().get()
         sig.apply_async()
         raise Ignore("Replaced by new task")
+
+    def add_to_chord(self, sig: Signature, lazy: bool = False) -> Any:
+        """Add ``sig`` (a task or a canvas) to the chord this task is a header member of: the body then waits for
+        it too and gets its result after the original members' (Celery's Redis-backend feature). Returns its
+        result (``sig.delay()``), or with ``lazy=True`` the signature, for you to send."""
+        request = self.request
+        join = request.chord
+        if not join:
+            raise ValueError("Current task is not member of any chord")
+        index = self.app.bridge.run(canvas.join_add_member(self.app, join))
+        member = canvas.with_continuation(sig, join, index)
+        lineage: dict[str, Any] = {"root_id": request.root_id} if request.root_id else {}
+        for t in _tasks_in(member):  # sent from the bridge loop, where this task's request is not current
+            t.set(parent_id=request.id, **lineage)
+        return member if lazy else member.delay()
 
     def update_state(self, task_id: str | None = None, state: str | None = None, meta: Any = None,
                      **kwargs: Any) -> None:
