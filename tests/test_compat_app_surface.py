@@ -337,3 +337,16 @@ def test_revoke_by_stamped_headers_replies_as_celery_and_is_not_a_revoked_id(cel
         assert reply == [{name: {"ok": "headers {'mid': ['a']} flagged as revoked, but not terminated"}}]
         celery_app.AsyncResult("x").revoke_by_stamped_headers({"mid": "b"})
         assert (celery_app.control.inspect().revoked() or {})[name] == []  # stamps are not task ids
+
+
+def test_test_worker_serves_the_modules_of_the_apps_tasks(celery_app: Celery) -> None:
+    from asyncq.compat.contrib.testing import worker
+
+    celery_app.register_task(Doubler())  # defined in this module
+
+    @celery_app.task(name="surface.local")
+    def local() -> None: ...
+
+    modules = worker.worker_spec(celery_app)["task_modules"]
+    assert __name__ in modules  # what the worker process imports to know the same tasks
+    assert not [m for m in modules if m.startswith(("asyncq.", "celery."))]  # built-ins are the worker's own

@@ -18,6 +18,18 @@ from asyncq.compat.app import Celery
 from asyncq.compat.contrib.testing import tasks as _tasks  # noqa: F401 - celery.ping, answered by this worker
 
 
+def _import_task_modules(modules: Any) -> None:
+    """The modules the test's app got its tasks from, best effort: one that cannot be imported here (a test
+    module with side effects, say) only means its tasks are not served, which the log says."""
+    for module in modules:
+        if module not in sys.modules:
+            try:
+                importlib.import_module(module)
+            except Exception as exc:
+                print(f"asyncq test worker: cannot import {module} ({exc!r}); its tasks are not served",
+                      file=sys.stderr, flush=True)
+
+
 def _build() -> Celery:
     raw = os.environ.get("ASYNCQ_TESTING_APP")
     if not raw:
@@ -39,6 +51,7 @@ def _build() -> Celery:
     app.conf.update(config)
     for module in spec.get("includes", ()):
         importlib.import_module(module)
+    _import_task_modules(spec.get("task_modules", ()))
     for path in spec.get("class_tasks", ()):
         module, _, qualname = path.partition(":")
         obj: Any = importlib.import_module(module)

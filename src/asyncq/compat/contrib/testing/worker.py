@@ -101,6 +101,18 @@ def _uses_celery_alias() -> bool:
     return celery is not None and getattr(celery, "__name__", "").startswith("asyncq.compat")
 
 
+def task_modules(app: Celery) -> list[str]:
+    """The modules that define the tasks ``app`` knows now. Celery's test worker runs in the test process and
+    shares the app object, so it serves every task the test registered; the asyncq worker process imports these
+    modules to know the same tasks (a task defined inside a function cannot be imported and is not served)."""
+    modules = []
+    for task in list(app.tasks.values()):
+        module = getattr(task, "__module__", None) or ""
+        if module and module != "__main__" and not module.startswith(("asyncq.", "celery.")):
+            modules.append(module)
+    return list(dict.fromkeys(modules))
+
+
 def worker_spec(app: Celery, includes: Iterable[str] = (), class_tasks: Iterable[type] = ()) -> dict[str, Any]:
     """What :mod:`.served` needs to rebuild ``app`` in the worker process."""
     name, config = config_of(app)
@@ -108,6 +120,7 @@ def worker_spec(app: Celery, includes: Iterable[str] = (), class_tasks: Iterable
         "main": name,
         "config": _jsonable(config),
         "includes": list(dict.fromkeys([*includes, *(config.get("include") or ())])),
+        "task_modules": task_modules(app),
         "class_tasks": [f"{cls.__module__}:{cls.__qualname__}" for cls in class_tasks],
         "alias": _uses_celery_alias(),
     }
