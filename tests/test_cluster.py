@@ -302,6 +302,80 @@ def test_the_cli_reads_every_shard(cluster: EmbeddedCluster) -> None:
     assert [d["job_id"] for d in (letters["dead_letters"] if isinstance(letters, dict) else letters)] == [dead]
 
 
+async def test_pause_holds_every_shard_and_resume_releases_them(
+    cluster: EmbeddedCluster, workers: WorkerRunner
+) -> None:
+    app = sharded_app(cluster)
+    done: list[int] = []
+
+    @app.task(name="c.count", queue="q")
+    async def count(n: int) -> None:
+        done.append(n)
+
+    env = {**os.environ, "ASYNCQ_REDIS_URL": cluster.url}
+    try:
+        jobs = await app.enqueue_many([count.s(n) for n in range(8)])  # two per shard
+        pause = await asyncio.create_subprocess_exec(sys.executable, "-m", "asyncq", "pause", "q", env=env)
+        assert await pause.wait() == 0
+        await workers.start(app, queues=("q",), poll_interval=0.2)
+        assert {shard(j.job_id)[1] for j in jobs} == set(range(SHARDS))
+        await asyncio.sleep(1.0)  # five polls of every shard: a paused queue gives nothing
+        assert done == []
+        resume = await asyncio.create_subprocess_exec(sys.executable, "-m", "asyncq", "resume", "q", env=env)
+        assert await resume.wait() == 0
+        await wait_until(lambda: len(done) == 8, timeout=20)
+    finally:
+        await app.close()
+
+
+async def test_a_queue_paused_before_its_shards_were_used_stays_paused_on_every_shard(
+    cluster: EmbeddedCluster, workers: WorkerRunner
+) -> None:
+    app = sharded_app(cluster)  # knows 4 shards; the cluster has recorded none yet when `asyncq pause` runs
+    done: list[int] = []
+
+    @app.task(name="c.count", queue="q")
+    async def count(n: int) -> None:
+        done.append(n)
+
+    env = {**os.environ, "ASYNCQ_REDIS_URL": cluster.url}
+    try:
+        pause = await asyncio.create_subprocess_exec(sys.executable, "-m", "asyncq", "pause", "q", env=env)
+        assert await pause.wait() == 0
+        await workers.start(app, queues=("q",), poll_interval=0.2)
+        await app.enqueue_many([count.s(n) for n in range(8)])
+        await asyncio.sleep(1.0)
+        assert done == [], "a paused queue ran jobs on the shards it had not used when it was paused"
+        resume = await asyncio.create_subprocess_exec(sys.executable, "-m", "asyncq", "resume", "q", env=env)
+        assert await resume.wait() == 0
+        await wait_until(lambda: len(done) == 8, timeout=20)
+    finally:
+        await app.close()
+
+
+async def test_a_plain_url_with_cluster_true_uses_the_cluster_layout(
+    cluster: EmbeddedCluster, workers: WorkerRunner
+) -> None:
+    app = App(redis_url=f"redis://127.0.0.1:{cluster.masters()[0]}", cluster=True)
+
+    @app.task(name="c.double")
+    async def double(x: int) -> int:
+        return 2 * x
+
+    try:
+        await workers.start(app)
+        job = await double.enqueue(21)
+        assert shard(job.job_id) == ("default", 0)
+        assert await job.result(timeout=10) == 42
+    finally:
+        await app.close()
+
+
+def test_shards_are_refused_on_one_redis() -> None:
+    with pytest.raises(ConfigurationError, match="needs Redis Cluster"):
+        App(redis_url="redis://127.0.0.1:1/0", queue_shards={"q": 2})
+
+
 # --- a real worker process, SIGKILLed -----------------------------------------------------------------------
 def start_worker(cluster: EmbeddedCluster, log: Path, runlog: Path, **settings: object) -> subprocess.Popen[bytes]:
     env = {**os.environ, "ASYNCQ_REDIS_URL": cluster.url, "PYTHONPATH": str(ROOT), RUNLOG_ENV: str(runlog)}
