@@ -376,6 +376,45 @@ def test_shards_are_refused_on_one_redis() -> None:
         App(redis_url="redis://127.0.0.1:1/0", queue_shards={"q": 2})
 
 
+async def test_the_dashboard_shows_every_shard(cluster: EmbeddedCluster, workers: WorkerRunner) -> None:
+    from .web.test_api import client_for
+
+    app = App(redis_url=cluster.url, queue_shards={"web": 3})
+
+    @app.task(name="c.double", queue="web")
+    async def double(x: int) -> int:
+        return 2 * x
+
+    @app.task(name="c.boom", queue="web", max_tries=1)
+    async def boom(x: int) -> None:
+        raise ValueError(f"boom {x}")
+
+    try:
+        async with client_for(app) as client:
+            jobs = await app.enqueue_many([double.s(i) for i in range(9)])
+            overview = (await client.get("/api/overview")).json()
+            (web,) = [q for q in overview["queues"] if q["queue"] == "web"]
+            assert web["length"] == 9
+            w = await workers.start(app, queues=("web",))
+            failed = [await boom.enqueue(i) for i in range(3)]
+            assert [await j.result(timeout=10) for j in jobs] == [2 * i for i in range(9)]
+
+            async def all_dead() -> bool:
+                return bool((await client.get("/api/dead-letters")).json()["total"] == 3)
+
+            await wait_until(all_dead, timeout=20)
+            overview = (await client.get("/api/overview")).json()
+            assert w.worker_id in {x["worker_id"] for x in overview["workers"]}
+            (web,) = [q for q in overview["queues"] if q["queue"] == "web"]
+            assert (web["length"], web["dead_letters"]) == (0, 3)
+            for job in (jobs[4], failed[2]):
+                assert (await client.get(f"/api/jobs/{job.job_id}")).status_code == 200
+            listed = {r["job_id"] for r in (await client.get("/api/jobs")).json()}
+            assert {j.job_id for j in jobs} <= listed
+    finally:
+        await app.close()
+
+
 # --- a real worker process, SIGKILLed -----------------------------------------------------------------------
 def start_worker(cluster: EmbeddedCluster, log: Path, runlog: Path, **settings: object) -> subprocess.Popen[bytes]:
     env = {**os.environ, "ASYNCQ_REDIS_URL": cluster.url, "PYTHONPATH": str(ROOT), RUNLOG_ENV: str(runlog)}
