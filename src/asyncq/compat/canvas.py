@@ -587,22 +587,24 @@ def with_continuation(sig: Signature, meta: dict[str, Any], index: int) -> Signa
 
 async def send(app: CeleryApp, sig: Signature, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None,
                chain_rest: list[dict[str, Any]] | None = None, failure: str | None = None,
-               quiet: bool = False) -> None:
+               error: dict[str, Any] | None = None) -> None:
     """Send what runs first of a frozen canvas (one round trip), with what follows it carried along."""
     out: list[Signature] = []
-    await plan(app, sig, args, kwargs or {}, out, chain_rest or [], failure, quiet)
+    await plan(app, sig, args, kwargs or {}, out, chain_rest or [], failure, error)
     if out:
         await app.asend_many(out)
 
 
 async def plan(app: CeleryApp, sig: Signature, args: tuple[Any, ...], kwargs: dict[str, Any],
                out: list[Signature], chain_rest: list[dict[str, Any]], failure: str | None = None,
-               quiet: bool = False) -> None:
+               error: dict[str, Any] | None = None) -> None:
     """Add to ``out`` the plain task calls that start ``sig`` (partial ``args``/``kwargs`` applied), each carrying
     its continuation: ``chain_rest`` (what follows ``sig`` in a chain) and the join in its options.
 
-    ``failure``: do not run, fail with ``ChordError(failure)`` (a chord header or an earlier chain step failed);
-    ``quiet``: without calling the errbacks (they ran where the failure happened)."""
+    ``failure``: do not run, fail with ``ChordError(failure)`` (a chord header failed: the errbacks run);
+    ``error`` too: an earlier step of the chain failed with that exception (``codec.encode_error``): fail with
+    it again, without calling the errbacks (they ran where the failure happened), as Celery marks every later
+    step of a failed chain with the same exception."""
     if isinstance(sig, chain):
         steps = sig.steps()
         if not steps:
@@ -610,7 +612,7 @@ async def plan(app: CeleryApp, sig: Signature, args: tuple[Any, ...], kwargs: di
         for s in steps:
             s.freeze()
         rest = [dict(s) for s in steps[1:]] + chain_rest
-        await plan(app, steps[0], args, kwargs, out, rest, failure, quiet)
+        await plan(app, steps[0], args, kwargs, out, rest, failure, error)
     elif isinstance(sig, chord):
         body = sig._body()
         body.freeze()
@@ -618,15 +620,17 @@ async def plan(app: CeleryApp, sig: Signature, args: tuple[Any, ...], kwargs: di
             await _stream_header(app, sig.header, args, kwargs, [dict(body), *chain_rest])
             return
         sig.header.freeze(group_id=sig.options.get("group_id"))
-        await plan(app, sig.header, args, kwargs, out, [dict(body), *chain_rest], failure, quiet)
+        await plan(app, sig.header, args, kwargs, out, [dict(body), *chain_rest], failure, error)
     elif isinstance(sig, group):
-        await _plan_group(app, sig, args, kwargs, out, chain_rest, failure, quiet)
+        await _plan_group(app, sig, args, kwargs, out, chain_rest, failure, error)
     else:
         opts: dict[str, Any] = {}
         if chain_rest:
             opts["chain"] = [*(sig.options.get("chain") or ()), *chain_rest]
-        if failure is not None:
-            opts["chord_error" if not quiet else "chain_error"] = failure
+        if failure is not None and error is None:
+            opts["chord_error"] = failure
+        elif failure is not None:
+            opts["chain_error"] = {"message": failure, "error": error}
         s = sig.clone(args, kwargs, **opts)
         s.freeze()
         out.append(s)
@@ -634,14 +638,14 @@ async def plan(app: CeleryApp, sig: Signature, args: tuple[Any, ...], kwargs: di
 
 async def _plan_group(app: CeleryApp, sig: group, args: tuple[Any, ...], kwargs: dict[str, Any],
                       out: list[Signature], chain_rest: list[dict[str, Any]], failure: str | None,
-                      quiet: bool) -> None:
+                      error: dict[str, Any] | None) -> None:
     gid = sig.freeze().id
     units = sig.units()
     parent = sig.options.get(CHORD)
     if not chain_rest and parent is None:  # the results go nowhere: the members run on their own
         for i, u in enumerate(units):
             member = u.clone(group_id=gid, group_index=i) if _plain(u) else u
-            await plan(app, member, args, kwargs, out, [], failure, quiet)
+            await plan(app, member, args, kwargs, out, [], failure, error)
         return
     join: dict[str, Any] = {"group_id": gid, "size": len(units), "chain": chain_rest}
     if parent is not None:
@@ -650,7 +654,7 @@ async def _plan_group(app: CeleryApp, sig: group, args: tuple[Any, ...], kwargs:
         await joined(app, join, [])
         return
     for i, u in enumerate(units):
-        await plan(app, with_continuation(u, join, i), args, kwargs, out, [], failure, quiet)
+        await plan(app, with_continuation(u, join, i), args, kwargs, out, [], failure, error)
 
 
 async def _stream_header(app: CeleryApp, header: group, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -723,9 +727,10 @@ async def part_failed(app: CeleryApp, join: dict[str, Any], message: str) -> Non
 
 
 async def propagate_failure(app: CeleryApp, chain_rest: list[dict[str, Any]], join: dict[str, Any] | None,
-                            message: str) -> None:
-    """A task failed: the rest of its chain fails too (quietly: its errbacks ran already), else its join."""
+                            message: str, error: dict[str, Any]) -> None:
+    """A task failed with ``error``: the rest of its chain fails with it too (quietly: its errbacks ran
+    already), else its join fails (``message`` is the ``ChordError`` its body gets)."""
     if chain_rest:
-        await send(app, from_dict(chain_rest[0], app), chain_rest=chain_rest[1:], failure=message, quiet=True)
+        await send(app, from_dict(chain_rest[0], app), chain_rest=chain_rest[1:], failure=message, error=error)
     elif join is not None:
         await part_failed(app, join, message)

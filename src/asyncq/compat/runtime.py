@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 
+from asyncq.codec import encode_error, rebuild_exception
 from asyncq.compat import canvas, signals, stamping, states, store
 from asyncq.compat.backend import stored_success
 from asyncq.compat.canvas import Signature, from_dict
@@ -281,14 +282,7 @@ async def execute(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
                                                                kwargs=kwargs)),
                      (task.before_start, (request.id or "", args, kwargs), {}))
         try:
-            failed_before = request.chord_error or job.headers.get("celery", {}).get("chain_error")
-            if failed_before:  # a chord header or an earlier chain step failed: this one fails without running
-                raise ChordError(failed_before)
-            # worker_deduplicate_successful_tasks: a redelivered task whose SUCCESS is recorded is not run again
-            marked = bool(job.headers.get("celery", {}).get("dedup"))  # the sender's app asked for it
-            done, stored = (await stored_success(app, request.id or "", marked=marked)
-                            if request.delivery_info.get("redelivered") else (False, None))
-            retval = stored if done else await call_body(task, args, kwargs, request)
+            retval = await _run(task, args, kwargs, request)
         except Retry as exc:
             state, retval = states.RETRY, exc
             einfo = _einfo(exc.exc or exc)
@@ -350,13 +344,40 @@ async def _failed(task: Task, request: Context, exc: BaseException, args: tuple[
                  (signals.task_failure.send, (), dict(sender=task, task_id=request.id, exception=exc, args=args,
                                                       kwargs=kwargs, traceback=exc.__traceback__, einfo=einfo)))
     app = task.app
-    propagated = current_job().headers.get("celery", {}).get("chain_error")
-    if not propagated:  # a step failed because an earlier one did: the errbacks ran where that happened
+    earlier = current_job().headers.get("celery", {}).get("chain_error")
+    if not earlier:  # a step failed because an earlier one did: the errbacks ran where that happened
         await _errbacks(task, request, exc)
-    message = request.chord_error or propagated or f"Dependency {request.id} raised {exc!r}"
+    earlier = earlier if isinstance(earlier, dict) else {}
+    message = request.chord_error or earlier.get("message") or f"Dependency {request.id} raised {exc!r}"
+    error = earlier.get("error") or encode_error(app.asyncq_app.serializer, exc)
     # the rest of its chain, or the chord it is part of, fails too (nothing waits on a task that never runs)
-    await canvas.propagate_failure(app, list(request.chain or ()), request.chord, message)
+    await canvas.propagate_failure(app, list(request.chain or ()), request.chord, message, error)
     await store_outcome(app, request, states.FAILURE, exc=exc)
+
+
+async def _run(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], request: Context) -> Any:
+    """The body, unless the task is to fail without running (its chord's header or an earlier step of its
+    chain failed) or its SUCCESS is already recorded (``worker_deduplicate_successful_tasks``)."""
+    job = current_job()
+    celery = job.headers.get("celery", {})
+    if request.chord_error:  # the chord's header failed: the body fails without running
+        raise ChordError(request.chord_error)
+    if celery.get("chain_error"):  # an earlier step of the chain failed: this one fails with that exception
+        raise _earlier_failure(celery["chain_error"], job.job_id)
+    # worker_deduplicate_successful_tasks: a redelivered task whose SUCCESS is recorded is not run again, when
+    # the sender's app asked for it (the "dedup" mark)
+    if request.delivery_info.get("redelivered"):
+        done, stored = await stored_success(task.app, request.id or "", marked=bool(celery.get("dedup")))
+        if done:
+            return stored
+    return await call_body(task, args, kwargs, request)
+
+
+def _earlier_failure(earlier: Any, job_id: str) -> BaseException:
+    """The exception an earlier step of the chain failed with (its type when importable here)."""
+    if isinstance(earlier, dict) and isinstance(earlier.get("error"), dict):
+        return rebuild_exception(earlier["error"], job_id)
+    return ChordError(str(earlier.get("message") if isinstance(earlier, dict) else earlier))
 
 
 def _takes_request(task: Task) -> bool:
