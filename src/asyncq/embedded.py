@@ -15,6 +15,7 @@ as long as the server, e.g. the main thread; the test suite's session server doe
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import os
@@ -355,7 +356,9 @@ class EmbeddedCluster:
     that was there before it). Persistence is off; each node's ``nodes.conf`` lives in its own directory, so
     ``restart_node()`` brings a killed node back as the replica of whoever took its slots. ``stop()`` (and
     leaving the ``with`` block) kills every node and deletes the directory. Nodes inherit none of the caller's
-    file descriptors; ``new_session`` and ``die_with_parent`` mean what they mean for EmbeddedRedis.
+    file descriptors; ``new_session`` and ``die_with_parent`` mean what they mean for EmbeddedRedis, except that
+    with ``die_with_parent`` the nodes are forked by a thread of the cluster's own that lives until ``stop()``, so
+    the methods may be called from any thread (``asyncio.to_thread``) and the nodes still die with the process.
 
     ``node_timeout_ms`` is Redis's ``cluster-node-timeout``: how long a master must be unreachable before its
     replica takes over (Redis's default is 15 s; 2 s keeps failover tests short on a loaded machine without
@@ -386,6 +389,7 @@ class EmbeddedCluster:
         self.die_with_parent = die_with_parent
         self.directory: Path | None = None
         self.nodes: list[ClusterNode] = []
+        self._launcher: concurrent.futures.ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         return f"<EmbeddedCluster {self.n_masters}x{1 + self.n_replicas} ports={[n.port for n in self.nodes]}>"
@@ -441,11 +445,22 @@ class EmbeddedCluster:
             # a replica's first sync starts at once (Redis 7 waits 5 s for more replicas to share a diskless one)
             "--repl-diskless-sync-delay", "0",
         ]
-        node.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
-            start_new_session=self.new_session,
-            preexec_fn=_die_with_parent(os.getpid()) if self.die_with_parent and sys.platform == "linux" else None,
-        )
+
+        def spawn() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
+                start_new_session=self.new_session,
+                preexec_fn=_die_with_parent(os.getpid()) if self.die_with_parent and sys.platform == "linux" else None,
+            )
+
+        if self.die_with_parent:
+            # PR_SET_PDEATHSIG fires when the *thread* that forked exits: a node restarted from a short-lived thread
+            # (asyncio.to_thread) would die with it. Every node is forked by one thread that lives until stop().
+            if self._launcher is None:
+                self._launcher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="asyncq-cluster")
+            node.proc = self._launcher.submit(spawn).result()
+        else:
+            node.proc = spawn()
 
     def _wait_pings(self, node: ClusterNode, deadline: float) -> None:
         while time.monotonic() < deadline:
@@ -511,6 +526,9 @@ class EmbeddedCluster:
         for node in self.nodes:
             self._kill(node)
         self.nodes = []
+        if self._launcher is not None:
+            self._launcher.shutdown(wait=False)
+            self._launcher = None
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
