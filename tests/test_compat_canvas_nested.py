@@ -150,7 +150,9 @@ def test_a_generated_chord_header_is_sent_as_it_is_generated(app: Celery) -> Non
             yield note.si(i)
 
     with ThreadWorker(app):
-        assert chord(header(), tsum.s())().get(timeout=10) == 6
+        res = chord(header(), tsum.s())()
+        assert res.get(timeout=10) == 6
+        assert len(res.parent.results) == 4  # the header's GroupResult, filled as the members were sent
         assert chord(iter([]), tsum.s())().get(timeout=10) == 0
         assert chord((add.si(i, 0) for i in range(3)), tsum.s()).apply().get() == 3
 

@@ -370,6 +370,8 @@ class group(_Canvas):
         #: a generator of members, consumed only as they are sent (a chord header: Celery sends each member as
         #: it is generated, so the first ones may run before the generator is done)
         self._lazy: Iterator[Any] | None = None
+        #: the result ``freeze()`` gave while the members were still to be generated: filled as they are sent
+        self._pending: GroupResult | None = None
         members: list[Signature] = []
         if len(tasks) == 1 and isinstance(tasks[0], Iterator):
             self._lazy = tasks[0]
@@ -448,6 +450,10 @@ class group(_Canvas):
 
     def freeze(self, _id: str | None = None, group_id: str | None = None, **_: Any) -> GroupResult:
         gid = self["options"].setdefault("group_id", _id or group_id or str(uuid.uuid4()))
+        if self._lazy is not None:  # members still to be generated: their results join it as they are sent
+            if self._pending is None:
+                self._pending = GroupResult(gid, [], app=self.app)
+            return self._pending
         return GroupResult(gid, [u.freeze(group_id=gid) for u in self.units()], app=self.app)
 
     @property
@@ -521,9 +527,7 @@ class chord(_Canvas):
         return body
 
     def freeze(self, _id: str | None = None, group_id: str | None = None, **_: Any) -> Any:
-        if self.header._lazy is not None:  # a generated header is frozen as it is sent
-            return self._body().freeze(_id)
-        header = self.header.freeze(group_id=self["options"].get("group_id"))
+        header = self.header.freeze(group_id=self["options"].get("group_id"))  # (generated: filled as sent)
         result = self._body().freeze(_id)
         _link_parent(result, header)  # as in Celery: the body's result has the header's as parent
         return result
@@ -661,12 +665,15 @@ async def _stream_header(app: CeleryApp, header: group, args: tuple[Any, ...], k
                          chain_rest: list[dict[str, Any]]) -> None:
     """A chord header given as a generator: each member is sent as soon as it is generated (its size is
     unknown to the join until the generator is done; then the join learns it and may complete right away)."""
-    gid = header["options"].setdefault("group_id", str(uuid.uuid4()))
+    gid = str(header.freeze().id)
+    pending = header._pending
     join: dict[str, Any] = {"group_id": gid, "size": None, "chain": chain_rest}
     n = 0
     for member in header.generated():
         for u in member.units() if isinstance(member, group) else [member]:
-            u.freeze(group_id=gid)
+            r = u.freeze(group_id=gid)
+            if pending is not None:
+                pending.results.append(r)
             out: list[Signature] = []
             await plan(app, with_continuation(u, join, n), args, kwargs, out, [])
             await app.asend_many(out)
