@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -79,6 +80,20 @@ def test_an_embedded_cluster_cleans_up_and_refuses_a_bad_shape() -> None:
     assert not directory.exists() and not node.running and pid is not None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_a_node_restarted_from_a_short_lived_thread_outlives_it(cluster: EmbeddedCluster) -> None:
+    # die_with_parent (PR_SET_PDEATHSIG) follows the forking thread: the cluster forks from a thread of its own
+    replica = cluster.replicas_of(cluster.masters()[0])[0]
+    cluster.kill_node(replica)
+    helper = threading.Thread(target=cluster.restart_node, args=(replica,))
+    helper.start()
+    helper.join()
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:  # a SIGTERM from the thread's exit would land within milliseconds
+        assert cluster.node(replica).running
+        time.sleep(0.05)
+    assert cluster.is_ready()
 
 
 # --- core scenarios --------------------------------------------------------------------------------------------
