@@ -47,6 +47,7 @@ sys.path.insert(0, str(HERE))
 from _common import DONE_KEY, FIRST_KEY, GO_KEY, LAST_KEY, NOOP, READY_KEY, noop_body  # noqa: E402
 
 from asyncq import App, JobSpec, WorkerSettings, run_worker  # noqa: E402
+from asyncq.cluster import shard_of, shard_tag  # noqa: E402
 from asyncq.embedded import EmbeddedCluster, EmbeddedRedis, find_cluster_tools  # noqa: E402
 
 CONCURRENCY = 100
@@ -92,8 +93,6 @@ def commands(port: int) -> tuple[int, int]:
 
 def spread_queue(cluster: EmbeddedCluster, masters: int) -> tuple[str, int]:
     """A queue name and shard count (one shard per master, else two) whose shards fall evenly on the masters."""
-    from asyncq.cluster import shard_tag
-
     for shards in (masters, 2 * masters):
         for i in range(2000):
             name = f"w1q{i}"
@@ -113,8 +112,6 @@ async def prefill(url: str, queue: str, shards: int, n: int) -> Counter[int]:
             jobs = await app.enqueue_many([JobSpec(NOOP, (), {}).set(queue=queue)
                                            for _ in range(min(1000, n - first))], batch_size=1000)
             if shards > 1:
-                from asyncq.cluster import shard_of
-
                 per_shard.update(shard_of(j.job_id)[1] for j in jobs)  # type: ignore[index]
             else:
                 per_shard[0] += len(jobs)

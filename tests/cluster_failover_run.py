@@ -29,6 +29,7 @@ from pathlib import Path
 import redis
 
 from asyncq import App, JobSpec
+from asyncq.cluster import shard_tag
 from asyncq.embedded import EmbeddedCluster
 from asyncq.exceptions import BrokerUnavailable
 from tests.cluster_runlog import RUNLOG_ENV, RunLog
@@ -200,8 +201,6 @@ async def run_failover(
 ) -> FailoverReport:
     """Produce ``jobs`` at ``rate`` per second; at ``kill_at`` (a fraction of the jobs enqueued) kill or fail
     over the master of shard 0; wait for the drain; count. Worker logs and the run log stay in ``directory``."""
-    from asyncq.cluster import shard_tag
-
     if mode not in ("kill", "manual"):
         raise ValueError(f"mode is 'kill' or 'manual', not {mode!r}")
     work = directory or Path(tempfile.mkdtemp(prefix="asyncq-failover-"))

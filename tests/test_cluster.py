@@ -25,7 +25,19 @@ from typing import Any
 
 import pytest
 
-from asyncq import App, ConfigurationError, JobAborted, JobSpec, JobStatus, Retry, admin, current_job
+from asyncq import (
+    App,
+    ConfigurationError,
+    JobAborted,
+    JobSpec,
+    JobStatus,
+    Retry,
+    Worker,
+    WorkerSettings,
+    admin,
+    current_job,
+)
+from asyncq.cluster import shard_of
 from asyncq.embedded import EmbeddedCluster
 
 from .cluster_harness import fresh_cluster
@@ -48,8 +60,6 @@ async def capp(cluster: EmbeddedCluster) -> AsyncIterator[App]:
 
 
 def shard(job_id: str) -> tuple[str, int]:
-    from asyncq.cluster import shard_of
-
     found = shard_of(job_id)
     assert found is not None, f"job id {job_id!r} carries no shard tag"
     return found
@@ -291,8 +301,6 @@ def test_the_cli_reads_every_shard(cluster: EmbeddedCluster) -> None:
         raise ValueError("boom")
 
     async def setup() -> str:
-        from asyncq import Worker, WorkerSettings
-
         try:
             await app.enqueue_many([JobSpec("c.sharded", (n,), {}) for n in range(12)])  # spread over 4 shards
             job = await broken_task.enqueue()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from asyncq import App
+from asyncq.cluster import NotReplicated, shard_tag
 from asyncq.embedded import EmbeddedCluster
 
 from .cluster_failover_run import QUEUE, run_failover
@@ -55,8 +56,6 @@ async def test_a_coordinated_failover_loses_nothing_and_runs_nothing_twice(
 
 
 async def test_enqueue_wait_replicas_says_when_no_replica_acknowledged(cluster: EmbeddedCluster) -> None:
-    from asyncq.cluster import NotReplicated, shard_tag
-
     app = App(redis_url=cluster.url, enqueue_wait_replicas=1, enqueue_wait_timeout=0.3)
 
     @app.task(name="c.noop")
