@@ -437,9 +437,10 @@ class group(_Canvas):
         return self.tasks[0].link(_sig(callback, self._app).clone().set(immutable=True))
 
     def link_error(self, errback: Any) -> Any:
-        """As in Celery: every member gets the errback (immutable), so it may run once per failed member."""
+        """As in Celery: every member gets (a copy of) the errback, so it may run once per failed member, each
+        time with that member's id (Celery asks for ``clone(immutable=True)``, which only sets an option)."""
         eb = _sig(errback, self._app)
-        return tuple(t.link_error(eb.clone().set(immutable=True)) for t in self.tasks)
+        return tuple(t.link_error(eb.clone()) for t in self.tasks)
 
     def units(self) -> list[Signature]:
         """The members as they run: nested groups unrolled into this one (Celery does the same)."""
@@ -517,7 +518,7 @@ class chord(_Canvas):
         if self.app.conf.get("task_allow_error_cb_on_chord_header"):
             eb = _sig(errback, self._app)
             for t in self.header.tasks:
-                t.link_error(eb.clone().set(immutable=True))
+                t.link_error(eb.clone())
         return self._body().link_error(errback)
 
     def _body(self) -> Signature:
