@@ -350,3 +350,37 @@ def test_test_worker_serves_the_modules_of_the_apps_tasks(celery_app: Celery) ->
     modules = worker.worker_spec(celery_app)["task_modules"]
     assert __name__ in modules  # what the worker process imports to know the same tasks
     assert not [m for m in modules if m.startswith(("asyncq.", "celery."))]  # built-ins are the worker's own
+
+
+def test_test_worker_gets_the_apps_configuration_as_it_is_now() -> None:
+    from asyncq.compat.contrib.testing import app as testing_app
+    from asyncq.compat.contrib.testing import worker
+
+    app = testing_app.TestApp(config={"broker_url": flushed_url(COMPAT_DB)})
+    try:
+        app.conf.worker_deduplicate_successful_tasks = True  # set after the app was made, before a worker starts
+        config = worker.worker_spec(app)["config"]
+        assert config["worker_deduplicate_successful_tasks"] is True
+        assert config["broker_url"] == flushed_url(COMPAT_DB)
+    finally:
+        app.close()
+
+
+def test_a_redelivered_task_with_a_recorded_success_is_not_run_again() -> None:
+    """A real ``asyncq worker`` process (contrib.testing.start_worker), as Celery's dedup tests run it."""
+    from asyncq.compat import chain
+    from asyncq.compat.contrib.testing import app as testing_app
+    from asyncq.compat.contrib.testing.worker import start_worker
+
+    from . import compat_dedup_app  # noqa: F401 - its shared tasks are on every app
+
+    app = testing_app.TestApp(config={"broker_url": flushed_url(COMPAT_DB)}, set_as_current=True)
+    store_then_reject, identity = app.tasks["dedup_app.store_then_reject"], app.tasks["dedup_app.identity"]
+    try:
+        with start_worker(app, perform_ping_check=False, shutdown_timeout=10):  # the option off in the worker
+            assert store_then_reject.apply_async().get(timeout=30) == "ran-again"  # off: the body runs again
+            app.conf.worker_deduplicate_successful_tasks = True  # on in the sender only: it marks its messages
+            flow = chain(store_then_reject.s(), identity.s())
+            assert flow.apply_async().get(timeout=30) == "first-pass"  # the chain goes on with the recorded value
+    finally:
+        app.close()

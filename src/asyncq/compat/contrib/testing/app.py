@@ -16,6 +16,7 @@ from typing import Any
 
 from asyncq.compat import _state
 from asyncq.compat.app import Celery
+from asyncq.compat.config import DEFAULTS
 from asyncq.compat.contrib.testing import tasks as _tasks  # noqa: F401 - registers celery.ping on every app
 
 DEFAULT_TEST_CONFIG: dict[str, Any] = {
@@ -55,10 +56,15 @@ def config_of(app: Celery) -> tuple[str, dict[str, Any]]:
     """The name and configuration ``app`` was made with by :func:`TestApp`; for other apps, their broker and
     backend (the rest of their configuration cannot be sent to another process)."""
     made = _made.get(app)
+    # settings changed since (a fixture that sets conf.X before starting its own worker, as Celery's tests do:
+    # Celery's in-process worker shares the app object, so it sees them)
+    changed = {k: v for k, v in app.conf.items() if k not in DEFAULTS or v != DEFAULTS[k]}
     if made is not None:
-        return made
+        return made[0], {**made[1], **changed, "broker_url": made[1]["broker_url"],
+                         "result_backend": made[1]["result_backend"]}
     return (app.main or "celery.tests",
-            {"broker_url": app.conf.broker_url, "result_backend": app.conf.result_backend or app.conf.broker_url})
+            {**changed, "broker_url": app.conf.broker_url,
+             "result_backend": app.conf.result_backend or app.conf.broker_url})
 
 
 @contextmanager
