@@ -225,6 +225,24 @@ class Broker(BrokerReads):
         return self.names
 
     # --- pub/sub channels (one per shard on a cluster: broker_cluster.py overrides these) ------------------
+    #: True when the scripts announce with SPUBLISH (Redis Cluster >= 7): subscribe with the methods below
+    sharded_pubsub = False
+
+    async def subscribe(self, pubsub: Any, *channels: str) -> None:
+        """Subscribe ``pubsub`` (from ``self.pubsub()``) to channels, the way this layout publishes them."""
+        await pubsub.subscribe(*channels)
+
+    async def unsubscribe(self, pubsub: Any, *channels: str) -> None:
+        await pubsub.unsubscribe(*channels)
+
+    async def reset_pubsub(self) -> None:
+        """After a pub/sub connection failed: nothing to do on one Redis (a cluster opens a fresh client)."""
+
+    async def next_message(self, pubsub: Any, timeout: float) -> dict[str, Any] | None:
+        """The next pub/sub message (type "message" for a published one) within ``timeout`` s, or None."""
+        msg: dict[str, Any] | None = await pubsub.get_message(timeout=timeout)
+        return msg
+
     def wake_channels(self, queues: Sequence[str]) -> list[str]:
         """The channels that announce new jobs in ``queues``."""
         return [self.names(keys.wake_channel(q)) for q in queues]

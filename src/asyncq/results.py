@@ -42,7 +42,7 @@ class ResultWaiter:
             if first:
                 channel = self._broker.done_channel(job_id)
                 self._channels[channel.encode()] = job_id
-                await self._pubsub.subscribe(channel)
+                await self._broker.subscribe(self._pubsub, channel)
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read(), name="asyncq-result-reader")
 
@@ -58,7 +58,7 @@ class ResultWaiter:
                     with contextlib.suppress(*REDIS_DOWN):
                         channel = self._broker.done_channel(job_id)
                         self._channels.pop(channel.encode(), None)
-                        await self._pubsub.unsubscribe(channel)
+                        await self._broker.unsubscribe(self._pubsub, channel)
 
     async def _resubscribe(self) -> None:
         """A new pub/sub connection for every channel still waited on, after an outage: the old one may point at a
@@ -73,7 +73,7 @@ class ResultWaiter:
             try:
                 await self._broker.initialize()
                 if self._channels:
-                    await self._pubsub.subscribe(*(c.decode() for c in self._channels))
+                    await self._broker.subscribe(self._pubsub, *(c.decode() for c in self._channels))
                 self._broken = False
             except REDIS_DOWN as exc:
                 log.debug("result listener could not resubscribe yet (%s)", exc)
@@ -81,10 +81,11 @@ class ResultWaiter:
     async def _read(self) -> None:
         while self._waiters:
             try:
-                msg = await self._pubsub.get_message(timeout=SAFETY_POLL)
+                msg = await self._broker.next_message(self._pubsub, SAFETY_POLL)
             except REDIS_DOWN as exc:
                 log.debug("result listener lost its connection (%s); waiters fall back to polling", exc)
                 await asyncio.sleep(SAFETY_POLL)
+                await self._broker.reset_pubsub()
                 await self._resubscribe()
                 continue
             except RuntimeError:  # not subscribed to anything right now

@@ -194,6 +194,9 @@ class AppSettings:
     enqueue_wait_replicas: int = 0
     #: seconds that wait may take before enqueue raises asyncq.cluster.NotReplicated
     enqueue_wait_timeout: float = 1.0
+    #: how a cluster announces wake-ups and results: "auto" (sharded pub/sub when every master runs Redis >= 7),
+    #: "sharded" (SPUBLISH: stays on the shard's nodes) or "classic" (PUBLISH: forwarded to every node)
+    cluster_pubsub: str = "auto"
 
     @property
     def is_cluster(self) -> bool:
@@ -211,6 +214,9 @@ class AppSettings:
             raise ConfigurationError(
                 "queue_shards > 1 needs Redis Cluster (a redis+cluster:// URL or cluster=True): one Redis has one "
                 "core, so splitting a queue there only costs round trips")
+        if self.cluster_pubsub not in ("auto", "sharded", "classic"):
+            raise ConfigurationError(
+                f"cluster_pubsub must be 'auto', 'sharded' (Redis >= 7) or 'classic', got {self.cluster_pubsub!r}")
         if self.enqueue_wait_replicas < 0 or self.enqueue_wait_timeout <= 0:
             raise ConfigurationError("enqueue_wait_replicas must be >= 0 and enqueue_wait_timeout > 0 seconds")
         if self.enqueue_wait_replicas and not self.is_cluster:

@@ -11,7 +11,7 @@ local abort_set, abort_channel, done_prefix = ARGV[6], ARGV[7], ARGV[8]
 local id, lane, result, keep = ARGV[9], ARGV[10], ARGV[11], tonumber(ARGV[12])
 if redis.call('EXISTS', ip_prefix .. id) == 1 then
   redis.call('ZADD', abort_set, now, id)
-  redis.call('PUBLISH', abort_channel, id)
+  redis.call(PUBLISH, abort_channel, id)
   return 2
 end
 if redis.call('ZREM', lane, id) == 1 then
@@ -21,7 +21,7 @@ if redis.call('ZREM', lane, id) == 1 then
   if keep > 0 then
     redis.call('SET', result_prefix .. id, result, 'PX', keep)
   end
-  redis.call('PUBLISH', done_prefix .. id, '1')
+  redis.call(PUBLISH, done_prefix .. id, '1')
   return 1
 end
 return 0

@@ -36,7 +36,7 @@ redis.pcall('HDEL', unknown_since, id)
 if result ~= '' and keep > 0 then
   redis.call('SET', result_prefix .. dlq_id, result, 'PX', keep)
 end
-redis.call('PUBLISH', done_prefix .. dlq_id, '1')
+redis.call(PUBLISH, done_prefix .. dlq_id, '1')
 local recent, recent_cap = ARGV[21], tonumber(ARGV[22])
 if recent_cap > 0 then
   redis.pcall('LPUSH', recent, dlq_id)

@@ -26,5 +26,5 @@ end
 redis.call('HDEL', dlq_payloads, id)
 redis.call('HDEL', dlq_meta, id)
 redis.call('ZREM', dlq, id)
-redis.call('PUBLISH', wake_prefix .. queue, now)
+redis.call(PUBLISH, wake_prefix .. queue, now)
 return 1

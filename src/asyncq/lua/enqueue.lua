@@ -55,6 +55,6 @@ for i, job in ipairs(jobs) do
 end
 for queue, score in pairs(wake) do
   redis.call('SADD', queues_set, queue)
-  redis.call('PUBLISH', wake_prefix .. queue, string.format('%d', score))
+  redis.call(PUBLISH, wake_prefix .. queue, string.format('%d', score))
 end
 return out

@@ -31,7 +31,7 @@ for i = 0, n - 1 do
     if result ~= '' and keep > 0 then
       redis.call('SET', result_prefix .. id, result, 'PX', keep)
     end
-    redis.call('PUBLISH', done_prefix .. id, '1')
+    redis.call(PUBLISH, done_prefix .. id, '1')
     finished[#finished + 1] = id
     out[#out + 1] = 1
   else

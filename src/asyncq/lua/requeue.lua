@@ -22,5 +22,5 @@ if ARGV[11] == '1' then
     redis.call('DEL', retry_prefix .. id)
   end
 end
-redis.call('PUBLISH', wake_prefix .. queue, score)
+redis.call(PUBLISH, wake_prefix .. queue, score)
 return 1

@@ -65,16 +65,16 @@ class Listener:
                 await self._broker.refresh_layout()
                 self._channels_now()
                 pubsub = self._broker.pubsub(ignore_subscribe_messages=True)
-                await pubsub.subscribe(*self._channels)
+                await self._broker.subscribe(pubsub, *self._channels)
                 self.subscribed.set()
                 self._on_wake()  # anything enqueued while we were not listening
                 delay = 0.1
                 while True:
-                    msg = await pubsub.get_message(timeout=5.0)
+                    msg = await self._broker.next_message(pubsub, 5.0)
                     if not msg:
                         await self._broker.refresh_layout()
                         if self._channels_now():  # a producer started using more shards: listen to them too
-                            await pubsub.subscribe(*self._channels)
+                            await self._broker.subscribe(pubsub, *self._channels)
                         continue
                     if msg.get("type") != "message":
                         continue
@@ -85,6 +85,7 @@ class Listener:
             except REDIS_DOWN as exc:
                 self.subscribed.clear()
                 self._on_redis_down(exc)
+                await self._broker.reset_pubsub()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             except Exception:  # never let one odd message end the wake-ups: the worker would only poll
