@@ -174,3 +174,39 @@ def test_not_replicated_is_a_broker_error_that_names_the_jobs() -> None:
 
     err = NotReplicated("written, not replicated", ["{q:1}a"])
     assert isinstance(err, BrokerUnavailable) and err.job_ids == ["{q:1}a"]
+
+
+def test_scripts_announce_with_the_publish_command_they_are_built_with() -> None:
+    from asyncq.scripts import PUBLISHING, script_source
+
+    for name in PUBLISHING:
+        plain, sharded = script_source(name), script_source(name, "SPUBLISH")
+        assert plain.startswith("local PUBLISH = 'PUBLISH'\n") and sharded.startswith("local PUBLISH = 'SPUBLISH'\n")
+        assert "redis.call('PUBLISH'" not in plain  # every announcement goes through the local
+    assert not script_source("claim").startswith("local PUBLISH")
+    with pytest.raises(ValueError, match="publish must be"):
+        script_source("finish", "XPUBLISH")
+
+
+def test_cluster_pubsub_setting_is_checked() -> None:
+    assert AppSettings(redis_url=CLUSTER).cluster_pubsub == "auto"
+    assert AppSettings.from_env({"ASYNCQ_REDIS_URL": CLUSTER, "ASYNCQ_CLUSTER_PUBSUB": "classic"}).cluster_pubsub == (
+        "classic")
+    with pytest.raises(ConfigurationError, match="cluster_pubsub must be"):
+        AppSettings(redis_url=CLUSTER, cluster_pubsub="spublish")
+
+
+def test_a_worker_name_is_its_id_and_is_checked() -> None:
+    from asyncq import Worker
+    from asyncq.settings import WorkerSettings
+
+    app = App(CLUSTER)
+
+    @app.task(name="noop")
+    async def noop() -> None: ...
+
+    assert Worker(app, name="gen42@host").worker_id == "gen42@host"
+    assert Worker(app).worker_id  # host-pid-random when not named
+    for bad in ("a:b", "with space", "x" * 201):
+        with pytest.raises(ConfigurationError, match="worker name"):
+            WorkerSettings(name=bad)
