@@ -329,7 +329,8 @@ class App:
                 self._sync_broker = SyncClusterBroker(
                     self.settings.redis_url, connect_timeout=self.settings.connect_timeout,
                     command_timeout=self.settings.command_timeout, namespace=self.settings.namespace,
-                    shards=self.settings.queue_shards, pubsub=self.settings.cluster_pubsub)
+                    shards=self.settings.queue_shards, pubsub=self.settings.cluster_pubsub,
+                    wait_replicas=self.settings.enqueue_wait_replicas, wait_timeout=self.settings.enqueue_wait_timeout)
             elif self._sync_broker is None:
                 self._sync_broker = SyncBroker(self.settings.redis_url, connect_timeout=self.settings.connect_timeout,
                                                command_timeout=self.settings.command_timeout,

@@ -28,6 +28,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode as SyncClusterNode
 from redis.cluster import RedisCluster as SyncRedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException
 
 from asyncq import keys
@@ -685,9 +686,12 @@ class SyncClusterBroker(SyncBroker):
 
     def __init__(
         self, url: str, *, connect_timeout: float = 5.0, command_timeout: float = 10.0, namespace: str = "",
-        shards: Mapping[str, int] | None = None, pubsub: str = "auto",
+        shards: Mapping[str, int] | None = None, pubsub: str = "auto", wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> None:
         target = cluster_url(url)
+        self.wait_replicas = wait_replicas
+        self.wait_timeout = wait_timeout
         self.names = keys.global_keys(namespace)
         self.namespace = namespace
         self._shards = dict(shards or {})
@@ -731,13 +735,45 @@ class SyncClusterBroker(SyncBroker):
             for (queue, shard), idx in groups.items():
                 k = keys.shard_keys(self.namespace, queue, shard)
                 part = [jobs[i] for i in idx]
-                statuses = self._enqueue(keys=[k(lane) for lane in dict.fromkeys(j.lane for j in part)],
-                                         args=enqueue_args(part, k=k))
+                routed = [k(lane) for lane in dict.fromkeys(j.lane for j in part)]
+                if self.wait_replicas:
+                    statuses = self._enqueue_replicated(routed, enqueue_args(part, k=k), [j.job_id for j in part])
+                else:
+                    statuses = self._enqueue(keys=routed, args=enqueue_args(part, k=k))
                 for i, status in zip(idx, statuses, strict=True):
                     out[i] = int(status)
+        except BrokerUnavailable:  # NotReplicated, or a refused write: already says what happened
+            raise
         except REDIS_DOWN as exc:
             raise BrokerUnavailable(
                 f"Redis Cluster at {self.url_for_humans} is unreachable while enqueueing {len(jobs)} job(s) ({exc}); "
                 "shards not reached were not written. Check the cluster and ASYNCQ_REDIS_URL, then try again."
             ) from exc
         return out
+
+    def _enqueue_replicated(self, routed: list[str], args: list[Any], ids: list[str]) -> list[Any]:
+        """``ClusterBroker._enqueue_replicated`` for sync code: the script and WAIT pipelined on one connection
+        to the shard's master (the node's own client), NotReplicated below ``wait_replicas``."""
+        node = self._client.get_node_from_key(routed[0])
+        if node is None or node.redis_connection is None:
+            raise RedisConnectionError(f"no master serves the slot of {routed[0]!r} right now")
+        for _ in range(2):  # a second time after loading the script on a new or restarted master
+            pipe = node.redis_connection.pipeline(transaction=False)
+            pipe.evalsha(self._enqueue.sha, len(routed), *routed, *args)
+            pipe.execute_command("WAIT", self.wait_replicas, int(self.wait_timeout * 1000))
+            first, acked = pipe.execute(raise_on_error=False)
+            if not isinstance(first, NoScriptError):
+                break
+            node.redis_connection.script_load(self._enqueue.script)
+        if isinstance(first, Exception):
+            self._client.nodes_manager.initialize()  # MOVED: reload the slot map before the next call
+            raise BrokerUnavailable(
+                f"Redis Cluster at {self.url_for_humans} refused an enqueue on {node.name} ({first}); nothing was "
+                "written there. Try again.")
+        if isinstance(acked, Exception) or int(acked) < self.wait_replicas:
+            raise NotReplicated(
+                f"{len(ids)} job(s) ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''}) were written on "
+                f"{node.name} but only {acked} of {self.wait_replicas} replica(s) acknowledged them within "
+                f"{self.wait_timeout} s (enqueue_wait_timeout): they may be lost if that master fails now. The "
+                "exception's job_ids lists them: check them, or enqueue again with the same job_id= (dedupe).", ids)
+        return list(first)
