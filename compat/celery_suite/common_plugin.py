@@ -3,7 +3,7 @@
 Celery's ``flaky`` decorator marks tests ``timeout(300)``; with canvas tests that hang on asyncq today, 300 s
 each would make a full run take hours. The runner replaces every ``timeout`` mark with
 ``$CELERY_SUITE_TIMEOUT`` seconds (pytest-timeout's signal method, so a hung ``get()`` fails the test and the
-run goes on). Celery's test files are not changed.
+run goes on), on the test function only (fixtures bound their own waits). Celery's test files are not changed.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         item.own_markers[:] = [m for m in item.own_markers if m.name != "timeout"]
-        item.add_marker(pytest.mark.timeout(TIMEOUT, method="signal"))
+        # func_only: the timer covers the test function, not pytest's report afterwards (a timeout firing while
+        # pytest parses a huge test file to format a failure was an INTERNALERROR that ended the whole run)
+        item.add_marker(pytest.mark.timeout(TIMEOUT, method="signal", func_only=True))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
