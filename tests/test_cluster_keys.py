@@ -80,9 +80,12 @@ def test_placer_rules() -> None:
     # one tenant, one shard
     assert len({keys.shard_of(p.place("q", 4, f"{i:032x}", given=False, tenant="acme")) for i in range(20)}) == 1
     assert keys.shard_of(p.place("q", 4, "x", given=False, tenant="acme")) == ("q", shard_for("acme", 4))
-    # a given id: same id, same shard (dedupe holds); it wins over the tenant
+    # a given id: same id, same shard (dedupe holds)
+    assert p.place("q", 4, "order-17", given=True) == keys.tagged_id("q", shard_for("order-17", 4), "order-17")
+    # the tenant wins over a given id (the tenant's jobs stay on one shard; same id + same tenant: same shard)
     a = p.place("q", 4, "order-17", given=True, tenant="acme")
-    assert a == p.place("q", 4, "order-17", given=True) == keys.tagged_id("q", shard_for("order-17", 4), "order-17")
+    assert a == p.place("q", 4, "order-17", given=True, tenant="acme") == keys.tagged_id("q", shard_for("acme", 4),
+                                                                                         "order-17")
     # an id that already names a shard of its queue keeps it
     assert p.place("q", 4, keys.tagged_id("q", 2, "abc"), given=True) == keys.tagged_id("q", 2, "abc")
     assert p.place("q", 4, "{q:9}abc", given=True).startswith("{q:")  # shard 9 does not exist: re-tagged

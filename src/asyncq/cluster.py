@@ -9,9 +9,11 @@ Where a job goes (``place``), first rule that applies:
 
 1. an id that already names a shard of its queue (``{webhooks:3}...``) keeps it;
 2. a periodic task's tick: crc32(schedule guard) % N, so its once-per-tick guard is always on the same shard;
-3. a given id (``job_id=`` or a ``unique`` task): crc32(id) % N, so the same id lands on the same shard and
+3. a tenant: crc32(tenant) % N, so one tenant's jobs share a shard and its order, fair share and tenant limits
+   hold there (a given id with the same tenant always lands on the same shard, so dedupe by id still holds;
+   the same id under another tenant may land elsewhere);
+4. a given id (``job_id=`` or a ``unique`` task): crc32(id) % N, so the same id lands on the same shard and
    dedupe by id still holds;
-4. a tenant: crc32(tenant) % N, so one tenant's jobs share a shard and its order and fair share hold there;
 5. else round-robin per producer process.
 
 Ordering: priorities, delays and per-tenant fair share hold within a shard. Workers visit a queue's shards from
@@ -74,10 +76,10 @@ class Placer:
             return job_id
         if pin:
             shard = shard_for(pin, shards)
-        elif given:
-            shard = shard_for(job_id, shards)
         elif tenant is not None:
             shard = shard_for(tenant, shards)
+        elif given:
+            shard = shard_for(job_id, shards)
         else:
             shard = next(self._turns[queue]) % shards
         return tagged_id(queue, shard, job_id)
