@@ -384,3 +384,28 @@ def test_a_redelivered_task_with_a_recorded_success_is_not_run_again() -> None:
             assert flow.apply_async().get(timeout=30) == "first-pass"  # the chain goes on with the recorded value
     finally:
         app.close()
+
+
+def test_a_group_get_raises_the_first_failure_without_waiting_for_the_rest(celery_app: Celery) -> None:
+    from asyncq.compat import group
+
+    @celery_app.task(name="surface.nap")
+    async def nap(seconds: float) -> float:
+        import asyncio
+
+        await asyncio.sleep(seconds)
+        return seconds
+
+    @celery_app.task(name="surface.boom")
+    def boom() -> None:
+        raise ValueError("boom")
+
+    with ThreadWorker(celery_app, concurrency=4):
+        result = group(nap.s(5), boom.s(), nap.s(5)).apply_async()
+        started = time.monotonic()
+        with pytest.raises(ValueError, match="boom"):
+            result.get(timeout=10)
+        assert time.monotonic() - started < 4  # did not wait for the 5 s members (Celery's native join)
+        values = group(nap.s(0.1), boom.s()).apply_async().get(timeout=10, propagate=False)
+        assert values[0] == 0.1 and isinstance(values[1], ValueError)
+        result.revoke(terminate=True)
