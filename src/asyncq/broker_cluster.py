@@ -451,6 +451,16 @@ class ClusterBroker(ShardBroker):
     async def unknown_since(self, job_id: str) -> int:
         return await self.of_job(job_id).unknown_since(job_id)
 
+    async def heartbeat(self, worker_id: str, beat: bytes, interval: float, health_queue: str, health: str) -> int:
+        """The global heartbeat (``Broker.heartbeat`` on ``{asyncq}``), and the health queue's length summed over
+        its shards (one pipeline: the cluster client sends it to each shard's master)."""
+        await super().heartbeat(worker_id, beat, interval, health_queue, health)
+        async with self.pipeline(transaction=False) as pipe:
+            for view in self.shards_of(health_queue):
+                pipe.zcard(view.names(keys.queue_key(health_queue)))
+            counts = await pipe.execute()
+        return sum(int(c) for c in counts)
+
     # --- pub/sub -------------------------------------------------------------------------------------------
     def wake_channels(self, queues: Sequence[str]) -> list[str]:
         return [c for q in queues for view in self.shards_of(q) for c in Broker.wake_channels(view, [q])]
