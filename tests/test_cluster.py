@@ -243,9 +243,14 @@ async def test_jobs_spread_over_the_shards_and_a_tenant_stays_on_one(cluster: Em
         per_shard = Counter(shard(j.job_id) for j in plain)
         assert per_shard == {("q", s): 10 for s in range(SHARDS)}, per_shard
         acme = await app.enqueue_many([JobSpec("c.sharded", (n,), {}).set(tenant="acme") for n in range(20)])
+        # jobs with ids of their own follow their tenant too, and a repeated id is still enqueued once
+        acme += await app.enqueue_many([JobSpec("c.sharded", (n,), {}).set(tenant="acme", job_id=f"order-{n}")
+                                        for n in range(20)])
         assert len({shard(j.job_id) for j in acme}) == 1
+        again = await app.enqueue_many([JobSpec("c.sharded", (0,), {}).set(tenant="acme", job_id="order-0")])
+        assert again[0].job_id == acme[20].job_id
         (stats,) = [s for s in await admin.queue_stats(app, ["q"]) if s.queue == "q"]
-        assert stats.length == 60  # `asyncq queues` adds up every shard
+        assert stats.length == 80  # `asyncq queues` adds up every shard
     finally:
         await app.close()
 
