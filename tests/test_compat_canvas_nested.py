@@ -224,3 +224,21 @@ def test_a_task_can_send_a_canvas_and_return_its_result(app: Celery) -> None:
         # a worker running one task at a time); the result is stored in Celery's tuple form
         inner = build.delay().get(timeout=10)
         assert len(inner) == 2 and isinstance(inner[0][1], list)
+
+
+def test_a_canvas_sent_again_with_frozen_ids_runs_again(app: Celery) -> None:
+    identity, tsum = app.tasks["nested.identity"], app.tasks["nested.tsum"]
+    runs: list[int] = []
+
+    @app.task(name="nested.count")
+    def count(x: int) -> int:
+        runs.append(x)
+        return x
+
+    member = count.si(5)
+    member_id = member.freeze().id
+    with ThreadWorker(app):
+        assert chord([member, identity.si(1)], tsum.s())().get(timeout=10) == 6
+        # the same frozen signature in another canvas: Celery runs it again (its result is replaced)
+        assert chord([identity.si(2)], chain(identity.s(), member))().get(timeout=10) == 5
+    assert runs == [5, 5] and member.id == member_id

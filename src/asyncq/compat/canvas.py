@@ -217,9 +217,11 @@ class _Canvas(Signature):
                            **options: Any) -> Any:
         """Freeze a copy (ids already given by ``freeze()`` are kept), send what runs first, return its result."""
         sig = self.clone()
+        frozen = set(task_ids(sig))  # ids given before this send: a canvas sent again runs again, as in Celery
         task_id = options.pop("task_id", None)
         sig["options"].update(options)
         result = sig.freeze(task_id)
+        await store.forget_finished(sig.app, [i for i in task_ids(sig) if i in frozen])
         await send(sig.app, sig, tuple(args or ()), dict(kwargs or {}))
         if isinstance(result, GroupResult) and len(result) == 1 and isinstance(result[0], GroupResult):
             return result[0]  # group(a | group(b, c)): Celery returns the inner group's result
@@ -541,6 +543,17 @@ class chord(_Canvas):
               **options: Any) -> Any:
         header = self.header.apply(args, kwargs)  # (a generated header is generated in full here)
         return self._body().clone(([r.get() for r in header.results],)).apply()
+
+
+def task_ids(sig: Signature) -> list[str]:
+    """The ids already given to the tasks of a canvas (its chain steps, group and chord members, bodies)."""
+    if isinstance(sig, chain):
+        return [i for t in sig.tasks for i in task_ids(t)]
+    if isinstance(sig, group):
+        return [] if sig._lazy is not None else [i for t in sig.tasks for i in task_ids(t)]
+    if isinstance(sig, chord):
+        return [*task_ids(sig.header), *(task_ids(sig.body) if sig.body is not None else [])]
+    return [sig.id] if sig.id else []
 
 
 def _link_parent(result: Any, parent: Any) -> None:

@@ -77,6 +77,20 @@ async def forget(app: CeleryApp, task_id: str) -> None:
     await broker.delete(names(keys.result_key(task_id)), names(state_key(task_id)))
 
 
+async def forget_finished(app: CeleryApp, task_ids: Sequence[str]) -> None:
+    """Delete the kept results of these tasks (one round trip), so that sending a canvas again whose
+    signatures were frozen (ids reused) runs them again, as Celery does; a task still queued or running is
+    left alone (its job key keeps the new send a duplicate)."""
+    if not task_ids:
+        return
+    broker = await app.asyncq_app.broker()
+    async with broker.pipeline(transaction=False) as pipe:
+        for task_id in task_ids:
+            names = broker.names_for(task_id)
+            pipe.delete(names(keys.result_key(task_id)), names(state_key(task_id)))
+        await pipe.execute()
+
+
 async def save_group(app: CeleryApp, group_id: str, ids: list[str]) -> None:
     broker = await app.asyncq_app.broker()
     await broker.set(broker.names(keys.CELERY_GROUP_PREFIX + group_id), orjson.dumps(ids), ex=result_ttl(app))
