@@ -1,6 +1,6 @@
 """W1 drain on a Redis Cluster of 1, 2 and 3 masters, one asyncq worker process per master (issue #19).
 
-    python benchmarks/cluster.py                  # standalone, then 1, 2, 3 masters; median of 3 runs
+    python benchmarks/cluster.py                  # standalone, 1, 2, 3 masters in turn; median of 3 runs
     python benchmarks/cluster.py --masters 3 --runs 1 --jobs 5000
 
 Each measurement starts its own private cluster (asyncq.embedded.EmbeddedCluster: masters only, no replicas,
@@ -190,20 +190,24 @@ def measure(url: str, masters: list[int], queue: str, shards: int, n: int, probe
     }
 
 
-def one_config(label: str, masters: int, n: int, runs: int, probe: EmbeddedRedis) -> dict[str, Any]:
-    results = []
-    for _ in range(runs):
-        if masters == 0:
-            with EmbeddedRedis(executable=find_cluster_tools()[0]) as server:  # the cluster's Redis version
-                results.append(measure(server.url, [server.port or 0], "w1q", 1, n, probe))
-        else:
-            with EmbeddedCluster(masters=masters, replicas=0) as cluster:
-                ports = cluster.masters()
-                queue, shards = spread_queue(cluster, masters) if masters > 1 else ("w1q", 1)
-                results.append(measure(cluster.url, ports, queue, shards, n, probe))
-        print(f"  {label}: {results[-1]['jobs_per_s']:.0f} jobs/s, Redis {results[-1]['redis_cpu_us_per_job']:.1f} "
-              f"µs/job", file=sys.stderr, flush=True)
-    best = sorted(results, key=lambda r: r["jobs_per_s"])[len(results) // 2]  # the median run, whole
+def one_run(label: str, masters: int, n: int, probe: EmbeddedRedis) -> dict[str, Any]:
+    """One measurement on a fresh standalone server (masters == 0) or cluster."""
+    if masters == 0:
+        with EmbeddedRedis(executable=find_cluster_tools()[0]) as server:  # the cluster's Redis version
+            result = measure(server.url, [server.port or 0], "w1q", 1, n, probe)
+    else:
+        with EmbeddedCluster(masters=masters, replicas=0) as cluster:
+            ports = cluster.masters()
+            queue, shards = spread_queue(cluster, masters) if masters > 1 else ("w1q", 1)
+            result = measure(cluster.url, ports, queue, shards, n, probe)
+    print(f"  {label}: {result['jobs_per_s']:.0f} jobs/s, Redis {result['redis_cpu_us_per_job']:.1f} µs/job",
+          file=sys.stderr, flush=True)
+    return result
+
+
+def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median run (by jobs/s), whole, with every run's jobs/s and the median Redis CPU per job."""
+    best = sorted(results, key=lambda r: r["jobs_per_s"])[len(results) // 2]
     best["jobs_per_s_runs"] = [round(r["jobs_per_s"]) for r in results]
     best["redis_cpu_us_per_job_median"] = cpu = statistics.median(r["redis_cpu_us_per_job"] for r in results)
     # one job costs its shard's master this much; one core per master saturates at:
@@ -247,12 +251,15 @@ def main() -> None:
     if args.command == "serve":
         serve(args.queue, args.shards)
         return
-    rows: dict[str, dict[str, Any]] = {}
+    configs = {("standalone" if k == 0 else f"cluster, {k} master{'s' if k > 1 else ''}"): k
+               for k in (int(x) for x in args.masters.split(","))}
+    results: dict[str, list[dict[str, Any]]] = {label: [] for label in configs}
     with EmbeddedRedis() as probe:
-        for k in (int(x) for x in args.masters.split(",")):
-            label = "standalone" if k == 0 else f"cluster, {k} master{'s' if k > 1 else ''}"
-            print(f"{label}...", file=sys.stderr, flush=True)
-            rows[label] = one_config(label, k, args.jobs, args.runs, probe)
+        for i in range(args.runs):  # each run goes through every setup in turn: load drift hits them all alike
+            print(f"run {i + 1} of {args.runs}", file=sys.stderr, flush=True)
+            for label, k in configs.items():
+                results[label].append(one_run(label, k, args.jobs, probe))
+    rows = {label: summary(rs) for label, rs in results.items()}
     print(table(rows, args.jobs, args.runs))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
