@@ -35,6 +35,16 @@ REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError, ClusterDownError
               SlotNotCoveredError)
 
 
+class PartialWrite(RedisConnectionError):
+    """A call that spans several shards (Redis Cluster: renew, finish) reached some and not others. ``results``
+    holds each item's outcome in input order: its status, or the exception of its shard. A ConnectionError, so
+    callers that only know "Redis is down" treat it as that; the finisher settles the items that were written."""
+
+    def __init__(self, results: list[Any], cause: BaseException) -> None:
+        super().__init__(f"some shards did not answer: {cause}")
+        self.results = results
+
+
 def no_retry() -> Retry:
     """No retries inside redis-py (whose default since 6.0 is three, with backoff): a script call retried after a
     lost reply could run twice (a claim would take jobs nobody runs), and every caller here already retries with

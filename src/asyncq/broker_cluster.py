@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -32,7 +32,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException
 
 from asyncq import keys
-from asyncq.broker import REDIS_DOWN, Broker, Claimed, Lease, NewJob, SyncBroker, enqueue_args, no_retry, now_ms
+from asyncq.broker import (
+    REDIS_DOWN,
+    Broker,
+    Claimed,
+    Lease,
+    NewJob,
+    PartialWrite,
+    SyncBroker,
+    enqueue_args,
+    no_retry,
+    now_ms,
+)
 from asyncq.broker_reads import Scored, printable_id
 from asyncq.cluster import NotReplicated, claim_order
 from asyncq.exceptions import BrokerUnavailable, ConfigurationError
@@ -177,6 +188,8 @@ class ClusterBroker(ShardBroker):
         #: queues paused in the global list (read with the shard counts): a shard first used after the pause
         #: has no pause of its own, so claims skip the whole queue
         self._paused: set[str] = set()
+        #: shard prefix -> monotonic time its last renew/finish/claim failed for lack of Redis (see ``claim``)
+        self._failed_at: dict[str, float] = {}
         self.namespace = namespace
         self._configured = dict(shards or {})
         self._counts = dict(self._configured)
@@ -422,13 +435,19 @@ class ClusterBroker(ShardBroker):
         self._turn += 1
         claimed: list[Claimed] = []
         next_due, broken = -1, {}
+        grace = max(0, reconnect_until_ms - now_ms()) / 1000 if reconnect_until_ms else 0.0
         for queue, shard in claim_order(list(per_queue), self._counts, self._turn):
             if len(claimed) >= want:
                 break
             q_lanes, q_queues = per_queue[queue]
-            got, due, bad = await self.shard(queue, shard).claim(
+            view = self.shard(queue, shard)
+            # The reconnect window (no lapsed lease recovered until it ends) protects the leases this worker could
+            # not renew during an outage. Those are on the shards whose calls failed: one master's failover must
+            # not hold back lease recovery on every shard.
+            failed = time.monotonic() - self._failed_at.get(view.names.prefix, float("-inf")) <= grace
+            got, due, bad = await self._watched(view, view.claim(
                 q_lanes, q_queues, want - len(claimed), lease_ms, worker_id,
-                reconnect_until_ms=reconnect_until_ms, limits=limits)
+                reconnect_until_ms=reconnect_until_ms if failed else 0, limits=limits))
             claimed += got
             broken.update(bad)
             if due >= 0:
@@ -436,11 +455,24 @@ class ClusterBroker(ShardBroker):
         return claimed, next_due, broken
 
     async def renew(self, leases: Sequence[Lease], lease_ms: int) -> list[int]:
-        return await _grouped(
-            [lease.job_id for lease in leases], leases, self.of_job, lambda view, part: view.renew(part, lease_ms))
+        """Every shard's renewal is sent, at once: one master down must not let the leases on the others lapse.
+        A shard that failed raises ``PartialWrite`` after the others were renewed."""
+        return await _each_shard([lease.job_id for lease in leases], leases, self.of_job,
+                                 lambda view, part: self._watched(view, view.renew(part, lease_ms)))
 
     async def finish(self, done: Sequence[tuple[Lease, bytes, int]]) -> list[int]:
-        return await _grouped([d[0].job_id for d in done], done, self.of_job, lambda view, part: view.finish(part))
+        """Like ``renew``: every shard at once; ``PartialWrite`` carries each job's status or its shard's error
+        (the finisher settles the written ones and holds the others)."""
+        return await _each_shard([d[0].job_id for d in done], done, self.of_job,
+                                 lambda view, part: self._watched(view, view.finish(part)))
+
+    async def _watched(self, view: ShardBroker, call: Awaitable[T]) -> T:
+        """``call`` on ``view``, noting when that shard last failed (see ``claim``: the reconnect window)."""
+        try:
+            return await call
+        except REDIS_DOWN:
+            self._failed_at[view.names.prefix] = time.monotonic()
+            raise
 
     async def requeue(self, lease: Lease, run_at_ms: int, *, give_back_try: bool) -> int:
         return await self.of_job(lease.job_id).requeue(lease, run_at_ms, give_back_try=give_back_try)
@@ -688,6 +720,30 @@ async def _grouped(ids: Sequence[str], items: Sequence[T], route: Any, call: Any
     for view, idx in groups.items():
         for i, r in zip(idx, await call(view, [items[i] for i in idx]), strict=True):
             out[i] = r
+    return out
+
+
+async def _each_shard(ids: Sequence[str], items: Sequence[T], route: Any, call: Any) -> list[Any]:
+    """``_grouped`` with the shards' calls sent concurrently and each one's failure kept to its own items: if any
+    shard lacked Redis, raise ``PartialWrite`` (a Redis ConnectionError) once all calls are done."""
+    groups: dict[Any, list[int]] = defaultdict(list)
+    for i, jid in enumerate(ids):
+        groups[route(jid)].append(i)
+    calls = [call(view, [items[i] for i in idx]) for view, idx in groups.items()]
+    out: list[Any] = [None] * len(ids)
+    first: BaseException | None = None
+    for idx, got in zip(groups.values(), await asyncio.gather(*calls, return_exceptions=True), strict=True):
+        if isinstance(got, BaseException):
+            if not isinstance(got, REDIS_DOWN):
+                raise got
+            first = first or got
+            for i in idx:
+                out[i] = got
+            continue
+        for i, r in zip(idx, got, strict=True):
+            out[i] = r
+    if first is not None:
+        raise PartialWrite(out, first)
     return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from asyncq.broker import Broker, Lease
+from asyncq.broker import Broker, Lease, PartialWrite
 
 MAX_BATCH = 500
 
@@ -40,6 +40,15 @@ class Finisher:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                 try:
                     statuses = await self._broker.finish([(lease, res, keep) for lease, res, keep, _ in batch])
+                except PartialWrite as partial:  # a cluster shard did not answer: settle the others' jobs
+                    for (*_, fut), outcome in zip(batch, partial.results, strict=True):
+                        if fut.done():
+                            continue
+                        if isinstance(outcome, BaseException):
+                            fut.set_exception(outcome)
+                        else:
+                            fut.set_result(outcome)
+                    continue
                 except Exception as exc:
                     for *_, fut in batch:
                         if not fut.done():
