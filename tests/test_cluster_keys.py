@@ -213,3 +213,27 @@ def test_a_worker_name_is_its_id_and_is_checked() -> None:
     for bad in ("a:b", "with space", "x" * 201):
         with pytest.raises(ConfigurationError, match="worker name"):
             WorkerSettings(name=bad)
+
+
+async def test_a_shard_that_fails_keeps_its_failure_to_its_own_items() -> None:
+    # renew/finish on a cluster: every shard's part is sent; one shard without Redis fails only its items
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from asyncq.broker import PartialWrite
+    from asyncq.broker_cluster import _each_shard
+
+    sent: list[list[str]] = []
+
+    async def call(shard: str, part: list[str]) -> list[str]:
+        sent.append(part)
+        if shard == "b":
+            raise RedisConnectionError("master of b is gone")
+        return [x.upper() for x in part]
+
+    ids = ["a1", "b1", "a2", "c1", "b2"]
+    with pytest.raises(PartialWrite) as caught:
+        await _each_shard(ids, ids, lambda jid: jid[0], call)
+    assert sorted(map(tuple, sent)) == [("a1", "a2"), ("b1", "b2"), ("c1",)]  # every shard was tried
+    results = caught.value.results
+    assert [r if isinstance(r, str) else "error" for r in results] == ["A1", "error", "A2", "C1", "error"]
+    assert await _each_shard(["a1", "c1"], ["a1", "c1"], lambda jid: jid[0], call) == ["A1", "C1"]
