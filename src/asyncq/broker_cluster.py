@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+import redis
 from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
@@ -51,6 +53,7 @@ from asyncq.redis_url import cluster_url, redact
 from asyncq.scripts import Scripts, script_source
 
 T = TypeVar("T")
+log = logging.getLogger("asyncq.cluster")
 
 #: seconds between reads of the shard registry (a producer may use more shards than this process was told)
 REFRESH_SHARDS = 1.0
@@ -69,6 +72,10 @@ def open_cluster(
     run twice. A connection error still makes the client reload the slot map before its next command, so the
     callers' own retry (with backoff) reaches the new master after a failover."""
     target = cluster_url(url)
+    if not hasattr(RedisCluster, "pubsub"):
+        raise ConfigurationError(
+            f"redis-py {redis.__version__} has no pub/sub for its asyncio cluster client, which asyncq's workers "
+            "and result waits need on Redis Cluster: upgrade redis-py (asyncq's cluster layout is tested with 8.1)")
     return RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
         username=target.username,
@@ -188,6 +195,7 @@ class ClusterBroker(ShardBroker):
         #: queues paused in the global list (read with the shard counts): a shard first used after the pause
         #: has no pause of its own, so claims skip the whole queue
         self._paused: set[str] = set()
+        self._warned_sharded = False
         #: shard prefix -> monotonic time its last renew/finish/claim failed for lack of Redis (see ``claim``)
         self._failed_at: dict[str, float] = {}
         self.namespace = namespace
@@ -293,6 +301,14 @@ class ClusterBroker(ShardBroker):
 
     # --- pub/sub through a ClusterPubSub (sharded: SSUBSCRIBE on each shard's master) ---------------------
     async def subscribe(self, pubsub: Any, *channels: str) -> None:
+        if self.mode.sharded and not hasattr(pubsub, "ssubscribe"):
+            if not self._warned_sharded:
+                self._warned_sharded = True
+                log.warning("this redis-py (%s) cannot subscribe to sharded channels (SSUBSCRIBE), which the cluster "
+                            "uses: wake-ups and result notices are not received here, polling finds the jobs and "
+                            "results (upgrade redis-py, or set cluster_pubsub='classic' on every App)",
+                            redis.__version__)
+            return
         await (pubsub.ssubscribe(*channels) if self.mode.sharded else pubsub.subscribe(*channels))
 
     async def unsubscribe(self, pubsub: Any, *channels: str) -> None:
@@ -303,6 +319,9 @@ class ClusterBroker(ShardBroker):
         whole timeout on each in turn, so the nodes are polled without waiting, every SHARD_POLL s."""
         if not self.mode.sharded:
             return await super().next_message(pubsub, timeout)
+        if not hasattr(pubsub, "get_sharded_message"):  # see subscribe: nothing to read, the callers poll
+            await asyncio.sleep(timeout)
+            return None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
