@@ -242,3 +242,11 @@ def test_a_canvas_sent_again_with_frozen_ids_runs_again(app: Celery) -> None:
         # the same frozen signature in another canvas: Celery runs it again (its result is replaced)
         assert chord([identity.si(2)], chain(identity.s(), member))().get(timeout=10) == 5
     assert runs == [5, 5] and member.id == member_id
+
+
+def test_linking_an_equal_signature_twice_links_it_once(app: Celery) -> None:
+    identity, record = app.tasks["nested.identity"], app.tasks["nested.record"]
+    body = identity.s()
+    for header in ([identity.si(1)], [identity.si(2)]):  # one body shared by two chords, as Celery's tests do
+        chord(header, body).link_error(record.si("eb"))
+    assert body.options["link_error"] == [record.si("eb")]

@@ -159,12 +159,20 @@ class Signature(Stampable, dict[str, Any]):  # stamp()/stamp_links(): stamping.p
         return AsyncResult(task_id, app=self.app, task_name=self["task"])
 
     def link(self, callback: Any) -> Any:
-        self["options"].setdefault("link", []).append(callback)
-        return callback
+        return self._append_option("link", callback)
 
     def link_error(self, errback: Any) -> Any:
-        self["options"].setdefault("link_error", []).append(errback)
-        return errback
+        return self._append_option("link_error", errback)
+
+    def _append_option(self, key: str, value: Any) -> Any:
+        """Add to a list option once: linking an equal signature again is a no-op, as in Celery (a body shared
+        by several chords would otherwise call its errback once per chord it was linked through)."""
+        items = self["options"].get(key)
+        if not isinstance(items, list):
+            items = self["options"][key] = [] if items is None else [items]
+        if value not in items:
+            items.append(value)
+        return value
 
     def on_error(self, errback: Any) -> Signature:
         """``link_error`` that returns this signature (to chain calls: ``sig.on_error(eb).delay()``)."""
