@@ -2,6 +2,7 @@
 
     python benchmarks/cluster.py                  # standalone, 1, 2, 3 masters in turn; median of 3 runs
     python benchmarks/cluster.py --masters 3 --runs 1 --jobs 5000
+    python benchmarks/cluster.py --masters 0,3 --pubsub sharded,classic   # SPUBLISH beside PUBLISH
 
 Each measurement starts its own private cluster (asyncq.embedded.EmbeddedCluster: masters only, no replicas,
 free ports, never 6379) and a private side Redis for the progress probe (benchmarks/_common.py: the workers
@@ -190,8 +191,10 @@ def measure(url: str, masters: list[int], queue: str, shards: int, n: int, probe
     }
 
 
-def one_run(label: str, masters: int, n: int, probe: EmbeddedRedis) -> dict[str, Any]:
-    """One measurement on a fresh standalone server (masters == 0) or cluster."""
+def one_run(label: str, masters: int, pubsub: str, n: int, probe: EmbeddedRedis) -> dict[str, Any]:
+    """One measurement on a fresh standalone server (masters == 0) or cluster (``pubsub``: the App's
+    ``cluster_pubsub``, through ASYNCQ_CLUSTER_PUBSUB for this process and the workers)."""
+    os.environ["ASYNCQ_CLUSTER_PUBSUB"] = pubsub
     if masters == 0:
         with EmbeddedRedis(executable=find_cluster_tools()[0]) as server:  # the cluster's Redis version
             result = measure(server.url, [server.port or 0], "w1q", 1, n, probe)
@@ -246,19 +249,25 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--masters", default="0,1,2,3", help="comma-separated; 0 is a standalone redis-server")
+    parser.add_argument("--pubsub", default="auto",
+                        help="the clusters' cluster_pubsub, comma-separated for one row each: auto (sharded on "
+                             "Redis >= 7), sharded, classic")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
     if args.command == "serve":
         serve(args.queue, args.shards)
         return
-    configs = {("standalone" if k == 0 else f"cluster, {k} master{'s' if k > 1 else ''}"): k
-               for k in (int(x) for x in args.masters.split(","))}
+    configs: dict[str, tuple[int, str]] = {}
+    for k in (int(x) for x in args.masters.split(",")):
+        for mode in (["auto"] if k == 0 else args.pubsub.split(",")):
+            label = "standalone" if k == 0 else f"cluster, {k} master{'s' if k > 1 else ''}"
+            configs[label + (f" ({mode} pub/sub)" if mode != "auto" else "")] = (k, mode)
     results: dict[str, list[dict[str, Any]]] = {label: [] for label in configs}
     with EmbeddedRedis() as probe:
         for i in range(args.runs):  # each run goes through every setup in turn: load drift hits them all alike
             print(f"run {i + 1} of {args.runs}", file=sys.stderr, flush=True)
-            for label, k in configs.items():
-                results[label].append(one_run(label, k, args.jobs, probe))
+            for label, (k, mode) in configs.items():
+                results[label].append(one_run(label, k, mode, args.jobs, probe))
     rows = {label: summary(rs) for label, rs in results.items()}
     print(table(rows, args.jobs, args.runs))
     if args.json:
