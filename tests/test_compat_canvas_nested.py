@@ -250,3 +250,20 @@ def test_linking_an_equal_signature_twice_links_it_once(app: Celery) -> None:
     for header in ([identity.si(1)], [identity.si(2)]):  # one body shared by two chords, as Celery's tests do
         chord(header, body).link_error(record.si("eb"))
     assert body.options["link_error"] == [record.si("eb")]
+
+
+def test_celery_canvas_odds_and_ends(app: Celery) -> None:
+    from asyncq.compat import Signature
+
+    add, tsum = app.tasks["nested.add"], app.tasks["nested.tsum"]
+    # Signature.from_dict rebuilds the canvas type; a chain's id is the one it was frozen with
+    assert isinstance(Signature.from_dict(dict(chain(add.s(1), add.s(2)))), chain)
+    last = add.s(2).set(task_id="42")
+    c = add.s(4) | last
+    assert c.id is None
+    c.freeze(last.id)
+    assert c.id == "42"
+    # a task object where a signature goes (chord([tsum, tsum], ...)) stands for task.s()
+    t1 = chain(tsum.s(), group(add.s(8), add.s(16)), tsum.s() | add.s(32))
+    with ThreadWorker(app):
+        assert chord([add.s(0, 1)], chord([tsum, tsum], t1)).apply_async().get(timeout=10) == 60

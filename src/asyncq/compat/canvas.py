@@ -133,6 +133,11 @@ class Signature(Stampable, dict[str, Any]):  # stamp()/stamp_links(): stamping.p
         args = ", ".join([*(repr(a) for a in self["args"]), *(f"{k}={v!r}" for k, v in self["kwargs"].items())])
         return f"{self['task']}({args}){'!' if self.immutable else ''}"
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], app: CeleryApp | None = None) -> Signature:
+        """``Signature.from_dict(d)``: the canvas of a dict form, as Celery's (a chain dict makes a chain...)."""
+        return from_dict(d, app)
+
     def __deepcopy__(self, memo: dict[int, Any]) -> Signature:
         return from_dict(copy.deepcopy(dict(self), memo), self._app)
 
@@ -347,6 +352,8 @@ class chain(_Canvas):
         return _upgrade(self._unwrapped() if linked else self.tasks, self._app)
 
     def freeze(self, _id: str | None = None, group_id: str | None = None, **_: Any) -> Any:
+        if _id is not None:  # the chain's id is its last task's (``c.freeze(last.id)``; ``c.id`` reads it)
+            self["options"]["task_id"] = _id
         steps = _upgrade(self.tasks, self._app)  # the steps themselves (copies made later keep their ids)
         if not steps:
             raise ImproperlyConfigured("an empty chain has nothing to run")
@@ -591,6 +598,8 @@ def _upgrade(tasks: list[Signature], app: CeleryApp | None) -> list[Signature]:
 def _sig(s: Any, app: CeleryApp | None) -> Any:
     if s is None or isinstance(s, Signature):
         return s
+    if not isinstance(s, dict) and callable(getattr(s, "s", None)):  # a task where a signature goes: task.s()
+        return s.s()
     return from_dict(dict(s), app)
 
 
