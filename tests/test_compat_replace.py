@@ -183,6 +183,8 @@ def test_replace_with_a_group_returns_the_groups_list_in_order(app: Celery, task
     t = tasks
     with ThreadWorker(app):
         assert t["replace_with_group"].delay([2, 1, 5]).get(timeout=10) == [3, 2, 6]
+        assert t["replace_with_group"].delay([7]).get(timeout=10) == [8]  # a group of one is still a list
+        assert chord([t["add"].s(2, 5)], t["replace_with_group"].s()).delay().get(timeout=10) == [8]
         g = group([t["replace_with_group"].s([2, 1]), t["replace_with_group"].s([4, 3])] * 3)
         assert g.delay().get(timeout=10) == [[3, 2], [5, 4]] * 3
 

@@ -309,8 +309,8 @@ def _replacement(task: Task, sig: Signature, request: Context) -> tuple[Signatur
         else list(request.callbacks or ())
     errbacks = [*(request.errbacks or ()), *(sig.options.get("link_error") or ())] if isinstance(sig, chain) \
         else list(request.errbacks or ())
-    if isinstance(steps[-1], group):  # the group's list is the result: Celery's group | accumulate
-        steps.append(Signature("celery.accumulate", kwargs={"index": 0}, app=app))
+    if isinstance(steps[-1], group):  # the group's list is the result (one member too): Celery's group | accumulate
+        steps[-1] = chord(steps[-1], Signature("celery.accumulate", kwargs={"index": 0}, app=app), app=app)
     final = _final(steps[-1])
     _append(final, "link", [dict(c) for c in callbacks])
     for step in steps:
