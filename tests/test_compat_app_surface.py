@@ -367,23 +367,53 @@ def test_test_worker_gets_the_apps_configuration_as_it_is_now() -> None:
 
 
 def test_a_redelivered_task_with_a_recorded_success_is_not_run_again() -> None:
-    """A real ``asyncq worker`` process (contrib.testing.start_worker), as Celery's dedup tests run it."""
+    """A real ``asyncq worker`` process (contrib.testing.start_worker), as Celery's dedup tests run it: the option
+    set in the worker's app (which the test worker follows while it runs), or in the sender's app."""
     from asyncq.compat import chain
     from asyncq.compat.contrib.testing import app as testing_app
     from asyncq.compat.contrib.testing.worker import start_worker
 
     from . import compat_dedup_app  # noqa: F401 - its shared tasks are on every app
 
-    app = testing_app.TestApp(config={"broker_url": flushed_url(COMPAT_DB)}, set_as_current=True)
-    store_then_reject, identity = app.tasks["dedup_app.store_then_reject"], app.tasks["dedup_app.identity"]
+    url = flushed_url(COMPAT_DB)
+    served = testing_app.TestApp(config={"broker_url": url}, set_as_current=True)
+    sender = testing_app.TestApp(config={"broker_url": url}, set_as_current=True)
+    store_then_reject, identity = sender.tasks["dedup_app.store_then_reject"], sender.tasks["dedup_app.identity"]
     try:
-        with start_worker(app, perform_ping_check=False, shutdown_timeout=10):  # the option off in the worker
-            assert store_then_reject.apply_async().get(timeout=30) == "ran-again"  # off: the body runs again
-            app.conf.worker_deduplicate_successful_tasks = True  # on in the sender only: it marks its messages
+        with start_worker(served, perform_ping_check=False, shutdown_timeout=10):
+            assert store_then_reject.apply_async().get(timeout=30) == "ran-again"  # off everywhere: runs again
+            served.conf.worker_deduplicate_successful_tasks = True  # the running worker follows its app
+            assert store_then_reject.apply_async().get(timeout=30) == "first-pass"
+            served.conf.worker_deduplicate_successful_tasks = False
+            sender.conf.worker_deduplicate_successful_tasks = True  # on in the sender only: it marks its messages
             flow = chain(store_then_reject.s(), identity.s())
             assert flow.apply_async().get(timeout=30) == "first-pass"  # the chain goes on with the recorded value
     finally:
-        app.close()
+        sender.close()
+        served.close()
+
+
+def test_settings_watch_and_follow_a_file(tmp_path: Any) -> None:
+    import json
+
+    from asyncq.compat.config import Settings
+
+    seen: list[tuple[str, Any]] = []
+    conf = Settings()
+    stop = conf.watch(lambda key, value: seen.append((key, value)))
+    conf.task_default_queue = "q1"
+    stop()
+    conf.task_default_queue = "q2"
+    assert seen == [("task_default_queue", "q1")]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"task_default_queue": "from-file", "broker_url": "redis://elsewhere"}))
+    follower = Settings({"broker_url": "redis://here"})
+    follower.follow_file(path, skip=("broker_url",))
+    assert follower.task_default_queue == "from-file" and follower.broker_url == "redis://here"
+    tmp = tmp_path / "config.tmp"
+    tmp.write_text(json.dumps({"task_default_queue": "changed"}))
+    tmp.replace(path)  # replaced, as the test worker's file is
+    assert follower.task_default_queue == "changed"
 
 
 def test_a_group_get_raises_the_first_failure_without_waiting_for_the_rest(celery_app: Celery) -> None:

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import copy
 import importlib
+import json
 import logging
-from collections.abc import Iterator, Mapping, MutableMapping
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from asyncq.compat.exceptions import ImproperlyConfigured
@@ -192,6 +195,10 @@ class Settings(MutableMapping[str, Any]):
         object.__setattr__(self, "_unread", set())
         #: config_from_object sources not read yet: (object or path, namespace, silent)
         object.__setattr__(self, "_pending", [])
+        #: called with (key, value) after each change (``watch``)
+        object.__setattr__(self, "_watchers", [])
+        #: a JSON file this configuration follows (``follow_file``): path and the (inode, mtime) last read
+        object.__setattr__(self, "_followed", None)
         if initial:
             self.update(initial)
 
@@ -200,7 +207,38 @@ class Settings(MutableMapping[str, Any]):
         """``config_from_object``: remember ``obj``; it is read on the first read of any key."""
         self._pending.append((obj, namespace, silent))
 
+    def watch(self, fn: Callable[[str, Any], None]) -> Callable[[], None]:
+        """Call ``fn(key, value)`` after every change of a key; returns the function that stops it. For code that
+        mirrors this configuration elsewhere (the test worker of ``asyncq.compat.contrib.testing``)."""
+        self._watchers.append(fn)
+        return lambda: self._watchers.remove(fn) if fn in self._watchers else None
+
+    def follow_file(self, path: str | os.PathLike[str], skip: Iterable[str] = ()) -> None:
+        """Take the settings in the JSON file ``path`` now and again whenever the file is replaced (checked on
+        each read of a key: one ``stat``), except the keys in ``skip``. For a process whose configuration another
+        process owns: a test worker follows the app of the test that started it, as Celery's in-process test
+        worker shares the app object."""
+        object.__setattr__(self, "_followed", (Path(path), frozenset(skip), None))
+        self._refresh()
+
+    def _refresh(self) -> None:
+        path, skip, seen = self._followed
+        try:
+            st = path.stat()
+        except OSError:
+            return
+        if (st.st_ino, st.st_mtime_ns) == seen:
+            return
+        try:
+            values = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            return  # being replaced: read it next time
+        object.__setattr__(self, "_followed", (path, skip, (st.st_ino, st.st_mtime_ns)))
+        self._data.update({OLD_NAMES.get(k, k): v for k, v in values.items() if k not in skip})
+
     def _load(self) -> dict[str, Any]:
+        if self._followed is not None:
+            self._refresh()
         while self._pending:
             obj, namespace, silent = self._pending.pop(0)
             try:
@@ -233,6 +271,8 @@ class Settings(MutableMapping[str, Any]):
         elif key not in DEFAULTS and key not in NO_EFFECT:
             self._unread.add(key)
         self._data[key] = value
+        for fn in list(self._watchers):
+            fn(key, value)
 
     def __delitem__(self, key: str) -> None:
         del self._load()[OLD_NAMES.get(key, key)]

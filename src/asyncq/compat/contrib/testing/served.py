@@ -49,6 +49,9 @@ def _build() -> Celery:
     config = dict(spec["config"])
     app = Celery(spec["main"], broker=config.pop("broker_url"), backend=config.pop("result_backend", None))
     app.conf.update(config)
+    followed = os.environ.get("ASYNCQ_TESTING_CONFIG")
+    if followed:  # later changes of the test's app (the broker stays the one this worker started on)
+        app.conf.follow_file(followed, skip=("broker_url", "result_backend"))
     for module in spec.get("includes", ()):
         importlib.import_module(module)
     _import_task_modules(spec.get("task_modules", ()))

@@ -34,6 +34,8 @@ SPEC_ENV = "ASYNCQ_TESTING_APP"
 SERVED = "asyncq.compat.contrib.testing.served:app"
 #: the worker's name (its id in heartbeats, and Celery's nodename in ``inspect()`` answers)
 NAME_ENV = "ASYNCQ_WORKER_NAME"
+#: the file the worker follows its app's configuration from (see ``Settings.follow_file``)
+CONFIG_ENV = "ASYNCQ_TESTING_CONFIG"
 
 
 @dataclass
@@ -152,7 +154,12 @@ def start_worker(app: Celery, concurrency: int = 1, pool: str = "solo", loglevel
     log_path = Path(logfile) if logfile else Path(tempfile.mkdtemp(prefix="asyncq-test-worker-")) / "worker.log"
     hostname = str(kwargs.get("hostname") or _free_name())
     _LIVE.add(hostname)
-    env = {**os.environ, SPEC_ENV: json.dumps(spec), NAME_ENV: hostname,
+    # the worker follows the app's configuration while it runs (Celery's test worker shares the app object):
+    # every change is written to this file, which the worker re-reads when it is replaced
+    config_path = log_path.parent / "config.json"
+    _write_config(config_path, app)
+    stop_watching = app.conf.watch(lambda key, value: _write_config(config_path, app))
+    env = {**os.environ, SPEC_ENV: json.dumps(spec), NAME_ENV: hostname, CONFIG_ENV: str(config_path),
            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p and Path(p).is_dir())}
     cmd = [sys.executable, "-m", "asyncq", "worker", SERVED, "--queues", _queues(app, spec["config"], queues),
            "--concurrency", str(max(1, concurrency)), "--log-level", level.lower(),
@@ -165,8 +172,16 @@ def start_worker(app: Celery, concurrency: int = 1, pool: str = "solo", loglevel
             _wait_ready(app, handle, ping_task_timeout, startup_timeout)
         yield handle
     finally:
+        stop_watching()
         handle.stop(shutdown_timeout)
         _LIVE.discard(hostname)
+
+
+def _write_config(path: Path, app: Celery) -> None:
+    """The app's JSON-able configuration, replaced atomically (a reader sees the old file or the new one)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(_jsonable(config_of(app)[1])))
+    os.replace(tmp, path)
 
 
 def _wait_ready(app: Celery, handle: TestWorker, ping_timeout: float, startup_timeout: float) -> None:
