@@ -267,3 +267,14 @@ def test_celery_canvas_odds_and_ends(app: Celery) -> None:
     t1 = chain(tsum.s(), group(add.s(8), add.s(16)), tsum.s() | add.s(32))
     with ThreadWorker(app):
         assert chord([add.s(0, 1)], chord([tsum, tsum], t1)).apply_async().get(timeout=10) == 60
+
+
+def test_a_generated_group_outside_a_chord_header_is_generated_when_sent(app: Celery) -> None:
+    add, tsum, identity = app.tasks["nested.add"], app.tasks["nested.tsum"], app.tasks["nested.identity"]
+    with ThreadWorker(app):
+        res = group(add.s(i, i) for i in range(4)).delay()
+        assert len(res.results) == 4 and res.get(timeout=10) == [0, 2, 4, 6]
+        # a chord with a generated header as a later chain step travels with its members
+        c = chain(group(identity.s(i) for i in range(1, 4)) | tsum.s(),
+                  chord(group(add.s(10) for _ in range(3)), tsum.s()))
+        assert c().get(timeout=10) == 48

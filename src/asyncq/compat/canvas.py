@@ -233,7 +233,7 @@ class _Canvas(Signature):
         frozen = set(task_ids(sig))  # ids given before this send: a canvas sent again runs again, as in Celery
         task_id = options.pop("task_id", None)
         sig["options"].update(options)
-        result = sig.freeze(task_id)
+        result = sig.freeze(task_id, _stream=True)  # a chord sent here may send a generated header as generated
         await store.forget_finished(sig.app, [i for i in task_ids(sig) if i in frozen])
         await send(sig.app, sig, tuple(args or ()), dict(kwargs or {}))
         if isinstance(result, GroupResult) and len(result) == 1 and isinstance(result[0], GroupResult):
@@ -466,9 +466,14 @@ class group(_Canvas):
             out.extend(t.units() if isinstance(t, group) else [t])
         return out
 
-    def freeze(self, _id: str | None = None, group_id: str | None = None, **_: Any) -> GroupResult:
+    def freeze(self, _id: str | None = None, group_id: str | None = None, _lazy: bool = False,
+               **_: Any) -> GroupResult:
+        """The group's result, every member with its id. ``_lazy`` (a chord header about to be streamed by the
+        chord's sender): a generated group stays ungenerated and its result fills as the members are sent;
+        anywhere else the generator is consumed now (the result must hold every member; a group carried in a
+        job's headers must carry its members)."""
         gid = self["options"].setdefault("group_id", _id or group_id or str(uuid.uuid4()))
-        if self._lazy is not None:  # members still to be generated: their results join it as they are sent
+        if self._lazy is not None and _lazy:  # members still to be generated: their results join as they are sent
             if self._pending is None:
                 self._pending = GroupResult(gid, [], app=self.app)
             return self._pending
@@ -544,8 +549,9 @@ class chord(_Canvas):
         body: Signature = self.body
         return body
 
-    def freeze(self, _id: str | None = None, group_id: str | None = None, **_: Any) -> Any:
-        header = self.header.freeze(group_id=self["options"].get("group_id"))  # (generated: filled as sent)
+    def freeze(self, _id: str | None = None, group_id: str | None = None, _stream: bool = False,
+               **_: Any) -> Any:
+        header = self.header.freeze(group_id=self["options"].get("group_id"), _lazy=_stream)
         result = self._body().freeze(_id)
         _link_parent(result, header)  # as in Celery: the body's result has the header's as parent
         return result
@@ -696,7 +702,7 @@ async def _stream_header(app: CeleryApp, header: group, args: tuple[Any, ...], k
                          chain_rest: list[dict[str, Any]]) -> None:
     """A chord header given as a generator: each member is sent as soon as it is generated (its size is
     unknown to the join until the generator is done; then the join learns it and may complete right away)."""
-    gid = str(header.freeze().id)
+    gid = str(header.freeze(_lazy=True).id)
     pending = header._pending
     join: dict[str, Any] = {"group_id": gid, "size": None, "chain": chain_rest}
     n = 0
