@@ -77,3 +77,20 @@ def test_message_properties_reach_the_request_and_an_immutable_errback_keeps_its
         while not seen and time.monotonic() < deadline:
             time.sleep(0.01)
     assert seen == [("called", "k")]
+
+
+def test_stamps_of_a_celery_message_reach_the_adopted_job(app: Celery) -> None:
+    from asyncq.celery_protocol.decode import decode_message
+    from asyncq.celery_protocol.encode import encode_message, message_bytes
+    from asyncq.compat.celery_receive import adoption
+
+    @app.task(name="runtime.stamped")
+    def stamped() -> None:
+        return None
+
+    env = encode_message("runtime.stamped", "t-1", queue="celery",
+                         headers={"stamped_headers": ["on"], "stamps": {"on": "yes"}})
+    p = adoption(app, decode_message("tag", message_bytes(env), "celery"))
+    assert p.spec.options.headers is not None
+    celery = p.spec.options.headers["celery"]
+    assert celery["stamped_headers"] == ["on"] and celery["stamps"] == {"on": "yes"}

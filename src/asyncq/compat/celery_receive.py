@@ -67,6 +67,9 @@ def adoption(app: CeleryApp, msg: CeleryMessage, chord_size: int | None = None) 
     celery = prepared.spec.options.headers["celery"]
     celery["reply"] = REPLY
     celery["retries"] = int(h.get("retries") or 0)
+    for key in ("stamped_headers", "stamps", "replaced_task_nesting"):  # Celery's canvas headers (stamping.py)
+        if h.get(key):
+            celery[key] = h[key]
     if h.get("origin"):
         celery["origin"] = h["origin"]
     return prepared
