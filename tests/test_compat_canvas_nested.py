@@ -278,3 +278,15 @@ def test_a_generated_group_outside_a_chord_header_is_generated_when_sent(app: Ce
         c = chain(group(identity.s(i) for i in range(1, 4)) | tsum.s(),
                   chord(group(add.s(10) for _ in range(3)), tsum.s()))
         assert c().get(timeout=10) == 48
+
+
+def test_a_canvas_sends_through_its_tasks_app(app: Celery) -> None:
+    add = app.tasks["nested.add"]
+    other = Celery("other", broker=flushed_url(COMPAT_DB))
+    other.set_current()
+    try:
+        assert chain(add.s(1, 2), add.s(3)).app is app and group(add.s(1, 2)).app is app
+        assert chord([add.s(1, 2)], add.s(3)).app is app
+    finally:
+        app.set_current()
+        other.close()

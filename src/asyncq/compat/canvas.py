@@ -220,6 +220,19 @@ class Signature(Stampable, dict[str, Any]):  # stamp()/stamp_links(): stamping.p
 class _Canvas(Signature):
     """What chains, groups and chords share: sent through ``plan`` on the app's loop."""
 
+    @property
+    def app(self) -> CeleryApp:
+        """The app given, else its first task's (``task.s()`` carries the task's app, as in Celery), else the
+        current app."""
+        if self._app is not None:
+            return self._app
+        kw = self["kwargs"]
+        for t in [*(kw.get("tasks") or ()), *([kw["header"]] if kw.get("header") is not None else []),
+                  *([kw["body"]] if kw.get("body") is not None else [])]:
+            if isinstance(t, Signature) and (t._app is not None or isinstance(t, _Canvas)):
+                return t.app
+        return current_app()
+
     def apply_async(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
                     **options: Any) -> Any:
         if self.app.conf.task_always_eager:
