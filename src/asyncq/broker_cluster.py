@@ -334,18 +334,18 @@ class ClusterBroker(ShardBroker):
             await asyncio.sleep(min(SHARD_POLL, left))
 
     async def refresh_shards(self, *, force: bool = False) -> None:
-        """Raise the shard counts to what producers recorded in ``asyncq:shards``, and read the global list of
+        """Raise the shard counts to what producers recorded in ``asyncq:shard-counts``, and read the global list of
         paused queues (every REFRESH_SHARDS s; one round trip to the global slot)."""
         await self.detect_pubsub()
         if not force and time.monotonic() - self._refreshed < REFRESH_SHARDS:
             return
         self._refreshed = time.monotonic()
         async with self.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self.names(keys.SHARDS_REGISTRY))
+            pipe.zrange(self.names(keys.SHARDS_REGISTRY), 0, -1, withscores=True)
             pipe.smembers(self.names(keys.PAUSED_SET))
             raw, paused = await pipe.execute()
         self._paused = {printable_id(m)[0] for m in paused}
-        for q, n in raw.items():
+        for q, n in raw:
             queue, count = printable_id(q)[0], int(n)
             if 1 <= count <= keys.MAX_SHARDS:
                 self._counts[queue] = max(self._configured.get(queue, 1), count)
@@ -363,7 +363,7 @@ class ClusterBroker(ShardBroker):
         await self.detect_pubsub()
         async with self.pipeline(transaction=False) as pipe:  # two idempotent writes: no MULTI needed
             pipe.sadd(self.names(keys.QUEUES_SET), queue)
-            pipe.hset(self.names(keys.SHARDS_REGISTRY), queue, str(n))
+            pipe.zadd(self.names(keys.SHARDS_REGISTRY), {queue: n}, gt=True)
             await pipe.execute()
         self._registered.add((queue, n))
 
@@ -814,7 +814,7 @@ class SyncClusterBroker(SyncBroker):
                 if (queue, n) not in self._registered:
                     pipe = self._client.pipeline(transaction=False)  # two idempotent writes
                     pipe.sadd(self.names(keys.QUEUES_SET), queue)
-                    pipe.hset(self.names(keys.SHARDS_REGISTRY), queue, str(n))
+                    pipe.zadd(self.names(keys.SHARDS_REGISTRY), {queue: n}, gt=True)
                     pipe.execute()
                     self._registered.add((queue, n))
             for (queue, shard), idx in groups.items():

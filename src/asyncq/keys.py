@@ -288,7 +288,9 @@ DEFAULT_KEYS: Final = Keys()
 # tag. Job ids carry their shard ("{<queue>:<shard>}<hex>") so a job's keys are found without a lookup. Not
 # arq's layout: arq cannot read a cluster deployment.
 GLOBAL_TAG: Final = "{asyncq}"
-SHARDS_REGISTRY: Final = "asyncq:shards"  # HASH (global tag): queue -> shard count producers used (workers read it)
+#: ZSET (global tag): queue -> the largest shard count producers used (ZADD GT: it never shrinks, so lowering
+#: queue_shards never strands jobs on the shards above the new count; workers read it)
+SHARDS_REGISTRY: Final = "asyncq:shard-counts"
 MAX_SHARDS: Final = 1024
 
 _TAGGED_ID = re.compile(r"^\{([A-Za-z0-9_.\-]{1,100}):([0-9]{1,4})(?::[0-9a-z]{1,8})?\}")
