@@ -586,15 +586,16 @@ class ClusterBroker(ShardBroker):
         return sum([await view.dlq_purge(ids) for view, ids in groups.items()])
 
     async def dlq_count(self) -> int:
-        return sum([await view.dlq_count() for view in await self._all_shards()])
+        return sum(await asyncio.gather(*(view.dlq_count() for view in await self._all_shards())))
 
     async def dlq_ids(self, offset: int = 0, count: int = 100) -> list[str]:
         """Newest first across every shard: each shard's newest ``offset + count``, merged by time."""
         rows: list[tuple[float, str]] = []
-        for view in await self._all_shards():
-            raw: Scored = await cast(Any, self._cluster.zrevrange(
-                view.names(keys.DLQ_INDEX), 0, offset + count - 1, withscores=True))
-            rows += [(score, printable_id(m)[0]) for m, score in raw]
+        async with self.pipeline(transaction=False) as pipe:  # one round trip per master
+            for view in await self._all_shards():
+                pipe.zrevrange(view.names(keys.DLQ_INDEX), 0, offset + count - 1, withscores=True)
+            for raw in await pipe.execute():
+                rows += [(score, printable_id(m)[0]) for m, score in raw]
         rows.sort(key=lambda r: -r[0])
         return [jid for _, jid in rows[offset : offset + count]]
 
@@ -615,8 +616,8 @@ class ClusterBroker(ShardBroker):
         for q in queues:
             ready = later = running = 0
             candidates: Scored = []
-            for view in self.shards_of(q):
-                (row,), dead = await view.queue_snapshot([q], now, probe)
+            snaps = await asyncio.gather(*(view.queue_snapshot([q], now, probe) for view in self.shards_of(q)))
+            for (row,), dead in snaps:
                 ready, later, running = ready + row[0], later + row[1], running + row[2]
                 candidates += row[3]
                 metas += dead
@@ -665,13 +666,13 @@ class ClusterBroker(ShardBroker):
         return await self.of_job(job_id).lane_score(lane, job_id)
 
     async def running_ids(self, queue: str, now: int) -> list[str]:
-        return [jid for view in self.shards_of(queue) for jid in await view.running_ids(queue, now)]
+        found = await asyncio.gather(*(view.running_ids(queue, now) for view in self.shards_of(queue)))
+        return [jid for ids in found for jid in ids]
 
     async def task_limit_state(self, task: str) -> tuple[int, float]:
         """Summed in-flight count and the latest rate state over every shard (limits hold per shard)."""
         inflight, tat = 0, 0.0
-        for view in await self._all_shards():
-            n, t = await view.task_limit_state(task)
+        for n, t in await asyncio.gather(*(view.task_limit_state(task) for view in await self._all_shards())):
             inflight, tat = inflight + n, max(tat, t)
         return inflight, tat
 
@@ -704,7 +705,7 @@ class ClusterBroker(ShardBroker):
 
     async def recent_job_ids(self, count: int) -> list[str]:
         """Each shard's newest ``count``, interleaved (no order across shards is kept)."""
-        per_shard = [await view.recent_job_ids(count) for view in await self._all_shards()]
+        per_shard = await asyncio.gather(*(view.recent_job_ids(count) for view in await self._all_shards()))
         out: list[str] = []
         for i in range(count):
             out += [ids[i] for ids in per_shard if i < len(ids)]
@@ -714,14 +715,15 @@ class ClusterBroker(ShardBroker):
         """The last tick of each periodic task: its guard lives on the shard its ticks go to, so every shard is
         read and the latest kept."""
         views = await self._all_shards()
+        async with self.pipeline(transaction=False) as pipe:  # one round trip per master
+            for name in names:
+                for view in views:
+                    pipe.get(view.names(keys.cron_last_key(name)))
+            raws: list[bytes | None] = await pipe.execute()
         out: list[bytes | None] = []
-        for name in names:
-            best: bytes | None = None
-            for view in views:
-                raw: bytes | None = await cast(Any, self._cluster.get(view.names(keys.cron_last_key(name))))
-                if raw is not None and (best is None or int(raw) > int(best)):
-                    best = raw
-            out.append(best)
+        for i in range(len(names)):
+            found = [r for r in raws[i * len(views) : (i + 1) * len(views)] if r is not None]
+            out.append(max(found, key=int) if found else None)
         return out
 
 
