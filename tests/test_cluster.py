@@ -310,6 +310,7 @@ def test_the_cli_reads_every_shard(cluster: EmbeddedCluster) -> None:
             await app.enqueue_many([JobSpec("c.sharded", (n,), {}) for n in range(12)])  # spread over 4 shards
             job = await broken_task.enqueue()
             await Worker(broken, WorkerSettings(queues=("bad",), burst=True, handle_signals=False)).main()
+            await wait_until(lambda: admin.count_dead_letters(broken), timeout=10)
             return job.job_id
         finally:
             await app.close()
@@ -327,7 +328,7 @@ def test_the_cli_reads_every_shard(cluster: EmbeddedCluster) -> None:
     queues = {q["queue"]: q for q in cli("queues")["queues"]}
     assert queues["q"]["length"] == 12 and queues["bad"]["dead_letters"] == 1, queues
     letters = cli("dlq", "list")
-    assert [d["job_id"] for d in (letters["dead_letters"] if isinstance(letters, dict) else letters)] == [dead]
+    assert [d["job_id"] for d in (letters["dead_letters"] if isinstance(letters, dict) else letters)] == [dead], letters
 
 
 async def test_pause_holds_every_shard_and_resume_releases_them(
