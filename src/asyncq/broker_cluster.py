@@ -425,6 +425,7 @@ class ClusterBroker(ShardBroker):
         return [int(x) for x in first]
 
     async def abort(self, job_id: str, lane: str, aborted_result: bytes, keep_ms: int) -> int:
+        await self.detect_pubsub()  # the abort is announced the way workers listen
         return await self.of_job(job_id).abort(job_id, lane, aborted_result, keep_ms)
 
     # --- worker side ---------------------------------------------------------------------------------------
@@ -494,6 +495,7 @@ class ClusterBroker(ShardBroker):
             raise
 
     async def requeue(self, lease: Lease, run_at_ms: int, *, give_back_try: bool) -> int:
+        await self.detect_pubsub()
         return await self.of_job(lease.job_id).requeue(lease, run_at_ms, give_back_try=give_back_try)
 
     async def dead_letter(self, lease: Lease, meta_json: bytes, result: bytes, keep_ms: int, max_size: int) -> int:
@@ -570,6 +572,7 @@ class ClusterBroker(ShardBroker):
 
     # --- dead letters (each shard keeps its own) --------------------------------------------------------------
     async def dlq_retry(self, job_id: str, lane: str, queue: str, ttl_ms: int) -> int:
+        await self.detect_pubsub()  # the wake-up is announced the way workers listen
         return await self.of_job(job_id).dlq_retry(job_id, lane, queue, ttl_ms)
 
     async def dlq_push_to_list(self, dlq_id: str, list_key: str) -> bool:
