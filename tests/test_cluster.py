@@ -123,6 +123,18 @@ async def test_enqueue_and_result_with_wake_up(capp: App, workers: WorkerRunner)
     assert [await j.result(timeout=20) for j in jobs] == [2 * i for i in range(50)]
 
 
+async def test_a_sync_producer_spreads_over_shards_too(cluster: EmbeddedCluster, workers: WorkerRunner) -> None:
+    app = sharded_app(cluster)
+    try:
+        # what a Django view or a Celery-style delay() does: the blocking client, from a thread without a loop
+        jobs = await asyncio.to_thread(app.enqueue_many_sync, [JobSpec("c.sharded", (n,), {}) for n in range(8)])
+        assert Counter(shard(j.job_id)[1] for j in jobs) == {s: 2 for s in range(SHARDS)}
+        await workers.start(app, queues=("q",))
+        assert [await app.job(j.job_id).result(timeout=10) for j in jobs] == list(range(8))
+    finally:
+        await app.close()
+
+
 async def test_a_delayed_job_waits_then_runs_without_the_poll(capp: App, workers: WorkerRunner) -> None:
     ran_at: list[float] = []
 
