@@ -439,3 +439,19 @@ def test_a_group_get_raises_the_first_failure_without_waiting_for_the_rest(celer
         values = group(nap.s(0.1), boom.s()).apply_async().get(timeout=10, propagate=False)
         assert values[0] == 0.1 and isinstance(values[1], ValueError)
         result.revoke(terminate=True)
+
+
+def test_control_purge_discards_waiting_tasks_only(celery_app: Celery) -> None:
+    @celery_app.task(name="surface.add", queue="surface-q")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    waiting = [add.delay(i, i) for i in range(3)]
+    later = add.apply_async((1, 1), countdown=60)
+    assert celery_app.control.purge() == 3  # the queue of the app's task, not only the default one
+    assert celery_app.control.purge() == 0
+    assert [r.state for r in waiting] == [states.PENDING] * 3  # gone: unknown ids read PENDING, as in Celery
+    with ThreadWorker(celery_app, queues=("surface-q",)):
+        scheduled = celery_app.control.inspect().scheduled() or {}
+        assert [e["request"]["id"] for jobs in scheduled.values() for e in jobs] == [later.id]  # it stays
+    later.revoke()

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from asyncq import keys
+from asyncq.admin import purge_queue
 from asyncq.broker import now_ms
 from asyncq.codec import decode_payload
 from asyncq.compat import store
@@ -76,6 +77,20 @@ class Control:
         if not self._any_revoked:
             return False
         return await store.is_revoked(self.app, task_id)
+
+    def purge(self, connection: Any = None, **kwargs: Any) -> int:
+        """Celery's ``control.purge()``: discard the tasks waiting in this app's queues (the default queue and
+        those of its tasks), returning how many. As in Celery, tasks with an ETA or countdown and running tasks
+        stay (Celery's workers hold those; asyncq keeps them in Redis, due later)."""
+        return int(self.app.bridge.run(self._apurge()))
+
+    async def _apurge(self) -> int:
+        queues = {str(self.app.conf.task_default_queue)}
+        queues.update(str(t.queue) for t in list(self.app.tasks.values()) if getattr(t, "queue", None))
+        total = 0
+        for queue in sorted(queues):
+            total += await purge_queue(self.app.asyncq_app, queue)
+        return total
 
     def inspect(self, destination: Any = None, timeout: float = 1.0, **kwargs: Any) -> Inspect:
         return Inspect(self.app, destination=destination, timeout=timeout)

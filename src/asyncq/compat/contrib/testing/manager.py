@@ -200,8 +200,11 @@ class ManagerMixin:
         return res
 
     def wait_until_idle(self, timeout: float = 60.0) -> None:
-        """Wait until no job is running on any worker (at most ``timeout`` seconds, then TimeoutError)."""
+        """As Celery's: discard the tasks still waiting in the app's queues (left over by earlier tests), then
+        wait until no job is running on any worker (at most ``timeout`` seconds, then TimeoutError)."""
         deadline = time.monotonic() + timeout
+        while self.app.control.purge():
+            pass
         inspect = self.app.control.inspect()
         while sum(len(jobs) for jobs in (inspect.active() or {}).values()):
             if time.monotonic() > deadline:
