@@ -5,13 +5,14 @@ Every cluster test module calls :func:`cluster_or_skip` from its own fixture; on
 is a few seconds), and :func:`fresh_cluster` empties it (FLUSHALL on every master) before each test. A test that
 killed or failed over a node leaves the cluster to :func:`cluster_or_skip`, which restarts stopped nodes and waits
 until every node agrees again. Without redis-cli (it joins the nodes) or a redis-server, the tests skip and say
-what to install.
+what to install. ASYNCQ_TEST_CLUSTER_SERVER names another redis-server to run them on.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,10 @@ from asyncq.exceptions import ConfigurationError
 _cluster: EmbeddedCluster | None = None
 _refusal: str | None = None
 _owner = os.getpid()
+
+#: a redis-server to run the cluster tests on (its redis-cli beside it) instead of the newest one found, e.g. a
+#: Redis 6 build to test the classic pub/sub path: ASYNCQ_TEST_CLUSTER_SERVER=/opt/redis6/bin/redis-server
+SERVER_ENV = "ASYNCQ_TEST_CLUSTER_SERVER"
 
 
 def _stop() -> None:
@@ -41,7 +46,10 @@ def cluster_or_skip() -> EmbeddedCluster:
         except ConfigurationError as exc:
             _refusal = f"no local Redis Cluster can be started: {exc}"
             pytest.skip(_refusal)
-        cluster = EmbeddedCluster(masters=3, replicas=1, new_session=True, die_with_parent=True)
+        server = os.environ.get(SERVER_ENV) or None  # another Redis version for the whole cluster suite
+        cli = str(Path(server).with_name("redis-cli")) if server else None
+        cluster = EmbeddedCluster(masters=3, replicas=1, new_session=True, die_with_parent=True,
+                                  executable=server, cli=cli)
         cluster.start()  # a failure here is an error, not a skip: the tools are there
         _cluster = cluster
         atexit.register(_stop)
