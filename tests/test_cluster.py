@@ -106,6 +106,22 @@ def test_a_node_restarted_from_a_short_lived_thread_outlives_it(cluster: Embedde
     assert cluster.is_ready()
 
 
+def test_the_newest_redis_server_is_chosen_and_a_missing_redis_cli_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asyncq.embedded import find_cluster_tools
+
+    newest = tmp_path / "redis-server"  # newer than any real one here, and without a redis-cli beside it
+    newest.write_text("#!/bin/sh\necho 'Redis server v=99.0.0 sha=0 malloc=libc bits=64'\n")
+    newest.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ConfigurationError, match="no redis-cli found beside .*redis-tools"):
+        find_cluster_tools()
+    (tmp_path / "redis-cli").write_text("#!/bin/sh\n")
+    (tmp_path / "redis-cli").chmod(0o755)
+    assert find_cluster_tools() == (str(newest), str(tmp_path / "redis-cli"))
+
+
 # --- core scenarios --------------------------------------------------------------------------------------------
 async def test_enqueue_and_result_with_wake_up(capp: App, workers: WorkerRunner) -> None:
     @capp.task(name="c.add")
