@@ -106,14 +106,14 @@ TASK_OPTION_RULES: dict[str, Rule] = {
                    "task_serializer on the app"),
     "expires": (Verdict.change, "accepted and silently ignored as a task default: pass expires= to "
                 "apply_async"),
-    "pydantic": (Verdict.unsupported, "accepted and silently ignored: arguments are not validated or converted; "
-                 "validate in the task body"),
+    "pydantic": (Verdict.supported, "arguments validated and results dumped with pydantic, as in Celery (needs "
+                 "pydantic installed)"),
     "rate_limit": (Verdict.supported, "per worker process, as in Celery"),
 }
 
 
 #: options the rules above call "silently ignored": supported as soon as asyncq.compat reads them
-SILENTLY_IGNORED = frozenset({"serializer", "expires", "pydantic"})
+SILENTLY_IGNORED = frozenset({"serializer", "expires"})
 
 
 def task_option_rule(name: str, custom_base: bool) -> Rule:
