@@ -53,9 +53,6 @@ class CallChecks:
             self.celery_app(node)
         elif origin in CANVAS:
             self.emit(node, f"canvas {origin}()", Verdict.supported)
-            if origin == "chain" and node.args and self._is_group(node.args[-1]):
-                self.emit(node, "chain ending in a group", Verdict.unsupported,
-                          "raises ImproperlyConfigured: add a final step (a chord) or apply the group on its own")
         elif origin == "solar":
             self.emit(node, "solar()", Verdict.unsupported, "solar schedules are not supported")
         elif dotted(node.func) in ("on_commit", "transaction.on_commit"):
@@ -90,8 +87,7 @@ class CallChecks:
         elif attr == "update_state" and self.task is not None:
             self.emit(node, "self.update_state()", Verdict.supported, "AsyncResult.state / .info show it")
         elif attr == "replace" and recv_name == "self" and self.task is not None:
-            self.emit(node, "self.replace()", Verdict.unsupported, "Task.replace is not implemented: return a "
-                      "chain/chord from the caller instead")
+            self.emit(node, "self.replace()", Verdict.supported, "as in Celery (docs/replace-and-stamping.md)")
         elif attr == "get" and self._is_result(node, recv):
             self._get(node)
         elif attr == "then" and self._is_result(node, recv):
@@ -102,8 +98,7 @@ class CallChecks:
 
     def _app_call(self, node: ast.Call, attr: str, recv: ast.expr) -> bool:
         if attr == "register_task":
-            self.emit(node, "app.register_task()", Verdict.unsupported, "asyncq.compat's Celery has no "
-                      "register_task(): use @app.task(base=YourTask) on a function")
+            self.emit(node, "app.register_task()", Verdict.supported, "class-based tasks, as in Celery")
         elif attr == "add_periodic_task":
             self.emit(node, "app.add_periodic_task()", Verdict.supported)
             if node.args:

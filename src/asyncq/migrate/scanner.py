@@ -18,7 +18,7 @@ from asyncq.migrate.project import ClassInfo, Module, Project, dotted, is_librar
 
 APP_NAMES = frozenset({"app", "celery", "celery_app", "current_app"})
 BASE_HOOKS = frozenset({"run", "before_start", "on_success", "on_failure", "on_retry", "after_return"})
-CELERY_ONLY_HOOKS = frozenset({"on_replace", "shadow_name", "on_bound", "send_event", "add_around"})
+CELERY_ONLY_HOOKS = frozenset({"shadow_name", "on_bound", "send_event", "add_around"})
 APP_SIGNALS = frozenset({"on_configure", "on_after_configure", "on_after_finalize", "on_after_fork"})
 
 
@@ -159,8 +159,8 @@ class FileScanner(ast.NodeVisitor, CallChecks):
                 name = name if isinstance(name, str) else f"{self.mod.name}.{node.name}"
                 self.report.tasks.append(TaskInfo(name, self.mod.rel, node.lineno, "class"))
                 self.task = name
-                self.emit(node, "class-based task", Verdict.change, "asyncq.compat has no app.register_task(): "
-                          "make run() a function decorated with @app.task(base=...)")
+                self.emit(node, "class-based task", Verdict.supported, "register it with app.register_task(), as "
+                          "in Celery")
         self.generic_visit(node)
         self.task = None
 
@@ -217,10 +217,6 @@ class FileScanner(ast.NodeVisitor, CallChecks):
     def visit_BinOp(self, node: ast.BinOp) -> None:
         if isinstance(node.op, ast.BitOr) and id(node) not in self._nested and self.is_canvas(node):
             self.emit(node, "canvas |", Verdict.supported)
-            right = node.right
-            if isinstance(right, ast.Call) and self._is_group(right):
-                self.emit(node, "chain ending in a group", Verdict.unsupported,
-                          "raises ImproperlyConfigured: add a final step (a chord) or apply the group on its own")
             for side in (node.left, node.right):
                 for sub in ast.walk(side):
                     if isinstance(sub, ast.BinOp):
