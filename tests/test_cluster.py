@@ -38,11 +38,14 @@ from asyncq import (
     current_job,
 )
 from asyncq.cluster import shard_of
-from asyncq.embedded import EmbeddedCluster
+from asyncq.compat import Celery, chord
+from asyncq.embedded import EmbeddedCluster, find_cluster_tools
 
 from .cluster_harness import fresh_cluster
 from .cluster_runlog import RUNLOG_ENV, RunLog
 from .conftest import WorkerRunner, stop_process, wait_until
+from .test_compat_unit import ThreadWorker  # at import: pytest rewrites a test module's asserts on first import,
+from .web.test_api import client_for  # and CPython 3.11.7's ast.parse fails in a deep stack (a test's body)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,8 +112,6 @@ def test_a_node_restarted_from_a_short_lived_thread_outlives_it(cluster: Embedde
 def test_the_newest_redis_server_is_chosen_and_a_missing_redis_cli_is_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from asyncq.embedded import find_cluster_tools
-
     newest = tmp_path / "redis-server"  # newer than any real one here, and without a redis-cli beside it
     newest.write_text("#!/bin/sh\necho 'Redis server v=99.0.0 sha=0 malloc=libc bits=64'\n")
     newest.chmod(0o755)
@@ -434,8 +435,6 @@ def test_shards_are_refused_on_one_redis() -> None:
 
 
 async def test_the_dashboard_shows_every_shard(cluster: EmbeddedCluster, workers: WorkerRunner) -> None:
-    from .web.test_api import client_for
-
     app = App(redis_url=cluster.url, queue_shards={"web": 3})
 
     @app.task(name="c.double", queue="web")
@@ -525,10 +524,6 @@ def test_the_celery_bridge_is_refused_on_a_cluster_url(cluster: EmbeddedCluster)
 
 # --- the compat layer ------------------------------------------------------------------------------------------
 def test_compat_delay_get_and_a_chord(cluster: EmbeddedCluster) -> None:
-    from asyncq.compat import Celery, chord
-
-    from .test_compat_unit import ThreadWorker
-
     celery = Celery("cl", broker=cluster.url, backend=cluster.url)
 
     @celery.task(name="cl.add")
