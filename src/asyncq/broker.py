@@ -350,6 +350,11 @@ class Broker(BrokerReads):
             )
         return claimed, next_due, broken
 
+    def take_claim_outage(self) -> BaseException | None:
+        """The Redis error of the last claim if it failed part-way yet returned jobs (Redis Cluster: a master down
+        after other shards answered), else None; the worker treats it as an outage. Cleared when read."""
+        return None
+
     async def renew(self, leases: Sequence[Lease], lease_ms: int) -> list[int]:
         k = self.names
         args: list[Any] = [

@@ -196,6 +196,7 @@ class ClusterBroker(ShardBroker):
         #: has no pause of its own, so claims skip the whole queue
         self._paused: set[str] = set()
         self._warned_sharded = False
+        self._claim_outage: BaseException | None = None
         #: shard prefix -> monotonic time its last renew/finish/claim failed for lack of Redis (see ``claim``)
         self._failed_at: dict[str, float] = {}
         self.namespace = namespace
@@ -465,14 +466,26 @@ class ClusterBroker(ShardBroker):
             # not renew during an outage. Those are on the shards whose calls failed: one master's failover must
             # not hold back lease recovery on every shard.
             failed = time.monotonic() - self._failed_at.get(view.names.prefix, float("-inf")) <= grace
-            got, due, bad = await self._watched(view, view.claim(
-                q_lanes, q_queues, want - len(claimed), lease_ms, worker_id,
-                reconnect_until_ms=reconnect_until_ms if failed else 0, limits=limits))
+            try:
+                got, due, bad = await self._watched(view, view.claim(
+                    q_lanes, q_queues, want - len(claimed), lease_ms, worker_id,
+                    reconnect_until_ms=reconnect_until_ms if failed else 0, limits=limits))
+            except REDIS_DOWN as exc:
+                if not claimed:
+                    raise
+                # Jobs already claimed on other shards are leased to this worker: hand them over (dropping them
+                # would leave them to lapse and wait for recovery) and report the outage after the claim.
+                self._claim_outage = exc
+                break
             claimed += got
             broken.update(bad)
             if due >= 0:
                 next_due = due if next_due < 0 else min(next_due, due)
         return claimed, next_due, broken
+
+    def take_claim_outage(self) -> BaseException | None:
+        outage, self._claim_outage = self._claim_outage, None
+        return outage
 
     async def renew(self, leases: Sequence[Lease], lease_ms: int) -> list[int]:
         """Every shard's renewal is sent, at once: one master down must not let the leases on the others lapse.

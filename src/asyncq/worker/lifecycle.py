@@ -55,6 +55,7 @@ CLAIM_WAIT = 1.0  # a claim in flight when the stop comes (the grace period runs
 HAND_BACK_WAIT = 3.0  # handing unfinished jobs back after the grace period
 CLEANUP_WAIT = 2.0  # background tasks, listener, finisher and the sign-off, together
 STOP_WAIT = 1.5  # closing connections, and each later wait of the process runner
+FLAP_LOG = 5.0  # seconds between "Redis unreachable" log lines of a flapping connection
 STARTUP_LOG_EVERY = 10.0  # while Redis is unreachable at start-up, say so at most this often
 
 
@@ -114,6 +115,8 @@ class Worker:
         self._redis_back = asyncio.Event()
         self._last_outage = -1e9  # monotonic time of the last failed Redis call
         self._outage_pending = False  # tell the fleet (claim.lua's reconnect window) before the next claim
+        self._last_down_log = -1e9  # monotonic time "Redis unreachable" was last logged (see redis_down)
+        self._down_logged = False
         #: ids of jobs whose outcome waits for Redis to answer (claiming waits for them after an outage)
         self.holding: set[str] = set()
         self._loop_beat = time.monotonic()  # the claim loop's last sign of progress (the watchdog reads it)
@@ -139,17 +142,22 @@ class Worker:
 
     # --- Redis health ------------------------------------------------------------------------------------
     def redis_down(self, exc: BaseException) -> None:
-        if self._redis_ok:
+        if self._redis_ok and time.monotonic() - self._last_down_log >= FLAP_LOG:
+            # a flapping link (on Redis Cluster: one master failing over while the others answer) logs one
+            # unreachable/reachable pair per FLAP_LOG seconds, not one per call
             log.error("Redis unreachable (%s); the worker keeps running, holds the outcomes it cannot write and "
                       "retries with backoff", exc)
+            self._last_down_log = time.monotonic()
+            self._down_logged = True
         self._redis_ok = False
         self._redis_back.clear()
         self._last_outage = time.monotonic()
         self._outage_pending = True
 
     def _redis_up(self) -> None:
-        if not self._redis_ok:
+        if not self._redis_ok and self._down_logged:
             log.warning("Redis is reachable again; writing held outcomes, then claiming resumes")
+            self._down_logged = False
         self._redis_ok = True
         self._redis_back.set()
 
@@ -396,12 +404,18 @@ class Worker:
                 self._lanes, self._lane_queues, want, int(self.settings.lease * 1000), self.worker_id,
                 reconnect_until_ms=reconnect_until, limits=self._flow_limits(),
             )
-        self._outage_pending = False
-        self._redis_up()
+        outage = self.broker.take_claim_outage()  # a cluster shard failed after others answered (broker_cluster)
+        if outage is None:
+            self._outage_pending = False
+            self._redis_up()
+        else:
+            self.redis_down(outage)
         if broken:
             self._note_broken(broken)
         for c in claimed:
             self._start(c)
+        if outage is not None:
+            return 0.1  # the next claim first settles what the outage held (_after_outage), as after any outage
         if len(claimed) >= want:
             return 0.0  # there may be more: claim again while these run
         # The lanes are drained (a partial or empty claim): a new job announces itself (a wake-up that
