@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -49,6 +50,9 @@ def main() -> None:
     parser.add_argument("--drain-window", type=float, default=60.0)
     parser.add_argument("--node-timeout-ms", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=1, help="runs, each on a fresh cluster")
+    parser.add_argument("--keep-logs", action="store_true",
+                        help="keep the worker logs and run log of a clean run too (kept anyway when a job was "
+                             "lost or ran twice)")
     parser.add_argument("--json", help="also write the reports to this file")
     args = parser.parse_args()
     reports = []
@@ -63,7 +67,10 @@ def main() -> None:
         print(f"run {i + 1}: {report.line()}", flush=True)
         for error in report.errors:
             print("  error:", error)
-        print(f"  logs and run log: {report.logs}")
+        if args.keep_logs or report.errors or report.lost or report.run_twice:
+            print(f"  logs and run log: {report.logs}")
+        elif report.logs is not None:
+            shutil.rmtree(report.logs, ignore_errors=True)
     if len(reports) > 1:
         print(f"{len(reports)} runs: lost {[r.lost for r in reports]}, run twice {[r.run_twice for r in reports]}, "
               f"failover s {[round(r.failover_s, 1) for r in reports]}, "
