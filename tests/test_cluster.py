@@ -43,9 +43,9 @@ from asyncq.embedded import EmbeddedCluster, find_cluster_tools
 
 from .cluster_harness import fresh_cluster
 from .cluster_runlog import RUNLOG_ENV, RunLog
+from .compat_worker import ThreadWorker
 from .conftest import WorkerRunner, stop_process, wait_until
-from .test_compat_unit import ThreadWorker  # at import: pytest rewrites a test module's asserts on first import,
-from .web.test_api import client_for  # and CPython 3.11.7's ast.parse fails in a deep stack (a test's body)
+from .web.test_api import client_for  # at import: a test module imported inside a test trips CPython 3.11.7's AST bug
 
 ROOT = Path(__file__).resolve().parent.parent
 

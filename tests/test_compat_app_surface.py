@@ -18,8 +18,8 @@ from asyncq.compat import Celery, Task, states
 from asyncq.compat.exceptions import ImproperlyConfigured, TaskRevokedError
 from asyncq.compat.utils import nodenames
 
+from .compat_worker import COMPAT_DB, ThreadWorker
 from .conftest import flushed_url
-from .test_compat_unit import COMPAT_DB, ThreadWorker
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import pytest
 
 from asyncq.compat import Celery, states
 
+from .compat_worker import COMPAT_DB, ThreadWorker
 from .conftest import flushed_url
-from .test_compat_unit import COMPAT_DB, ThreadWorker
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from asyncq.compat import Celery, chain, chord, group
 from asyncq.compat.canvas import from_dict
 from asyncq.compat.exceptions import ChordError
 
+from .compat_worker import COMPAT_DB, ThreadWorker
 from .conftest import flushed_url
-from .test_compat_unit import COMPAT_DB, ThreadWorker
 
 
 class Boom(Exception):

@@ -9,8 +9,8 @@ import pytest
 
 from asyncq.compat import Celery
 
+from .compat_worker import COMPAT_DB
 from .conftest import flushed_url
-from .test_compat_unit import COMPAT_DB
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_a_task_applied_inside_another_has_it_as_parent_and_shares_its_root(app:
 def test_message_properties_reach_the_request_and_an_immutable_errback_keeps_its_arguments(app: Celery) -> None:
     import time
 
-    from .test_compat_unit import ThreadWorker
+    from .compat_worker import ThreadWorker
 
     seen: list[object] = []
 

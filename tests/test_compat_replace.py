@@ -13,8 +13,8 @@ import pytest
 from asyncq.compat import Celery, chain, chord, group, states
 from asyncq.compat.exceptions import ImproperlyConfigured
 
+from .compat_worker import COMPAT_DB, ThreadWorker
 from .conftest import flushed_url
-from .test_compat_unit import COMPAT_DB, ThreadWorker
 
 
 class Boom(Exception):

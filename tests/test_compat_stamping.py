@@ -14,8 +14,8 @@ from asyncq.compat.canvas import StampingVisitor
 from asyncq.compat.exceptions import TaskRevokedError
 from asyncq.compat.stamping import merge
 
+from .compat_worker import COMPAT_DB, ThreadWorker
 from .conftest import flushed_url
-from .test_compat_unit import COMPAT_DB, ThreadWorker
 
 
 class Stamp42(StampingVisitor):

@@ -15,16 +15,14 @@ from datetime import timedelta
 import pytest
 import redis
 
-from asyncq import Worker, WorkerSettings
 from asyncq.compat import Celery, GroupResult, states
 from asyncq.compat import signals as celery_signals
 from asyncq.compat.exceptions import ImproperlyConfigured, Reject, TaskRevokedError
 from asyncq.compat.ratelimit import parse_rate
 from asyncq.compat.task import backoff
 
+from .compat_worker import COMPAT_DB, ThreadWorker
 from .conftest import flushed_url, redis_url
-
-COMPAT_DB = 4
 
 
 @pytest.fixture
@@ -32,35 +30,6 @@ def celery_app() -> Iterator[Celery]:
     app = Celery("unit", broker=flushed_url(COMPAT_DB), backend=flushed_url(COMPAT_DB))
     yield app
     app.close()
-
-
-class ThreadWorker:
-    """An asyncq worker for a Celery app, in a thread with its own event loop."""
-
-    def __init__(self, app: Celery, **settings: object) -> None:
-        self.app = app
-        self.settings = WorkerSettings(handle_signals=False, heartbeat_interval=0.3, **settings)  # type: ignore[arg-type]
-        self.worker: Worker | None = None
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-
-    async def _main(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.worker = Worker(self.app.asyncq_app, self.settings)
-        self.ready.set()
-        await self.worker.main()
-        await self.app.asyncq_app.close()
-
-    def __enter__(self) -> ThreadWorker:
-        self.thread.start()
-        self.ready.wait(10)
-        time.sleep(0.2)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.worker is not None
-        self.loop.call_soon_threadsafe(self.worker.stop)  # the worker's events belong to its own loop
-        self.thread.join(30)
 
 
 # --- configuration ---------------------------------------------------------------------------------------

@@ -254,7 +254,7 @@ async def test_two_namespaces_on_one_database_never_see_each_other(
 def test_a_celery_apps_asyncq_namespace_prefixes_asyncqs_keys_and_leaves_celerys_alone() -> None:
     from asyncq.compat import Celery
 
-    from .test_compat_unit import ThreadWorker
+    from .compat_worker import ThreadWorker
 
     url = flushed_url(NS_DB)
     app = Celery("ns", broker=url, backend=url)

@@ -28,8 +28,8 @@ from asyncq.compat import Celery, chain, chord, group
 from asyncq.compat import signals as celery_signals
 from asyncq.compat.exceptions import ImproperlyConfigured, MaxRetriesExceededError
 
+from .compat_worker import ThreadWorker
 from .conftest import flushed_url, redis_url
-from .test_compat_unit import ThreadWorker
 
 ONE_LINE_DB = 1
 SRC = Path(__file__).resolve().parents[1] / "src"
