@@ -237,3 +237,16 @@ async def test_a_shard_that_fails_keeps_its_failure_to_its_own_items() -> None:
     results = caught.value.results
     assert [r if isinstance(r, str) else "error" for r in results] == ["A1", "error", "A2", "C1", "error"]
     assert await _each_shard(["a1", "c1"], ["a1", "c1"], lambda jid: jid[0], call) == ["A1", "C1"]
+
+
+def test_the_celery_bridge_refuses_a_cluster_app_wherever_it_is_built() -> None:
+    """Not only the CLI: a CeleryConsumer built in code on a cluster app fails at once, saying why."""
+    from asyncq.compat import Celery
+    from asyncq.compat.celery_consumer import CeleryConsumer, ConsumerSettings
+    from asyncq.exceptions import ConfigurationError
+
+    app = Celery("bridge", broker="redis+cluster://127.0.0.1:1")  # nothing connects: the check is on the URL
+    with pytest.raises(ConfigurationError, match="Redis Cluster"):
+        CeleryConsumer(app, ConsumerSettings(celery_queues=("celery",)))
+    standalone = Celery("bridge2", broker="redis://127.0.0.1:1/0")
+    assert CeleryConsumer(standalone, ConsumerSettings(celery_queues=("celery",))).queues == ("celery",)

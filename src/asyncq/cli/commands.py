@@ -241,18 +241,11 @@ def celery_sources(found: Any, app_path: str, celery_queues: str | None) -> list
         return []
     if not isinstance(found, Celery):
         fail(f"--celery-queues needs an asyncq.compat.Celery app; {app_path} is a plain asyncq App", 2)
-    if found.asyncq_app.settings.is_cluster:
-        fail(CELERY_BRIDGE_ON_CLUSTER, 2)
-    return [CeleryConsumer(found, consumer_settings)]
+    try:
+        return [CeleryConsumer(found, consumer_settings)]
+    except ConfigurationError as exc:  # e.g. the bridge on Redis Cluster (CELERY_BRIDGE_ON_CLUSTER)
+        fail(str(exc), 2)
 
-
-#: why the Celery wire-protocol bridge is refused on Redis Cluster, and what to do instead
-CELERY_BRIDGE_ON_CLUSTER = (
-    "--celery-queues (the Celery wire-protocol bridge) runs on one Redis or Sentinel only: kombu's keys (the queue "
-    "lists, 'unacked', 'unacked_index') are global and one bridge step moves a message between them atomically, "
-    "which Redis Cluster cannot do across hash slots. On a cluster, send tasks with asyncq.compat (delay/"
-    "apply_async) instead of Celery's own client, or run the bridge against a standalone Redis."
-)
 
 
 

@@ -85,6 +85,15 @@ class ConsumerSettings:
         return from_env_fields(cls, "ASYNCQ_WORKER_", env, overrides)
 
 
+#: why the Celery wire-protocol bridge is refused on Redis Cluster, and what to do instead
+CELERY_BRIDGE_ON_CLUSTER = (
+    "--celery-queues (the Celery wire-protocol bridge) runs on one Redis or Sentinel only: kombu's keys (the queue "
+    "lists, 'unacked', 'unacked_index') are global and one bridge step moves a message between them atomically, "
+    "which Redis Cluster cannot do across hash slots. On a cluster, send tasks with asyncq.compat (delay/"
+    "apply_async) instead of Celery's own client, or run the bridge against a standalone Redis."
+)
+
+
 class CeleryConsumer:
     """The extra job source (``asyncq.worker.sources.JobSource``) that serves Celery's queues."""
 
@@ -93,6 +102,8 @@ class CeleryConsumer:
     transport: CeleryTransport
 
     def __init__(self, compat: Celery, settings: ConsumerSettings) -> None:
+        if compat.asyncq_app.settings.is_cluster:
+            raise ConfigurationError(CELERY_BRIDGE_ON_CLUSTER)
         self.compat = compat
         self.queues = settings.celery_queues
         self.lists = [(queue_list_key(q, step), q) for q in self.queues for step in PRIORITY_STEPS]
