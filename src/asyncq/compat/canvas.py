@@ -47,6 +47,11 @@ def _app(app: CeleryApp | None) -> CeleryApp:
 class Signature(Stampable, dict[str, Any]):  # stamp()/stamp_links(): stamping.py (H5)
     """``task.s(*args, **kwargs)``: a task call that can be passed around, chained and grouped."""
 
+    def as_signature(self, value: Any) -> Any:
+        """A link kept in this signature's options (dict or signature) as a signature of the same app
+        (``Stampable.as_signature``: stamping sits below this module)."""
+        return maybe_signature(value, app=self._app)
+
     def __init__(
         self,
         task: Any = None,

@@ -18,7 +18,7 @@ from asyncq import keys
 from asyncq.admin import purge_queue
 from asyncq.broker import now_ms
 from asyncq.codec import decode_payload
-from asyncq.compat import store
+from asyncq.compat import stamping, store
 from asyncq.compat._state import CeleryApp
 from asyncq.exceptions import DeserializationError
 
@@ -57,8 +57,6 @@ class Control:
         """Revoke every task stamped with one of these values (``{"monitoring_id": [...]}``): queued ones, ones
         sent later, on every worker (kept in Redis, as revokes are). A task already running is not stopped:
         ``terminate`` is not supported for stamps. With ``reply=True``, Celery's per-worker reply."""
-        from asyncq.compat import stamping  # stamping imports canvas, which imports this module's users
-
         self.app.bridge.run(stamping.arevoke_by_stamped_headers(self.app, headers))
         self._any_revoked, self._any_checked_until = True, 0.0
         if not reply:

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from asyncq.compat import store
+
 if TYPE_CHECKING:
     from asyncq.compat._state import CeleryApp
     from asyncq.compat.publish import Prepared
@@ -159,8 +161,6 @@ def stamp_links(sig: Any, visitor: StampingVisitor | None = None, append_stamps:
                 **headers: Any) -> None:
     """Stamp ``sig``'s callbacks and errbacks (kept as dicts or signatures in its options), with the visitor's
     ``on_callback`` / ``on_errback`` stamps and ``headers``, not with ``sig``'s own stamps."""
-    from asyncq.compat.canvas import maybe_signature
-
     for key, hook in (("link", "on_callback"), ("link_error", "on_errback")):
         links = sig["options"].get(key)
         if not links:
@@ -170,7 +170,7 @@ def stamp_links(sig: Any, visitor: StampingVisitor | None = None, append_stamps:
         current = copy.deepcopy(headers)
         stamped: list[Any] = []
         for link in links:
-            link_sig = maybe_signature(link, app=getattr(sig, "_app", None))
+            link_sig = sig.as_signature(link)
             if link_sig is None:
                 continue
             found = getattr(visitor, hook)(link_sig, **current) or {} if visitor is not None else None
@@ -189,6 +189,11 @@ class Stampable:
     def stamp_links(self, visitor: StampingVisitor | None = None, append_stamps: bool = False,
                     **headers: Any) -> None:
         stamp_links(self, visitor, append_stamps, **headers)
+
+    def as_signature(self, value: Any) -> Any:
+        """``value`` (a link kept as a dict or a signature) as a signature of this one's app. The canvas classes
+        give it (``canvas.maybe_signature``): stamping sits below canvas and must not import it."""
+        raise NotImplementedError
 
 
 # --- sending and receiving --------------------------------------------------------------------------------------
@@ -263,8 +268,6 @@ def revoke_entries(headers: dict[str, Any]) -> list[str]:
 async def arevoke_by_stamped_headers(app: CeleryApp, headers: dict[str, Any]) -> None:
     """Revoke every task (queued now or sent later, on every worker) stamped with one of these values: Celery's
     ``control.revoke_by_stamped_headers``. A task already running is not stopped."""
-    from asyncq.compat import store
-
     await store.add_revoked(app, revoke_entries(headers), int(time.time() * 1000))
 
 
@@ -275,8 +278,6 @@ async def revoked_stamp(app: CeleryApp, request: Any) -> dict[str, Any] | None:
     stamps = getattr(request, "stamps", None)
     if not stamps:
         return None
-    from asyncq.compat import store
-
     for name, value in stamps.items():
         for v in _values(value):
             if await store.is_revoked(app, revoke_entry(name, v)):
