@@ -258,6 +258,7 @@ def test_celery_canvas_odds_and_ends(app: Celery) -> None:
     add, tsum = app.tasks["nested.add"], app.tasks["nested.tsum"]
     # Signature.from_dict rebuilds the canvas type; a chain's id is the one it was frozen with
     assert isinstance(Signature.from_dict(dict(chain(add.s(1), add.s(2)))), chain)
+    assert add.si(1, 2).name == "nested.add"
     last = add.s(2).set(task_id="42")
     c = add.s(4) | last
     assert c.id is None

@@ -84,6 +84,11 @@ class Signature(Stampable, dict[str, Any]):  # stamp()/stamp_links(): stamping.p
         return self["task"]
 
     @property
+    def name(self) -> Any:
+        """The task's name (Celery's ``sig.name``)."""
+        return self["task"]
+
+    @property
     def args(self) -> tuple[Any, ...]:
         return tuple(self["args"])
 
