@@ -300,6 +300,7 @@ def test_get_raises_the_first_failed_parent_through_group_parents(celery_app: Ce
         header = GroupResult("g", [add.delay(1, 1), boom.delay("header member")], app=celery_app)
         body = boom.delay("later step")
         body.parent = header  # a chord's result: the header's GroupResult is its parent, as in Celery
+        header.join(timeout=10, propagate=False)  # both failures exist (as in a chord): which one get() raises
         with pytest.raises(ValueError, match="header member"):  # the root-most failure, not the body's own
             body.get(timeout=10)
         fine = add.delay(2, 2)
