@@ -45,4 +45,5 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         message = lines[0][1:].strip()[:200] if lines and lines[0].startswith("E ") else (lines or [""])[0][:200]
     with open(path, "a") as out:
         out.write(json.dumps({"id": report.nodeid.removeprefix("t/integration/"), "when": report.when,
-                              "outcome": report.outcome, "message": message}) + "\n")
+                              "outcome": report.outcome, "message": message,
+                              "seconds": round(report.duration, 2)}) + "\n")
