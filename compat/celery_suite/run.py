@@ -115,10 +115,12 @@ def run_column(column: str, root: Path, base: str, targets: list[str], xml_path:
     else:
         plugins += ["-p", "compat.celery_suite.asyncq_plugin", "-p", "asyncq.compat.contrib.pytest"]
     deselect = [a for n in NOT_APPLICABLE_TESTS for a in ("--deselect", f"t/integration/{n}")]
+    # --tb=native: pytest's own traceback format parses the (huge) test file with ast, which trips CPython 3.11.7's
+    # "AST constructor recursion depth mismatch" and ended whole runs with an INTERNALERROR
     cmd = [sys.executable, "-m", "pytest", *targets, *plugins, *deselect, "-c", str(HERE / "pytest.ini"),
            "--rootdir", str(root), "--confcutdir", str(root), "-p", "no:cacheprovider", "-p", "no:randomly",
            "--continue-on-collection-errors",
-           "-q", "-rN", f"--junitxml={xml_path}", "-o", "junit_family=xunit2", "--durations=10"]
+           "-q", "-rN", "--tb=native", f"--junitxml={xml_path}", "-o", "junit_family=xunit2", "--durations=10"]
     started = time.monotonic()
     with open(log_path, "w") as log:
         code = subprocess.run(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
