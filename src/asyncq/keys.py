@@ -63,7 +63,8 @@ STATS_MINUTE_TTL: Final = 7200  # seconds a per-minute stats hash is kept (the c
 # --- the Celery compatibility layer (asyncq.compat) ------------------------------------------------------
 CELERY_STATE_PREFIX: Final = "asyncq:celery:state:"  # STRING per job: a state set by update_state (JSON)
 CELERY_REVOKED: Final = "asyncq:celery:revoked"  # ZSET: revoked task id -> ms (persistent revokes)
-CELERY_CHORD_PREFIX: Final = "asyncq:celery:chord:"  # HASH per chord: header index -> result; "<key>:fired" guard
+CELERY_CHORD_PREFIX: Final = "asyncq:celery:chord:"  # HASH per chord: header index -> result; "<key>:fired" guard,
+#   "<key>:size" (a header given as a generator: its size once known), "<key>:grown" (members add_to_chord added)
 CELERY_GROUP_PREFIX: Final = "asyncq:celery:group:"  # STRING per saved GroupResult: JSON list of ids
 CELERY_RETRIES_PREFIX: Final = "asyncq:celery:retries:"  # STRING per job: self.retry() calls so far (1 day)
 ROUTER_RULES: Final = "asyncq:router:rules"  # HASH: task name or glob -> celery | asyncq | N% (compat/router.py)
