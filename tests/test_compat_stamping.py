@@ -205,3 +205,25 @@ def test_a_task_carrying_a_revoked_stamp_value_is_revoked(app: Celery, tasks: di
         assert free.delay().get(timeout=10) == [["monitoring_id"], {"monitoring_id": "ok"}]
     with pytest.raises(TypeError, match="dict of stamp name"):
         stamping.revoke_entries(["monitoring_id"])  # type: ignore[arg-type]
+
+
+def test_task_received_is_sent_in_the_worker_with_stamps_and_nesting(app: Celery, tasks: dict[str, Any]) -> None:
+    """Celery sends task_received when the worker gets a message; asyncq sends it in the worker just before the
+    task runs (claims happen only into a free slot). Receivers see the request's stamps and nesting level."""
+    seen: list[tuple[str, Any, int]] = []
+
+    def received(request: Any = None, **_: Any) -> None:
+        seen.append((request.task, request.stamps, request.replaced_task_nesting))
+
+    signals.task_received.connect(received)
+    try:
+        sig = tasks["stamps"].s()
+        sig.stamp(monitoring="m2")
+        with ThreadWorker(app):
+            sig.delay().get(timeout=10)
+            tasks["replaced"].delay().get(timeout=10)
+    finally:
+        signals.task_received.disconnect(received)
+    assert ("s.stamps", {"monitoring": "m2"}, 0) in seen
+    assert ("s.replaced", None, 0) in seen
+    assert [n for name, _, n in seen if name == "s.stamps" and n > 0] == [1]  # the replacement, one level down

@@ -88,7 +88,7 @@ async def other(x):
     return await add.apply_async((1, 2), countdown=3, queue="q", mandatory=True, retry=True)
 
 
-@signals.task_received.connect
+@signals.worker_process_init.connect
 def on_received(**kw): ...
 
 
@@ -166,7 +166,7 @@ def test_text_output_lists_tasks_findings_and_the_broken_file(celery_project: Pa
     assert proc.returncode == 1, proc.stderr
     out = proc.stdout
     for expected in ("proj.tasks.add", "proj.legacy_class", "@shared_task", "amqp:// raises ImproperlyConfigured",
-                     "self.retry(args=)", "app.register_task()", "signal task_received",
+                     "self.retry(args=)", "app.register_task()", "signal worker_process_init",
                      "proj/broken.py: does not parse", "exit 1"):
         assert expected in out, expected
 
@@ -206,7 +206,7 @@ def test_exit_codes_and_fail_on(celery_project: Path, tmp_path: Path) -> None:
 def test_show_hides_lower_verdicts(celery_project: Path) -> None:
     proc = run_cli(celery_project, "proj", "--show", "unsupported", "--exclude", "broken.py")
     assert "not shown" in proc.stdout and "signal task_prerun" not in proc.stdout
-    assert "broken.py" not in proc.stdout and "signal task_received" in proc.stdout
+    assert "broken.py" not in proc.stdout and "signal worker_process_init" in proc.stdout
 
 
 # --- the scanner -----------------------------------------------------------------------------------------------------
@@ -253,7 +253,7 @@ def test_calls_canvas_control_and_signals(celery_project: Path) -> None:
     assert verdicts(report, "inspect().revoked()") == {"supported"}
     assert verdicts(report, "inspect().memdump()") == {"unsupported"}
     assert verdicts(report, "signal task_prerun") == {"change"}  # real Celery's signal: `from celery import signals`
-    assert verdicts(report, "signal task_received") == {"unsupported"}
+    assert verdicts(report, "signal worker_process_init") == {"unsupported"}
     sent = "on_after_configure" in rules.signals_sent()
     assert verdicts(report, "app.on_after_configure.connect") == {"supported" if sent else "unsupported"}
     assert verdicts(report, "@task(pydantic=)") == {"supported"}

@@ -258,6 +258,9 @@ async def execute(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     base = int(job.headers.get("celery", {}).get("retries") or 0)  # retries before a Celery message got here
     retried = await store.retries(app, job.job_id) if job.job_try > 1 else 0
     request = _request(task, args, kwargs, base + retried)
+    # Celery sends task_received from its consumer when the message arrives; asyncq's worker claims a job only
+    # into a free slot, so "received" and "about to run" are the same moment: sent here, in the worker process
+    signals.task_received.send(sender=None, request=request)
     lost = job.recoveries  # runs cut short by a lost worker (the core counts them apart from tries)
     if lost > MAX_WORKER_LOSSES:
         gone = WorkerLostError(f"the worker running {task.name}[{job.job_id}] was lost {lost} times "
