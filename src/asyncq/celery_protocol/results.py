@@ -125,7 +125,7 @@ async def write_meta(client: Redis, task_id: str, document: bytes, ttl: int) -> 
         store = client.scripts.celery_store
     elif (store := _store_scripts.get(client)) is None:
         store = _store_scripts[client] = client.register_script(script_source("celery_store"))
-    return bool(await store(args=[meta_key(task_id), document, max(1, ttl) if ttl else 0]))
+    return bool(await store(keys=[meta_key(task_id)], args=[document, max(1, ttl) if ttl else 0]))
 
 
 async def forget_meta(client: Redis, task_id: str) -> None:
