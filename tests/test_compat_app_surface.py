@@ -456,3 +456,14 @@ def test_control_purge_discards_waiting_tasks_only(celery_app: Celery) -> None:
         scheduled = celery_app.control.inspect().scheduled() or {}
         assert [e["request"]["id"] for jobs in scheduled.values() for e in jobs] == [later.id]  # it stays
     later.revoke()
+
+
+def test_a_task_object_has_its_functions_name() -> None:
+    """Celery's task objects answer ``__name__`` (pytest ids of parametrized tests, decorators, logs use it)."""
+    app = Celery("named", broker="redis://127.0.0.1:1/0")
+
+    @app.task
+    def send_welcome(user_id: int) -> None: ...
+
+    assert send_welcome.__name__ == "send_welcome"
+    assert type(send_welcome).__name__ == "send_welcome"

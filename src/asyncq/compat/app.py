@@ -267,8 +267,10 @@ class Celery:
         if opts.get("rate_limit"):
             parse_rate(opts["rate_limit"])  # a typo fails at import, not on every job
         body = fun if bind else staticmethod(fun)
+        # __name__ on the task object, as Celery's task proxies have it (pytest names a parametrized test by it:
+        # test_x[errback_old_style], not test_x[errback_task0])
         attrs = {"run": body, "name": name, "_app": self, "__doc__": fun.__doc__, "__module__": fun.__module__,
-                 "__wrapped__": fun, **opts}
+                 "__name__": fun.__name__, "__wrapped__": fun, **opts}
         cls = type(fun.__name__, (base,), attrs)
         task: _Task = cls()
         self.tasks[name] = task
