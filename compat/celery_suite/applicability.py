@@ -61,6 +61,8 @@ NOT_APPLICABLE_TESTS: dict[str, str] = {
     "test_tasks.py::test_task_redis_result_backend::test_asyncresult_forget_cancels_subscription": _SUBSCRIPTIONS,
     "test_tasks.py::test_task_redis_result_backend::test_asyncresult_get_cancels_subscription": _SUBSCRIPTIONS,
     "test_canvas.py::test_chord::test_redis_subscribed_channels_leak": _SUBSCRIPTIONS,
+    "test_canvas.py::test_chord::test_simple_chord_with_a_delay_in_group_save": "Celery internals: monkeypatches "
+        "the key-value result backend's chord counter (BaseKeyValueStoreBackend._apply_chord_incr)",
     "test_tasks.py::test_task_replacement::test_replaced_task_nesting_level_0": _IN_PROCESS,
     "test_tasks.py::test_task_replacement::test_replaced_task_nesting_level_1": _IN_PROCESS,
     "test_tasks.py::test_task_replacement::test_replaced_task_nesting_chain": _IN_PROCESS,
