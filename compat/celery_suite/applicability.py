@@ -38,7 +38,7 @@ NOT_APPLICABLE_FILES = {
 }
 
 _SUBSCRIPTIONS = (
-    "Celery internals: which pub/sub channels Celery's Redis result backend holds (one `celery-task- "
+    "Celery internals: which pub/sub channels Celery's Redis result backend holds (one `celery-task-"
     "meta-<id>` per task sent, read with PUBSUB CHANNELS); asyncq wakes waiters through one channel per "
     "process and has no per-task subscription to cancel"
 )
