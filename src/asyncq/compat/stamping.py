@@ -120,23 +120,14 @@ def _unique(names: Iterable[str]) -> list[str]:
 def stamp(sig: Any, visitor: StampingVisitor | None = None, append_stamps: bool = False, **headers: Any) -> Any:
     """Stamp ``sig`` and everything in it (``Signature.stamp``); returns ``sig``."""
     kind = sig.get("subtask_type")
-    if kind == "chain":
-        found = visitor.on_chain_start(sig, **headers) or {} if visitor is not None else None
+    if kind in ("chain", "group"):  # the visitor's on_chain_start/_end or on_group_start/_end around the members
+        found = getattr(visitor, f"on_{kind}_start")(sig, **headers) or {} if visitor is not None else None
         headers = collect(sig, found, append_stamps, True, headers)
         stamp_links(sig, visitor, append_stamps, **headers)
         for task in sig.tasks:
             stamp(task, visitor, append_stamps, **headers)
         if visitor is not None:
-            visitor.on_chain_end(sig, **headers)
-        return sig
-    if kind == "group":
-        found = visitor.on_group_start(sig, **headers) or {} if visitor is not None else None
-        headers = collect(sig, found, append_stamps, True, headers)
-        stamp_links(sig, visitor, append_stamps, **headers)
-        for task in sig.tasks:
-            stamp(task, visitor, append_stamps, **headers)
-        if visitor is not None:
-            visitor.on_group_end(sig, **headers)
+            getattr(visitor, f"on_{kind}_end")(sig, **headers)
         return sig
     if kind == "chord" and hasattr(sig, "header"):
         found = visitor.on_chord_header_start(sig, **headers) or {} if visitor is not None else None
